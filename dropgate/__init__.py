@@ -1,0 +1,3 @@
+"""dropgate: partner file drops in, productId-keyed state events out."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,61 @@
+"""Composition root: wires settings to real adapters (boto3, confluent-kafka, DynamoDB).
+
+Built once per process and reused by warm Lambda invocations; tests and the CLI build their own
+with :func:`build_ingestor` so nothing global leaks between them.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+from dropgate.config import Settings
+from dropgate.ledger import DynamoLedger, Ledger, NullLedger
+from dropgate.partners import PartnerDirectory
+from dropgate.pipeline import Ingestor
+from dropgate.publisher import KafkaPublisher
+from dropgate.storage import LocalFileStore, ObjectStore, S3ObjectStore
+
+
+def aws_client(service: str) -> Any:
+    """A boto3 client; ``AWS_ENDPOINT_URL`` (moto locally) and the region come from the environment."""
+    import boto3
+
+    return boto3.session.Session().client(service)
+
+
+def build_publisher(settings: Settings) -> KafkaPublisher:
+    return KafkaPublisher(
+        settings.kafka_config(),
+        settings.topic,
+        delivery_timeout_ms=settings.delivery_timeout_ms,
+        linger_ms=settings.linger_ms,
+        compression=settings.compression,
+        create_topic=settings.create_topic,
+        partitions=settings.topic_partitions,
+        replication_factor=settings.topic_replication_factor,
+    )
+
+
+def build_ingestor(settings: Settings, *, local: bool = False, publish: bool = True) -> Ingestor:
+    """An ingestor for S3 objects (with the DynamoDB ledger) or for local files (no AWS at all)."""
+    store: ObjectStore
+    ledger: Ledger
+    if local:
+        store, ledger = LocalFileStore(), NullLedger()
+    else:
+        store = S3ObjectStore(aws_client("s3"))
+        ledger = DynamoLedger(aws_client("dynamodb"), settings.ledger_table)
+    return Ingestor(
+        store=store,
+        sink=build_publisher(settings) if publish else None,
+        ledger=ledger,
+        partners=PartnerDirectory.load(settings.partners),
+        settings=settings,
+    )
+
+
+@lru_cache(maxsize=1)
+def lambda_ingestor() -> Ingestor:
+    """The process-wide ingestor of the Lambda handlers (settings read once, at cold start)."""
+    return build_ingestor(Settings())

@@ -1,0 +1,62 @@
+"""Deployment settings, from the environment (pydantic-settings).
+
+Everything dropgate reads from the environment is declared here, so the template, the README
+and a test can all check against one list. AWS endpoints are boto3's own business
+(``AWS_ENDPOINT_URL``, ``AWS_REGION``), which is how moto is reached locally.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+#: Any ``DROPGATE_KAFKA_<PROPERTY>`` variable is passed to librdkafka as ``<property>`` with
+#: underscores turned into dots, e.g. ``DROPGATE_KAFKA_SECURITY_PROTOCOL=SASL_SSL`` →
+#: ``security.protocol``; that is how MSK or Confluent Cloud are reached without code changes.
+KAFKA_PASSTHROUGH_PREFIX = "DROPGATE_KAFKA_"
+
+_REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def default_partners_path() -> str:
+    """``partners.yaml`` in the working directory, else the one shipped beside the code."""
+    local = Path("partners.yaml")
+    return str(local if local.exists() else _REPO_ROOT / "partners.yaml")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="DROPGATE_", extra="ignore", populate_by_name=True)
+
+    kafka_bootstrap_servers: str = Field(
+        default="localhost:9092",
+        validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS", "kafka_bootstrap_servers"),
+    )
+    topic: str = "inventory.product-state.v1"
+    #: Create the topic (compacted) when it is missing; turn off where the platform team owns topics.
+    create_topic: bool = True
+    topic_partitions: int = Field(default=3, ge=1)
+    topic_replication_factor: int = Field(default=-1, description="-1: the broker's default")
+    bucket: str | None = None
+    ledger_table: str = "dropgate-ledger"
+    partners: str = Field(default_factory=default_partners_path)
+    #: Must stay below the function timeout so an unacknowledged event fails the invocation
+    #: (and the file is retried) instead of Lambda killing it mid-flight.
+    delivery_timeout_ms: int = Field(default=120_000, ge=1_000)
+    linger_ms: int = Field(default=20, ge=0)
+    compression: str = "lz4"
+    max_object_bytes: int = Field(default=2 * 1024**3, ge=1)
+    max_decompressed_bytes: int = Field(default=4 * 1024**3, ge=1)
+    #: Problems kept in full per file; the total is always counted.
+    max_problems: int = Field(default=1_000, ge=1)
+    spool_dir: str | None = None
+
+    def kafka_config(self) -> dict[str, str]:
+        """librdkafka settings shared by the producer and the admin client."""
+        config = {"bootstrap.servers": self.kafka_bootstrap_servers}
+        for name, value in os.environ.items():
+            if name.startswith(KAFKA_PASSTHROUGH_PREFIX) and len(name) > len(KAFKA_PASSTHROUGH_PREFIX):
+                config[name[len(KAFKA_PASSTHROUGH_PREFIX) :].lower().replace("_", ".")] = value
+        return config

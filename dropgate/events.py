@@ -1,0 +1,180 @@
+"""Event contract v1: ``inventory.product-state.v1``.
+
+The pydantic model is the contract: it validates every record before anything is published,
+and the JSON Schema in ``schemas/`` is generated from it (a test fails if they drift).
+
+Values are serialized deterministically: a fixed field order, no wall-clock time, no floats
+(amounts are decimal strings), so the same file through the same parser version gives
+byte-identical values, and a republish changes nothing downstream.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator, model_validator
+
+SCHEMA_NAME = "inventory.product-state.v1"
+SCHEMA_VERSION = 1
+CONTENT_TYPE = "application/json"
+
+
+class Availability(StrEnum):
+    in_stock = "in_stock"
+    out_of_stock = "out_of_stock"
+    preorder = "preorder"
+    backorder = "backorder"
+    discontinued = "discontinued"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=False)
+
+
+class Price(_Strict):
+    amount: str = Field(pattern=r"^[0-9]+(\.[0-9]+)?$", description="Decimal string, never a float.")
+    currency: str = Field(pattern=r"^[A-Z]{3}$", description="ISO 4217 code.")
+
+
+class Location(_Strict):
+    locationId: str = Field(min_length=1)
+    quantity: int = Field(ge=0)
+
+
+class Source(_Strict):
+    """Lineage: which file and which record produced this state."""
+
+    bucket: str | None
+    key: str
+    versionId: str | None
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    record: int = Field(ge=1, description="1-based position of the product in the file.")
+
+
+class ParserRef(_Strict):
+    name: str
+    version: str
+
+
+class ProductState(_Strict):
+    """The whole current inventory state of one product (not a delta)."""
+
+    schemaVersion: Literal[1] = SCHEMA_VERSION
+    productId: str = Field(min_length=1)
+    partnerId: str = Field(min_length=1)
+    sku: str | None = None
+    name: str | None = None
+    quantity: int | None = Field(default=None, ge=0)
+    availability: Availability
+    price: Price | None = None
+    locations: list[Location] = Field(default_factory=list)
+    asOf: datetime = Field(description="The partner's snapshot time in UTC, else the object's upload time.")
+    source: Source
+    parser: ParserRef
+
+    @field_validator("productId")
+    @classmethod
+    def _stripped(cls, value: str) -> str:
+        if value != value.strip():
+            raise ValueError("productId must not have surrounding whitespace")
+        return value
+
+    @field_validator("asOf")
+    @classmethod
+    def _utc(cls, value: datetime) -> datetime:
+        if value.tzinfo is None:
+            raise ValueError("asOf must carry a timezone")
+        return value.astimezone(UTC)
+
+    @field_serializer("asOf")
+    def _iso_z(self, value: datetime) -> str:
+        return format_timestamp(value)
+
+    @model_validator(mode="after")
+    def _locations_consistent(self) -> ProductState:
+        ids = [loc.locationId for loc in self.locations]
+        if ids != sorted(set(ids)):
+            raise ValueError("locations must be unique and sorted by locationId")
+        if self.locations and self.quantity is not None:
+            total = sum(loc.quantity for loc in self.locations)
+            if total != self.quantity:
+                raise ValueError(f"quantity {self.quantity} does not equal the sum of locations {total}")
+        return self
+
+
+def format_timestamp(value: datetime) -> str:
+    """ISO 8601 in UTC with a ``Z``; sub-second digits only when the partner sent them."""
+    text = value.astimezone(UTC).isoformat()
+    return text.removesuffix("+00:00") + "Z"
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema of an event value, as checked into ``schemas/``."""
+    schema = ProductState.model_json_schema()
+    schema["$id"] = f"urn:dropgate:schema:{SCHEMA_NAME}"
+    schema["title"] = SCHEMA_NAME
+    return schema
+
+
+def render_key(template: str, *, product_id: str, partner_id: str) -> bytes:
+    """The Kafka key: ``{productId}`` by default, ``{partnerId}:{productId}`` where ids collide."""
+    return template.format(productId=product_id, partnerId=partner_id).encode()
+
+
+class SplitValue:
+    """A serialized value with a hole where the file's sha256 goes.
+
+    The sha256 of the whole file is only known once the last byte has been read, but values are
+    built (and spooled) while streaming. Serializing ``source.sha256`` last inside a fixed layout
+    lets the publisher fill it in without re-serializing: ``head + sha256 + tail``.
+    """
+
+    __slots__ = ("head", "tail")
+
+    def __init__(self, head: bytes, tail: bytes) -> None:
+        self.head = head
+        self.tail = tail
+
+    def complete(self, sha256: str) -> bytes:
+        return self.head + sha256.encode() + self.tail
+
+
+_PLACEHOLDER_SHA = "0" * 64
+
+
+def serialize(state: ProductState) -> SplitValue:
+    """Deterministic JSON of a validated state, split around ``source.sha256``."""
+    body = state.model_dump(mode="json", exclude={"source", "parser"})
+    source = state.source
+    head = (
+        orjson.dumps(body)[:-1]
+        + b',"source":'
+        + orjson.dumps({"bucket": source.bucket, "key": source.key, "versionId": source.versionId})[:-1]
+        + b',"sha256":"'
+    )
+    tail = (
+        b'","record":'
+        + str(source.record).encode()
+        + b'},"parser":'
+        + orjson.dumps({"name": state.parser.name, "version": state.parser.version})
+        + b"}"
+    )
+    return SplitValue(head, tail)
+
+
+def placeholder_sha() -> str:
+    """A syntactically valid sha256 for validating a state before the file's hash is known."""
+    return _PLACEHOLDER_SHA
+
+
+def event_id(key: bytes, value: bytes | None) -> str:
+    """``event-id`` header: sha256 over key and value, so identical states share an id."""
+    digest = hashlib.sha256(key)
+    digest.update(b"\x00")
+    if value is not None:
+        digest.update(value)
+    return digest.hexdigest()

@@ -1,0 +1,245 @@
+"""The ledger: one row per object version, the record of what became of every file.
+
+It is the idempotency record (a duplicate S3 notification for a version already published with
+the same parser version does no work) and what ``dropgate status`` reads. A file is only ever
+marked ``published`` after the broker acknowledged every one of its events.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal, Protocol
+
+from dropgate.storage import ObjectRef
+
+Status = Literal["received", "published", "quarantined", "ignored"]
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass(slots=True)
+class Attempt:
+    trigger: str
+    parser: str
+    outcome: str
+    events: int = 0
+    invalid: int = 0
+    seconds: float = 0.0
+    error: str | None = None
+    at: str = field(default_factory=_now)
+
+    def as_item(self) -> dict[str, Any]:
+        item: dict[str, Any] = {
+            "at": self.at,
+            "trigger": self.trigger,
+            "parser": self.parser,
+            "outcome": self.outcome,
+            "events": self.events,
+            "invalid": self.invalid,
+            "seconds": str(round(self.seconds, 3)),
+        }
+        if self.error:
+            item["error"] = self.error[:1000]
+        return item
+
+
+@dataclass(slots=True)
+class LedgerEntry:
+    bucket: str
+    key: str
+    version: str
+    status: Status
+    partner: str | None = None
+    parser_name: str | None = None
+    parser_version: str | None = None
+    event_count: int = 0
+    tombstones: int = 0
+    problem_count: int = 0
+    sha256: str | None = None
+    size: int | None = None
+    reason: str | None = None
+    updated_at: str = field(default_factory=_now)
+    attempts: list[dict[str, Any]] = field(default_factory=list)
+
+
+def version_of(ref: ObjectRef) -> str:
+    """The ledger's sort key: S3's version id, or ``null`` as S3 itself says for unversioned."""
+    return ref.version_id or "null"
+
+
+class Ledger(Protocol):
+    def get(self, ref: ObjectRef) -> LedgerEntry | None: ...
+
+    def begin(self, ref: ObjectRef, partner: str | None) -> None: ...
+
+    def record(self, ref: ObjectRef, entry: LedgerEntry, attempt: Attempt) -> None: ...
+
+
+class NullLedger:
+    """No ledger: local-file ingest and ``inspect`` keep no history."""
+
+    def get(self, ref: ObjectRef) -> LedgerEntry | None:
+        return None
+
+    def begin(self, ref: ObjectRef, partner: str | None) -> None:
+        return None
+
+    def record(self, ref: ObjectRef, entry: LedgerEntry, attempt: Attempt) -> None:
+        return None
+
+
+class DynamoLedger:
+    """The ledger in DynamoDB: partition key ``pk`` = ``s3://bucket/key``, sort key ``version``."""
+
+    def __init__(self, client: Any, table: str) -> None:
+        self._client = client
+        self._table = table
+
+    @staticmethod
+    def key_of(ref: ObjectRef) -> dict[str, Any]:
+        return {"pk": {"S": ref.uri}, "version": {"S": version_of(ref)}}
+
+    def get(self, ref: ObjectRef) -> LedgerEntry | None:
+        response = self._client.get_item(TableName=self._table, Key=self.key_of(ref), ConsistentRead=True)
+        item = response.get("Item")
+        return _entry_from_item(item) if item else None
+
+    def begin(self, ref: ObjectRef, partner: str | None) -> None:
+        """Record that a version was received (kept as is if it already has a status)."""
+        update = _Update()
+        update.set_if_absent("status", {"S": "received"})
+        update.set("updatedAt", {"S": _now()})
+        if ref.bucket is not None:
+            update.set("bucket", {"S": ref.bucket})
+            update.set("objectKey", {"S": ref.key})
+        if partner:
+            update.set_if_absent("partner", {"S": partner})
+        self._client.update_item(TableName=self._table, Key=self.key_of(ref), **update.build())
+
+    def history(self, ref: ObjectRef) -> list[LedgerEntry]:
+        """Every recorded version of one key, newest update first."""
+        response = self._client.query(
+            TableName=self._table,
+            KeyConditionExpression="pk = :pk",
+            ExpressionAttributeValues={":pk": {"S": ref.uri}},
+            ConsistentRead=True,
+        )
+        entries = [_entry_from_item(item) for item in response.get("Items", [])]
+        return sorted(entries, key=lambda e: e.updated_at, reverse=True)
+
+    def record(self, ref: ObjectRef, entry: LedgerEntry, attempt: Attempt) -> None:
+        update = _Update()
+        update.set("status", {"S": entry.status})
+        update.set("updatedAt", {"S": entry.updated_at})
+        update.set("eventCount", {"N": str(entry.event_count)})
+        update.set("tombstones", {"N": str(entry.tombstones)})
+        update.set("problemCount", {"N": str(entry.problem_count)})
+        update.append("attempts", {"M": _to_attr_map(attempt.as_item())})
+        optional = {
+            "partner": entry.partner,
+            "parserName": entry.parser_name,
+            "parserVersion": entry.parser_version,
+            "sha256": entry.sha256,
+            "reason": entry.reason,
+            "bucket": entry.bucket or None,
+            "objectKey": entry.key,
+        }
+        for name, value in optional.items():
+            if value is not None:
+                update.set(name, {"S": value})
+        if entry.size is not None:
+            update.set("objectSize", {"N": str(entry.size)})
+        self._client.update_item(TableName=self._table, Key=self.key_of(ref), **update.build())
+
+
+class _Update:
+    """Builds a DynamoDB ``SET`` expression with every attribute name aliased (``bucket``,
+    ``status`` and many ordinary words are reserved)."""
+
+    def __init__(self) -> None:
+        self._clauses: list[str] = []
+        self._names: dict[str, str] = {}
+        self._values: dict[str, Any] = {}
+
+    def _alias(self, name: str, value: Any) -> tuple[str, str]:
+        index = len(self._names)
+        self._names[f"#n{index}"] = name
+        self._values[f":v{index}"] = value
+        return f"#n{index}", f":v{index}"
+
+    def set(self, name: str, value: Any) -> None:
+        n, v = self._alias(name, value)
+        self._clauses.append(f"{n} = {v}")
+
+    def set_if_absent(self, name: str, value: Any) -> None:
+        n, v = self._alias(name, value)
+        self._clauses.append(f"{n} = if_not_exists({n}, {v})")
+
+    def append(self, name: str, item: Any) -> None:
+        n, v = self._alias(name, {"L": [item]})
+        self._values[":empty"] = {"L": []}
+        self._clauses.append(f"{n} = list_append(if_not_exists({n}, :empty), {v})")
+
+    def build(self) -> dict[str, Any]:
+        return {
+            "UpdateExpression": "SET " + ", ".join(self._clauses),
+            "ExpressionAttributeNames": self._names,
+            "ExpressionAttributeValues": self._values,
+        }
+
+
+def _to_attr_map(data: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, value in data.items():
+        if isinstance(value, bool):
+            out[name] = {"BOOL": value}
+        elif isinstance(value, int | float):
+            out[name] = {"N": str(value)}
+        elif value is None:
+            out[name] = {"NULL": True}
+        else:
+            out[name] = {"S": str(value)}
+    return out
+
+
+def _from_attr(value: dict[str, Any]) -> Any:
+    (kind, inner), = value.items()
+    if kind == "S":
+        return inner
+    if kind == "N":
+        return int(inner) if inner.lstrip("-").isdigit() else float(inner)
+    if kind == "BOOL":
+        return bool(inner)
+    if kind == "NULL":
+        return None
+    if kind == "L":
+        return [_from_attr(v) for v in inner]
+    if kind == "M":
+        return {k: _from_attr(v) for k, v in inner.items()}
+    return inner
+
+
+def _entry_from_item(item: dict[str, Any]) -> LedgerEntry:
+    data = {name: _from_attr(value) for name, value in item.items()}
+    pk: str = data["pk"]
+    bucket, _, key = pk.removeprefix("s3://").partition("/")
+    return LedgerEntry(
+        bucket=bucket,
+        key=key,
+        version=data["version"],
+        status=data["status"],
+        partner=data.get("partner"),
+        parser_name=data.get("parserName"),
+        parser_version=data.get("parserVersion"),
+        event_count=data.get("eventCount", 0),
+        tombstones=data.get("tombstones", 0),
+        problem_count=data.get("problemCount", 0),
+        sha256=data.get("sha256"),
+        size=data.get("objectSize"),
+        reason=data.get("reason"),
+        updated_at=data.get("updatedAt", ""),
+        attempts=data.get("attempts", []),
+    )

@@ -1,0 +1,407 @@
+"""The one path: object → claim → stream → parser → records → events → publish → outcome.
+
+This is the core every trigger shares (S3 notification, SQS, EventBridge, the CLI). It knows
+nothing of trigger shapes and nothing of a format's XML; it owns the rules that protect the
+state-event properties:
+
+- one file, one outcome: *published* (every event acknowledged) or *quarantined*;
+- under the ``strict`` policy the whole file is parsed and validated, into an on-disk spool,
+  before the first event is produced, so a bad record late in a file publishes nothing;
+- a file is never recorded as published before the broker acknowledged every event.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal, Protocol
+
+from pydantic import ValidationError
+
+from dropgate import events
+from dropgate.byte_streams import Payload
+from dropgate.config import Settings
+from dropgate.events import ProductState, SplitValue
+from dropgate.ledger import Attempt, Ledger, LedgerEntry
+from dropgate.partners import Partner, PartnerDirectory
+from dropgate.publisher import OutMessage, PublishReport
+from dropgate.spool import EventSpool
+from dropgate.storage import ObjectMeta, ObjectRef, ObjectStore
+from parsers import get_parser
+from parsers.base import Document, InputRejected, Parser, Problem, Record, truncate
+
+#: Problems that make a file unusable as a whole, whatever the partner's policy.
+FATAL_KINDS = frozenset({"xml_syntax", "unknown_format", "encoding", "security_limit", "empty"})
+DEFAULT_FORMAT = "generic"
+
+Status = Literal["published", "quarantined", "duplicate", "ignored"]
+
+
+class EventSink(Protocol):
+    topic: str
+
+    def publish(self, messages: Iterator[OutMessage], *, deadline: float | None = None) -> PublishReport: ...
+
+
+@dataclass(slots=True)
+class Prepared:
+    """A file parsed and validated into a spool, not yet published."""
+
+    ref: ObjectRef
+    meta: ObjectMeta
+    partner: Partner | None
+    partner_id: str | None
+    parser: Parser
+    spool: EventSpool
+    sha256: str
+    size: int
+    problems: list[Problem] = field(default_factory=list)
+    problem_count: int = 0
+    records: int = 0
+
+    @property
+    def fatal(self) -> bool:
+        return any(p.kind in FATAL_KINDS for p in self.problems)
+
+    @property
+    def parser_label(self) -> str:
+        return f"{self.parser.name}/{self.parser.version}"
+
+    def messages(self, *, ingested_at: str | None = None) -> Iterator[OutMessage]:
+        """The spooled events as Kafka messages with the contract's headers."""
+        stamp = (ingested_at or events.format_timestamp(datetime.now(UTC))).encode()
+        source = str(self.ref).encode()
+        parser = self.parser_label.encode()
+        schema = events.SCHEMA_NAME.encode()
+        content_type = events.CONTENT_TYPE.encode()
+        for key, value, _record in self.spool.replay(self.sha256):
+            headers = [
+                ("event-id", events.event_id(key, value).encode()),
+                ("content-type", content_type),
+                ("schema", schema),
+                ("source-object", source),
+                ("parser-version", parser),
+                ("ingested-at", stamp),
+            ]
+            yield OutMessage(key=key, value=value, headers=headers)
+
+
+@dataclass(slots=True)
+class FileOutcome:
+    ref: ObjectRef
+    status: Status
+    partner: str | None = None
+    parser: str | None = None
+    events: int = 0
+    tombstones: int = 0
+    invalid: int = 0
+    problems: list[Problem] = field(default_factory=list)
+    problem_count: int = 0
+    sha256: str | None = None
+    size: int | None = None
+    seconds: float = 0.0
+    reason: str | None = None
+
+    def summary(self) -> str:
+        parts = [f"{self.status}: {self.ref}", f"partner={self.partner or '-'}", f"parser={self.parser or '-'}"]
+        parts.append(f"events={self.events}")
+        if self.tombstones:
+            parts.append(f"tombstones={self.tombstones}")
+        if self.problem_count:
+            parts.append(f"problems={self.problem_count}")
+        parts.append(f"seconds={self.seconds:.2f}")
+        if self.reason:
+            parts.append(f"reason={self.reason}")
+        return " ".join(parts)
+
+
+class Ingestor:
+    """Runs the one path for one file at a time. Built once per process (see ``dropgate.app``)."""
+
+    def __init__(
+        self,
+        *,
+        store: ObjectStore,
+        sink: EventSink | None,
+        ledger: Ledger,
+        partners: PartnerDirectory,
+        settings: Settings,
+    ) -> None:
+        self.store = store
+        self.sink = sink
+        self.ledger = ledger
+        self.partners = partners
+        self.settings = settings
+
+    # -- routing -------------------------------------------------------------------------------
+    def route(self, ref: ObjectRef, partner_id: str | None) -> Partner | None:
+        if partner_id is not None:
+            return self.partners.get(partner_id)
+        return self.partners.for_key(ref.key)
+
+    # -- parse + validate ----------------------------------------------------------------------
+    def prepare(self, ref: ObjectRef, *, partner_id: str | None = None, meta: ObjectMeta | None = None) -> Prepared:
+        """Parse and validate the whole file into a spool. Publishes nothing. The caller closes
+        ``prepared.spool``."""
+        partner = self.route(ref, partner_id)
+        meta = meta or self.store.head(ref)
+        ref = ref.with_version(meta.version_id)
+        parser = get_parser(partner.format if partner else DEFAULT_FORMAT)
+        spool = EventSpool(self.settings.spool_dir)
+        collector = _Problems(self.settings.max_problems)
+        records = 0
+        with self.store.open(ref, meta) as raw:
+            payload = Payload(
+                raw,
+                max_object_bytes=self.settings.max_object_bytes,
+                max_decompressed_bytes=self.settings.max_decompressed_bytes,
+            )
+            builder = _EventBuilder(ref, meta, partner, self.partners, parser, collector)
+            if payload.empty:
+                collector.add(Problem(kind="empty", message="the file is empty (0 bytes); send the complete file"))
+            else:
+                try:
+                    for item in parser.parse(payload.stream):
+                        if isinstance(item, Record):
+                            records += 1
+                            built = builder.build(item)
+                            if built is not None:
+                                spool.append(built[0], built[1], item.index)
+                        elif isinstance(item, Problem):
+                            collector.add(item)
+                        else:
+                            builder.document(item)
+                except InputRejected as rejected:
+                    collector.add(rejected.problem())
+            try:
+                sha256 = payload.finish()
+            except InputRejected as rejected:  # e.g. the size limit, hit while draining the rest
+                collector.add(rejected.problem())
+                sha256 = payload.hashing.sha256.hexdigest()
+        return Prepared(
+            ref=ref,
+            meta=meta,
+            partner=builder.partner,
+            partner_id=builder.partner.id if builder.partner else builder.declared_partner,
+            parser=parser,
+            spool=spool,
+            sha256=sha256,
+            size=payload.size,
+            problems=collector.kept,
+            problem_count=collector.total,
+            records=records,
+        )
+
+    # -- the whole path ------------------------------------------------------------------------
+    def ingest(
+        self,
+        ref: ObjectRef,
+        *,
+        trigger: str,
+        partner_id: str | None = None,
+        deadline: float | None = None,
+        force: bool = False,
+    ) -> FileOutcome:
+        started = time.monotonic()
+        meta = self.store.head(ref)
+        ref = ref.with_version(meta.version_id)
+        partner = self.route(ref, partner_id)
+        parser = get_parser(partner.format if partner else DEFAULT_FORMAT)
+        if not force:
+            previous = self.ledger.get(ref)
+            if (
+                previous is not None
+                and previous.status in ("published", "quarantined")
+                and previous.parser_name == parser.name
+                and previous.parser_version == parser.version
+            ):
+                return FileOutcome(
+                    ref=ref,
+                    status="duplicate",
+                    partner=previous.partner,
+                    parser=f"{parser.name}/{parser.version}",
+                    events=previous.event_count,
+                    seconds=time.monotonic() - started,
+                    reason=f"already {previous.status} with this parser version",
+                )
+        self.ledger.begin(ref, partner.id if partner else None)
+        prepared = self.prepare(ref, partner_id=partner_id, meta=meta)
+        with prepared.spool:
+            return self._conclude(prepared, trigger=trigger, deadline=deadline, started=started)
+
+    def _conclude(self, prepared: Prepared, *, trigger: str, deadline: float | None, started: float) -> FileOutcome:
+        policy = prepared.partner.policy if prepared.partner else "strict"
+        publish = not prepared.problems or (policy == "skip_invalid" and not prepared.fatal)
+        outcome = FileOutcome(
+            ref=prepared.ref,
+            status="published" if not prepared.problems else "quarantined",
+            partner=prepared.partner_id,
+            parser=prepared.parser_label,
+            problems=prepared.problems,
+            problem_count=prepared.problem_count,
+            invalid=len({p.record for p in prepared.problems if p.record is not None}),
+            sha256=prepared.sha256,
+            size=prepared.size,
+        )
+        if publish and prepared.spool.count:
+            if self.sink is None:
+                raise RuntimeError("no event sink configured")
+            try:
+                report = self.sink.publish(prepared.messages(), deadline=deadline)
+            except Exception as error:
+                self._record(prepared, outcome, trigger, started, status="received", error=str(error))
+                raise
+            outcome.events = report.acknowledged
+            outcome.tombstones = prepared.spool.tombstones
+        if prepared.problems:
+            outcome.reason = f"{prepared.problem_count} problem(s); first: {prepared.problems[0].one_line()}"
+        outcome.seconds = time.monotonic() - started
+        self._record(prepared, outcome, trigger, started, status=outcome.status)
+        return outcome
+
+    def _record(
+        self, prepared: Prepared, outcome: FileOutcome, trigger: str, started: float, *, status: str, error: str | None = None
+    ) -> None:
+        ref = prepared.ref
+        entry = LedgerEntry(
+            bucket=ref.bucket or "",
+            key=ref.key,
+            version=ref.version_id or "null",
+            status=status,  # type: ignore[arg-type]
+            partner=prepared.partner_id,
+            parser_name=prepared.parser.name,
+            parser_version=prepared.parser.version,
+            event_count=outcome.events,
+            tombstones=outcome.tombstones,
+            problem_count=prepared.problem_count,
+            sha256=prepared.sha256,
+            size=prepared.size,
+            reason=error or outcome.reason,
+        )
+        attempt = Attempt(
+            trigger=trigger,
+            parser=prepared.parser_label,
+            outcome="failed" if error else outcome.status,
+            events=outcome.events,
+            invalid=outcome.invalid,
+            seconds=time.monotonic() - started,
+            error=error,
+        )
+        self.ledger.record(ref, entry, attempt)
+
+
+class _Problems:
+    """Keeps the first ``cap`` problems and counts them all."""
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self.kept: list[Problem] = []
+        self.total = 0
+
+    def add(self, problem: Problem) -> None:
+        self.total += 1
+        if len(self.kept) < self.cap:
+            self.kept.append(problem)
+
+
+class _EventBuilder:
+    """Turns parser records into validated, serialized events for one file."""
+
+    def __init__(
+        self,
+        ref: ObjectRef,
+        meta: ObjectMeta,
+        partner: Partner | None,
+        partners: PartnerDirectory,
+        parser: Parser,
+        problems: _Problems,
+    ) -> None:
+        self.ref = ref
+        self.partner = partner
+        self.partners = partners
+        self.declared_partner: str | None = None
+        self.problems = problems
+        self.as_of = meta.last_modified
+        self.parser_ref = {"name": parser.name, "version": parser.version}
+        self.source = {"bucket": ref.bucket, "key": ref.key, "versionId": ref.version_id}
+        self._unknown_partner_reported = False
+
+    def document(self, doc: Document) -> None:
+        if doc.as_of is not None:
+            self.as_of = doc.as_of
+        self.declared_partner = doc.partner
+        if self.partner is not None:
+            if doc.partner is not None and doc.partner != self.partner.id:
+                self.problems.add(
+                    Problem(
+                        kind="validation",
+                        message=(
+                            f"the document says partner '{doc.partner}' but was dropped under "
+                            f"'{self.partner.prefix}', which belongs to partner '{self.partner.id}'; "
+                            "drop it in the right folder or correct the partner attribute"
+                        ),
+                        path=f"/{doc.root}/@partner",
+                        field="partner",
+                        value=truncate(doc.partner),
+                    )
+                )
+            return
+        if doc.partner is not None:
+            try:
+                self.partner = self.partners.get(doc.partner)
+            except ValueError:
+                self.partner = None
+
+    def build(self, record: Record) -> tuple[bytes, SplitValue | None] | None:
+        partner = self.partner
+        if partner is None:
+            if not self._unknown_partner_reported:
+                self._unknown_partner_reported = True
+                prefixes = ", ".join(self.partners.prefixes()) or "none"
+                named = f"names partner '{self.declared_partner}', which is not configured" if self.declared_partner else (
+                    "names no partner"
+                )
+                self.problems.add(
+                    Problem(
+                        kind="validation",
+                        message=(
+                            f"no partner for this file: '{self.ref.key}' is under no partner prefix ({prefixes}) "
+                            f"and the document {named}; add the partner to partners.yaml or drop it under its prefix"
+                        ),
+                        field="partner",
+                        value=truncate(self.declared_partner),
+                    )
+                )
+            return None
+        key = events.render_key(partner.key_template, product_id=record.product_id, partner_id=partner.id)
+        if record.fields is None:
+            return key, None
+        data: dict[str, Any] = {
+            "productId": record.product_id,
+            "partnerId": partner.id,
+            **record.fields,
+            "asOf": self.as_of,
+            "source": {**self.source, "sha256": events.placeholder_sha(), "record": record.index},
+            "parser": self.parser_ref,
+        }
+        try:
+            state = ProductState.model_validate(data)
+        except ValidationError as error:
+            for err in error.errors():
+                loc = ".".join(str(part) for part in err["loc"])
+                self.problems.add(
+                    Problem(
+                        kind="validation",
+                        message=f"{loc or 'product'}: {err['msg']}",
+                        line=record.line,
+                        record=record.index,
+                        product_id=record.product_id,
+                        path=record.path,
+                        field=loc or None,
+                        value=truncate(err.get("input")) if loc else None,
+                    )
+                )
+            return None
+        return key, events.serialize(state)

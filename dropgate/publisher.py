@@ -1,0 +1,227 @@
+"""Publishing state events to Kafka, with every delivery accounted for.
+
+One confluent-kafka producer per process, reused across warm Lambda invocations (connecting
+is the expensive part). The producer is idempotent with ``acks=all``, so a retry inside the
+client never duplicates or reorders a key's events, and ``delivery.timeout.ms`` stays below
+the function's timeout. A file counts as published only when every delivery report came back
+without error; otherwise :class:`PublishError` fails the invocation and the file is retried.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from confluent_kafka import KafkaError, KafkaException, Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+
+Header = tuple[str, bytes]
+
+
+class PublishError(RuntimeError):
+    """Not every event was acknowledged; nothing may be recorded as published."""
+
+
+class TopicError(RuntimeError):
+    """The topic is missing and cannot be created, or the broker cannot be reached."""
+
+
+@dataclass(slots=True)
+class OutMessage:
+    key: bytes
+    value: bytes | None
+    headers: list[Header]
+
+
+@dataclass(slots=True)
+class PublishReport:
+    sent: int
+    acknowledged: int
+    seconds: float
+
+
+class _Deliveries:
+    """Delivery reports of one publish call; never shared between files."""
+
+    __slots__ = ("acknowledged", "first_error", "failed")
+
+    def __init__(self) -> None:
+        self.acknowledged = 0
+        self.failed = 0
+        self.first_error: KafkaError | None = None
+
+    def __call__(self, error: KafkaError | None, _message: Any) -> None:
+        if error is None:
+            self.acknowledged += 1
+        else:
+            self.failed += 1
+            if self.first_error is None:
+                self.first_error = error
+
+
+_PRODUCERS: dict[tuple[tuple[str, str], ...], Producer] = {}
+_TOPICS_READY: set[tuple[str, str]] = set()
+
+
+def producer_config(base: dict[str, str], *, delivery_timeout_ms: int, linger_ms: int, compression: str) -> dict[str, Any]:
+    return {
+        **base,
+        "enable.idempotence": True,
+        "acks": "all",
+        "delivery.timeout.ms": delivery_timeout_ms,
+        "linger.ms": linger_ms,
+        "compression.type": compression,
+        # The Java client's partitioner, so keys land where Java producers and Kafka Streams expect.
+        "partitioner": "murmur2_random",
+        "queue.buffering.max.messages": 200_000,
+        "log.connection.close": False,
+    }
+
+
+def _shared_producer(config: dict[str, Any]) -> Producer:
+    cache_key = tuple(sorted((k, str(v)) for k, v in config.items()))
+    producer = _PRODUCERS.get(cache_key)
+    if producer is None:
+        producer = Producer(config)
+        _PRODUCERS[cache_key] = producer
+    return producer
+
+
+def _discard_producer(producer: Producer) -> None:
+    """Drop a producer after a failure: its queue may hold events of a file we failed."""
+    try:
+        producer.purge()
+        producer.flush(0)
+    except KafkaException:
+        pass
+    for key, cached in list(_PRODUCERS.items()):
+        if cached is producer:
+            del _PRODUCERS[key]
+
+
+def close_producers(timeout: float = 5.0) -> None:
+    """Flush and forget every cached producer (end of a CLI run, the demo, a test session)."""
+    for key, producer in list(_PRODUCERS.items()):
+        producer.flush(timeout)
+        del _PRODUCERS[key]
+    _TOPICS_READY.clear()
+
+
+class KafkaPublisher:
+    def __init__(
+        self,
+        kafka_config: dict[str, str],
+        topic: str,
+        *,
+        delivery_timeout_ms: int = 120_000,
+        linger_ms: int = 20,
+        compression: str = "lz4",
+        create_topic: bool = True,
+        partitions: int = 3,
+        replication_factor: int = -1,
+    ) -> None:
+        self.topic = topic
+        self.bootstrap = kafka_config.get("bootstrap.servers", "?")
+        # librdkafka logs idle disconnects and background-queue purges at info level; not news.
+        self._admin_config = {"log.connection.close": False, "log_level": 4, **kafka_config}
+        self._producer_config = producer_config(
+            kafka_config, delivery_timeout_ms=delivery_timeout_ms, linger_ms=linger_ms, compression=compression
+        )
+        self._delivery_timeout_s = delivery_timeout_ms / 1000
+        self._create = create_topic
+        self._partitions = partitions
+        self._replication = replication_factor
+
+    # -- topic ---------------------------------------------------------------------------------
+    def ensure_topic(self, timeout: float = 15.0) -> None:
+        """Make sure the topic exists, creating it compacted when allowed. Once per process."""
+        marker = (self.bootstrap, self.topic)
+        if marker in _TOPICS_READY:
+            return
+        admin = AdminClient(self._admin_config)
+        try:
+            topics = admin.list_topics(timeout=timeout).topics
+        except KafkaException as error:
+            raise TopicError(
+                f"cannot reach the Kafka broker at {self.bootstrap} to look up topic '{self.topic}': {error}"
+            ) from None
+        if self.topic not in topics:
+            if not self._create:
+                raise TopicError(
+                    f"topic '{self.topic}' does not exist on {self.bootstrap} and DROPGATE_CREATE_TOPIC is off; "
+                    "create it with cleanup.policy=compact"
+                )
+            new = NewTopic(
+                self.topic,
+                num_partitions=self._partitions,
+                replication_factor=self._replication,
+                config={"cleanup.policy": "compact"},
+            )
+            future = admin.create_topics([new], operation_timeout=timeout, request_timeout=timeout)[self.topic]
+            try:
+                future.result()
+            except KafkaException as error:
+                kafka_error = error.args[0] if error.args else None
+                if not (isinstance(kafka_error, KafkaError) and kafka_error.code() == KafkaError.TOPIC_ALREADY_EXISTS):
+                    raise TopicError(
+                        f"topic '{self.topic}' is missing on {self.bootstrap} and could not be created: {error}"
+                    ) from None
+        _TOPICS_READY.add(marker)
+
+    # -- publish -------------------------------------------------------------------------------
+    def publish(self, messages: Iterable[OutMessage], *, deadline: float | None = None) -> PublishReport:
+        """Produce every message and wait for all acknowledgements, or raise :class:`PublishError`.
+
+        ``deadline`` is a ``time.monotonic()`` instant (the Lambda's remaining time less a margin);
+        past it the call gives up rather than be killed with events in flight.
+        """
+        self.ensure_topic()
+        started = time.monotonic()
+        if deadline is None:
+            deadline = started + self._delivery_timeout_s + 5
+        producer = _shared_producer(self._producer_config)
+        deliveries = _Deliveries()
+        sent = 0
+        produce = producer.produce
+        poll = producer.poll
+        topic = self.topic
+        try:
+            for message in messages:
+                while True:
+                    try:
+                        produce(topic, message.value, message.key, headers=message.headers, on_delivery=deliveries)
+                        break
+                    except BufferError:
+                        poll(0.05)  # local queue full: let delivery reports drain it
+                        if time.monotonic() > deadline:
+                            raise PublishError(self._timeout_message(sent, deliveries)) from None
+                sent += 1
+                if sent % 1000 == 0:
+                    poll(0)
+                    if deliveries.first_error is not None:
+                        raise PublishError(self._error_message(sent, deliveries))
+                    if time.monotonic() > deadline:
+                        raise PublishError(self._timeout_message(sent, deliveries))
+            remaining = producer.flush(max(0.0, deadline - time.monotonic()))
+            if remaining:
+                raise PublishError(self._timeout_message(sent, deliveries))
+            if deliveries.first_error is not None or deliveries.acknowledged != sent:
+                raise PublishError(self._error_message(sent, deliveries))
+        except (PublishError, KafkaException):
+            _discard_producer(producer)
+            raise
+        return PublishReport(sent=sent, acknowledged=deliveries.acknowledged, seconds=time.monotonic() - started)
+
+    def _timeout_message(self, sent: int, deliveries: _Deliveries) -> str:
+        return (
+            f"gave up waiting for {self.bootstrap}: {deliveries.acknowledged} of {sent} events to "
+            f"'{self.topic}' acknowledged before the deadline"
+        )
+
+    def _error_message(self, sent: int, deliveries: _Deliveries) -> str:
+        return (
+            f"{deliveries.failed} of {sent} events to '{self.topic}' on {self.bootstrap} were not "
+            f"acknowledged: {deliveries.first_error}"
+        )

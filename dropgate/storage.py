@@ -1,0 +1,115 @@
+"""Where files come from: S3 (the product) or a local path (inspect, local ingest, benchmarks).
+
+The core only sees :class:`ObjectStore`: ``head`` pins the exact version to process and
+``open`` streams that version, so an overwrite between the two can never mix two files.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, BinaryIO, Protocol
+from urllib.parse import urlparse
+
+
+class ObjectMissing(Exception):
+    """The object (version) no longer exists; there is nothing to process."""
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectRef:
+    """One object version. ``bucket`` is None for a local file."""
+
+    bucket: str | None
+    key: str
+    version_id: str | None = None
+
+    @property
+    def uri(self) -> str:
+        if self.bucket is None:
+            return self.key
+        return f"s3://{self.bucket}/{self.key}"
+
+    def with_version(self, version_id: str | None) -> ObjectRef:
+        return replace(self, version_id=version_id)
+
+    def __str__(self) -> str:
+        return self.uri + (f"?versionId={self.version_id}" if self.version_id else "")
+
+
+def parse_s3_uri(uri: str) -> ObjectRef:
+    """``s3://bucket/key`` → :class:`ObjectRef`; anything else is a clear error."""
+    parsed = urlparse(uri)
+    if parsed.scheme != "s3" or not parsed.netloc or not parsed.path.strip("/"):
+        raise ValueError(f"'{uri}' is not an S3 URI; expected s3://BUCKET/KEY")
+    return ObjectRef(bucket=parsed.netloc, key=parsed.path[1:])
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectMeta:
+    version_id: str | None
+    size: int
+    last_modified: datetime
+    etag: str | None = None
+
+
+class ObjectStore(Protocol):
+    def head(self, ref: ObjectRef) -> ObjectMeta: ...
+
+    def open(self, ref: ObjectRef, meta: ObjectMeta) -> BinaryIO: ...
+
+
+class S3ObjectStore:
+    """S3 through boto3, streamed with Powertools' seekable ``S3Object`` (never read whole)."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+
+    def head(self, ref: ObjectRef) -> ObjectMeta:
+        from botocore.exceptions import ClientError
+
+        kwargs: dict[str, str] = {"Bucket": ref.bucket or "", "Key": ref.key}
+        if ref.version_id and ref.version_id != "null":
+            kwargs["VersionId"] = ref.version_id
+        try:
+            response = self._client.head_object(**kwargs)
+        except ClientError as error:
+            code = error.response.get("Error", {}).get("Code")
+            if code in ("404", "NoSuchKey", "NotFound", "NoSuchVersion"):
+                raise ObjectMissing(f"{ref} does not exist (deleted before it was processed?)") from None
+            raise
+        return ObjectMeta(
+            version_id=response.get("VersionId") or ref.version_id,
+            size=int(response["ContentLength"]),
+            last_modified=response["LastModified"].astimezone(UTC),
+            etag=response.get("ETag"),
+        )
+
+    def open(self, ref: ObjectRef, meta: ObjectMeta) -> BinaryIO:
+        from aws_lambda_powertools.utilities.streaming import S3Object
+
+        options: dict[str, str] = {}
+        if not meta.version_id and meta.etag:
+            options["IfMatch"] = meta.etag  # unversioned bucket: refuse to read a newer overwrite
+        version = meta.version_id if meta.version_id and meta.version_id != "null" else None
+        stream: BinaryIO = S3Object(
+            bucket=ref.bucket or "", key=ref.key, version_id=version, boto3_client=self._client, **options
+        )
+        return stream
+
+
+class LocalFileStore:
+    """A file on disk, for ``dropgate inspect`` and ``dropgate ingest ./FILE`` (no version)."""
+
+    def head(self, ref: ObjectRef) -> ObjectMeta:
+        path = Path(ref.key)
+        if not path.is_file():
+            raise ObjectMissing(f"{ref.key} is not a file")
+        stat = path.stat()
+        return ObjectMeta(
+            version_id=None, size=stat.st_size, last_modified=datetime.fromtimestamp(stat.st_mtime, tz=UTC)
+        )
+
+    def open(self, ref: ObjectRef, meta: ObjectMeta) -> BinaryIO:
+        return Path(ref.key).open("rb")

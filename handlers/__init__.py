@@ -1,0 +1,1 @@
+"""Thin Lambda entrypoints: translate a trigger into object versions and call the core."""

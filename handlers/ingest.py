@@ -1,0 +1,85 @@
+"""Ingest function: S3 notification, SQS-wrapped S3 notification, or EventBridge "Object Created".
+
+Thin on purpose: work out which object versions the trigger names, hand each to the core, and
+report the result the way the trigger expects. From SQS, failures are reported per message
+(``batchItemFailures``) so one bad broker moment does not redeliver the whole batch; from S3 or
+EventBridge, a failure raises so Lambda retries the invocation (published files are then
+recognised in the ledger and not redone).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+
+from dropgate.app import lambda_ingestor
+from dropgate.storage import ObjectRef
+from handlers.triggers import Ignored, from_eventbridge, from_s3_notification, from_sqs_body, kind_of
+
+logger = Logger(service="dropgate")
+processor = BatchProcessor(event_type=EventType.SQS)
+
+#: Stop producing this long before Lambda's own timeout, so the failure is ours, logged and clean.
+SAFETY_MARGIN_S = 10.0
+
+
+def _deadline(context: Any) -> float | None:
+    remaining = getattr(context, "get_remaining_time_in_millis", None)
+    if remaining is None:
+        return None
+    return time.monotonic() + max(1.0, remaining() / 1000 - SAFETY_MARGIN_S)
+
+
+class IngestFailed(RuntimeError):
+    """At least one file of the invocation has no outcome yet; the trigger must retry it."""
+
+
+def _process(targets: list[ObjectRef | Ignored], trigger: str, context: Any) -> list[dict[str, Any]]:
+    """Ingest every named object; files that fail are retried as a whole by raising at the end,
+    after the others had their chance (those already done are recognised as duplicates)."""
+    results: list[dict[str, Any]] = []
+    failures: list[str] = []
+    for target in targets:
+        if isinstance(target, Ignored):
+            logger.info("ignored notification", extra={"reason": target.reason, "trigger": trigger})
+            results.append({"status": "ignored", "reason": target.reason})
+            continue
+        logger.append_keys(bucket=target.bucket, key=target.key, version=target.version_id)
+        try:
+            outcome = lambda_ingestor().ingest(target, trigger=trigger, deadline=_deadline(context))
+        except Exception as error:
+            logger.exception("file failed; it will be retried", extra={"error": str(error)})
+            failures.append(f"{target}: {error}")
+            continue
+        finally:
+            logger.remove_keys(["bucket", "key", "version"])
+        logger.info(outcome.summary(), extra={"outcome": outcome.status, "events": outcome.events})
+        results.append({"object": str(outcome.ref), "status": outcome.status, "events": outcome.events})
+    if failures:
+        raise IngestFailed(f"{len(failures)} file(s) failed: " + "; ".join(failures))
+    return results
+
+
+def _sqs_record(record: SQSRecord) -> list[dict[str, Any]]:
+    return _process(from_sqs_body(record.body), "sqs", _CONTEXT.get("context"))
+
+
+_CONTEXT: dict[str, Any] = {}
+
+
+@logger.inject_lambda_context(clear_state=True)
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    kind = kind_of(event)
+    if kind == "sqs":
+        _CONTEXT["context"] = context
+        return process_partial_response(event=event, record_handler=_sqs_record, processor=processor, context=context)
+    if kind == "s3":
+        return {"results": _process(from_s3_notification(event), "s3", context)}
+    if kind == "eventbridge":
+        return {"results": _process([from_eventbridge(event)], "eventbridge", context)}
+    logger.warning("unrecognised event shape; nothing to do", extra={"keys": sorted(event)[:20]})
+    return {"results": [], "ignored": "unrecognised event shape"}

@@ -1,0 +1,146 @@
+"""What every partner-format parser produces, and nothing else.
+
+Parsers are pure: a byte stream goes in, a stream of :class:`Document`, :class:`Record` and
+:class:`Problem` items comes out. They never import boto3 or Kafka and never decide what happens
+to a file; the core (``dropgate.pipeline``) turns records into events and problems into an
+outcome. Keeping them this small is what lets a parser fix be tested from a fixture alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, BinaryIO, Literal, Protocol
+
+ProblemKind = Literal["xml_syntax", "validation", "unknown_format", "encoding", "security_limit", "empty"]
+
+#: Offending values are cut to this many characters in problems, so a 50 MB text node cannot
+#: end up in a log line or a diagnostics file.
+MAX_VALUE_CHARS = 120
+
+
+def truncate(value: object, limit: int = MAX_VALUE_CHARS) -> str | None:
+    """Render an offending value for a diagnostic, never longer than ``limit`` characters."""
+    if value is None:
+        return None
+    text = str(value)
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}… ({len(text)} characters)"
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One thing wrong with a file, located precisely enough to fix without a meeting."""
+
+    kind: ProblemKind
+    message: str
+    line: int | None = None
+    column: int | None = None
+    record: int | None = None
+    product_id: str | None = None
+    path: str | None = None
+    field: str | None = None
+    value: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "message": self.message,
+            "line": self.line,
+            "column": self.column,
+            "record": self.record,
+            "productId": self.product_id,
+            "path": self.path,
+            "field": self.field,
+            "value": self.value,
+        }
+
+    def one_line(self) -> str:
+        """A compact human rendering: ``line 12, col 7, record 3 (P01), /inventory/product[3]: …``."""
+        where = []
+        if self.line is not None:
+            where.append(f"line {self.line}" + (f", col {self.column}" if self.column is not None else ""))
+        if self.record is not None:
+            where.append(f"record {self.record}" + (f" ({self.product_id})" if self.product_id else ""))
+        if self.path:
+            where.append(self.path)
+        prefix = ", ".join(where)
+        return f"[{self.kind}] {prefix + ': ' if prefix else ''}{self.message}"
+
+
+@dataclass(frozen=True, slots=True)
+class Document:
+    """What a parser learned from the document's root, emitted before any record."""
+
+    root: str
+    namespace: str | None
+    partner: str | None = None
+    #: The partner's snapshot time (e.g. ``generatedAt``), timezone-aware UTC, if the format has one.
+    as_of: datetime | None = None
+
+
+@dataclass(slots=True)
+class Record:
+    """One product's state as the partner sent it, converted to contract field names.
+
+    ``fields`` holds the camelCase contract fields the format carries (``sku``, ``name``,
+    ``quantity``, ``availability``, ``price``, ``locations``); ``None`` means the partner deleted
+    the product and the core emits a tombstone.
+    """
+
+    index: int
+    product_id: str
+    fields: dict[str, Any] | None
+    line: int | None = None
+    path: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def deleted(self) -> bool:
+        return self.fields is None
+
+
+Item = Document | Record | Problem
+
+
+class Parser(Protocol):
+    """A partner format. ``name`` and ``version`` go into every event and the ledger: bump the
+    version with every behavioural fix so a reprocess republishes what the fix changes."""
+
+    name: str
+    version: str
+
+    def parse(self, stream: BinaryIO) -> Iterator[Item]: ...
+
+
+class InputRejected(Exception):
+    """The bytes themselves are unusable (corrupt gzip, cut-off upload, …).
+
+    Raised from inside the byte stream or a parser; the core turns it into a problem of
+    ``kind`` that quarantines the whole file.
+    """
+
+    kind: ProblemKind = "encoding"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def problem(self) -> Problem:
+        return Problem(kind=self.kind, message=self.message)
+
+
+class LimitExceeded(InputRejected):
+    """A safety limit was hit while reading untrusted input (size, decompressed bytes, …)."""
+
+    kind: ProblemKind = "security_limit"
+
+    def __init__(self, limit: str, value: int, message: str) -> None:
+        super().__init__(message)
+        self.limit = limit
+        self.value = value
+
+    def problem(self) -> Problem:
+        return Problem(kind=self.kind, message=self.message, field=self.limit, value=str(self.value))

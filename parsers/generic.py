@@ -1,0 +1,249 @@
+"""The generic partner inventory format (``<inventory><product id=…>``).
+
+Streams with ``iterparse`` filtered to the two tags it needs, so per-product cost is one ``end``
+event plus a walk over the product's own children, and each product is released once emitted.
+
+Format rules (see README "The generic partner format"):
+- ``id`` is required and becomes ``productId``; ``deleted="true"`` means a tombstone.
+- ``quantity`` is a whole number ≥ 0; optional when ``locations`` is present (then their sum);
+  when both are present they must agree.
+- without ``availability``: ``in_stock`` when quantity > 0, else ``out_of_stock``.
+- ``generatedAt`` on the root is the snapshot time (``asOf``).
+- unknown child elements are ignored, so partners can add fields without breaking ingestion.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any, BinaryIO
+
+from lxml import etree
+
+from parsers import fields
+from parsers.base import Document, Item, Problem, Record, truncate
+from parsers.fields import FieldError
+from parsers.xml_stream import has_entity_reference, release, secure_iterparse, syntax_problem
+
+ROOT = "inventory"
+PRODUCT = "product"
+_SINGLE_FIELDS = ("sku", "name", "quantity", "availability", "price", "locations")
+_TRUE = frozenset({"true", "1"})
+_FALSE = frozenset({"false", "0"})
+
+
+class GenericInventoryParser:
+    """Parser for the generic format. Bump ``version`` with every behavioural change."""
+
+    name = "generic-xml"
+    version = "1"
+
+    def parse(self, stream: BinaryIO) -> Iterator[Item]:
+        index = 0
+        current_id: str | None = None
+        inside_product = False
+        seen_root = False
+        context = secure_iterparse(stream, events=("start", "end"), tag=(ROOT, PRODUCT))
+        try:
+            for event, element in context:
+                if event == "start":
+                    if element.tag == ROOT and element.getparent() is None:
+                        seen_root = True
+                        yield from _document(element)
+                    elif element.tag == PRODUCT:
+                        index += 1
+                        current_id = (element.get("id") or "").strip() or None
+                        inside_product = True
+                    continue
+                if element.tag == PRODUCT:
+                    inside_product = False
+                    yield from _product(element, index)
+                    release(element)
+        except etree.XMLSyntaxError as error:
+            if inside_product:
+                yield syntax_problem(error, record=index, product_id=current_id)
+            else:
+                problem = syntax_problem(error)
+                if index:
+                    after = f" (after record {index}" + (f", productId {current_id})" if current_id else ")")
+                    problem = _with_message(problem, problem.message + after)
+                yield problem
+            return
+        if not seen_root:
+            root = context.root
+            tag = root.tag if root is not None else None
+            yield Problem(
+                kind="unknown_format",
+                message=f"root element is <{tag}>, expected <{ROOT}> for the generic inventory format",
+                line=root.sourceline if root is not None else None,
+                path=f"/{tag}" if tag else None,
+                value=truncate(tag),
+            )
+
+
+def _with_message(problem: Problem, message: str) -> Problem:
+    return Problem(**{**{f: getattr(problem, f) for f in Problem.__slots__}, "message": message})
+
+
+def _document(root: Any) -> Iterator[Item]:
+    raw = root.get("generatedAt")
+    as_of = None
+    if raw is not None:
+        try:
+            as_of = fields.timestamp(raw)
+        except FieldError as error:
+            yield Problem(
+                kind="validation",
+                message=f"generatedAt {error}",
+                line=root.sourceline,
+                path=f"/{ROOT}/@generatedAt",
+                field="generatedAt",
+                value=truncate(raw),
+            )
+    partner = (root.get("partner") or "").strip() or None
+    yield Document(root=ROOT, namespace=None, partner=partner, as_of=as_of)
+
+
+class _ProductReader:
+    """Collects one product's fields and problems; a product with any problem yields no record."""
+
+    def __init__(self, element: Any, index: int) -> None:
+        self.index = index
+        self.line: int | None = element.sourceline
+        self.path = f"/{ROOT}/{PRODUCT}[{index}]"
+        self.product_id = (element.get("id") or "").strip()
+        self.problems: list[Problem] = []
+
+    def problem(self, field: str, message: str, *, value: object = None, element: Any = None, sub: str = "") -> None:
+        self.problems.append(
+            Problem(
+                kind="validation",
+                message=message,
+                line=element.sourceline if element is not None else self.line,
+                record=self.index,
+                product_id=self.product_id or None,
+                path=self.path + sub,
+                field=field,
+                value=truncate(value),
+            )
+        )
+
+    def text(self, child: Any, field: str) -> str | None:
+        if len(child) and has_entity_reference(child):
+            self.problem(
+                field,
+                f"<{field}> contains an entity reference; entities are never expanded, send the literal text",
+                element=child,
+                sub=f"/{field}",
+            )
+            return None
+        text: str | None = child.text
+        return text
+
+    def convert(self, child: Any, field: str, converter: Any, raw: str | None, sub: str = "") -> Any:
+        try:
+            return converter(raw)
+        except FieldError as error:
+            self.problem(field, f"{field} {error}", value=raw, element=child, sub=sub or f"/{child.tag}")
+            return None
+
+
+def _product(element: Any, index: int) -> Iterator[Item]:
+    reader = _ProductReader(element, index)
+    if not reader.product_id:
+        reader.problem(
+            "productId",
+            'product has no id; every product needs a non-empty id attribute, e.g. <product id="P0000001">',
+            value=element.get("id"),
+            sub="/@id",
+        )
+    deleted_raw = element.get("deleted")
+    deleted = False
+    if deleted_raw is not None:
+        flag = deleted_raw.strip().lower()
+        if flag in _TRUE:
+            deleted = True
+        elif flag not in _FALSE:
+            reader.problem("deleted", f"deleted '{deleted_raw}' must be true or false", value=deleted_raw, sub="/@deleted")
+    if deleted:
+        if not reader.problems:
+            yield Record(index=index, product_id=reader.product_id, fields=None, line=reader.line, path=reader.path)
+        yield from reader.problems
+        return
+
+    values: dict[str, Any] = {}
+    location_list: list[dict[str, Any]] | None = None
+    for child in element:
+        tag = child.tag
+        if tag not in _SINGLE_FIELDS:
+            continue  # unknown elements are the partner's business; they do not break ingestion
+        if tag in values or (tag == "locations" and location_list is not None):
+            reader.problem(tag, f"<{tag}> appears more than once; send it once per product", element=child, sub=f"/{tag}")
+            continue
+        if tag == "sku" or tag == "name":
+            values[tag] = fields.text_value(reader.text(child, tag))
+        elif tag == "quantity":
+            values[tag] = reader.convert(child, tag, fields.whole_number, reader.text(child, tag))
+        elif tag == "availability":
+            values[tag] = reader.convert(child, tag, fields.availability, reader.text(child, tag))
+        elif tag == "price":
+            amount = reader.convert(child, "price", fields.decimal_amount, reader.text(child, tag))
+            currency = reader.convert(child, "price.currency", fields.currency_code, child.get("currency"), "/price/@currency")
+            values[tag] = {"amount": amount, "currency": currency}
+        else:
+            location_list = _locations(reader, child)
+    quantity = values.get("quantity")
+    if location_list is not None:
+        total = sum(loc["quantity"] for loc in location_list if loc["quantity"] is not None)
+        if "quantity" not in values:
+            quantity = total
+        elif quantity is not None and quantity != total:
+            parts = " + ".join(str(loc["quantity"]) for loc in location_list)
+            reader.problem(
+                "quantity",
+                f"quantity {quantity} does not equal the sum of its locations ({parts} = {total}); "
+                "send the total, or omit <quantity> to use the sum",
+                value=quantity,
+                sub="/quantity",
+            )
+    elif "quantity" not in values:
+        reader.problem("quantity", "product has neither <quantity> nor <locations>; send at least one of them")
+    if reader.problems:
+        yield from reader.problems
+        return
+    availability = values.get("availability") or ("in_stock" if quantity else "out_of_stock")
+    yield Record(
+        index=index,
+        product_id=reader.product_id,
+        fields={
+            "sku": values.get("sku"),
+            "name": values.get("name"),
+            "quantity": quantity,
+            "availability": availability,
+            "price": values.get("price"),
+            "locations": location_list or [],
+        },
+        line=reader.line,
+        path=reader.path,
+    )
+
+
+def _locations(reader: _ProductReader, element: Any) -> list[dict[str, Any]]:
+    found: dict[str, dict[str, Any]] = {}
+    position = 0
+    for loc in element:
+        if loc.tag != "location":
+            continue
+        position += 1
+        sub = f"/locations/location[{position}]"
+        loc_id = (loc.get("id") or "").strip()
+        if not loc_id:
+            reader.problem("locations.locationId", 'location has no id; e.g. <location id="WH1" quantity="7"/>',
+                           element=loc, sub=sub + "/@id")
+            continue
+        quantity = reader.convert(loc, "locations.quantity", fields.whole_number, loc.get("quantity"), sub + "/@quantity")
+        if loc_id in found:
+            reader.problem("locations.locationId", f"location '{loc_id}' appears more than once in this product",
+                           value=loc_id, element=loc, sub=sub + "/@id")
+            continue
+        found[loc_id] = {"locationId": loc_id, "quantity": quantity}
+    return [found[key] for key in sorted(found)]
