@@ -19,7 +19,8 @@ from dropgate.storage import ObjectRef, parse_s3_uri
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 
 PartnerOption = Annotated[
-    str | None, typer.Option("--partner", "-p", help="Partner id from partners.yaml (default: from the key prefix).")
+    str | None,
+    typer.Option("--partner", "-p", help="Partner id from partners.yaml (default: from the key prefix)."),
 ]
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import orjson
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 REPO = Path(__file__).resolve().parent.parent
@@ -67,13 +68,15 @@ def _run(console: Console) -> int:
     from dropgate.provision import provision
     from dropgate.storage import ObjectRef
     from dropgate.topic_reader import read_topic
-    from handlers.ingest import handler
+    from handlers.ingest import handler, logger
 
+    logger.setLevel("WARNING")  # the handler's JSON logs are for CloudWatch; the demo shows tables
     settings = Settings()
     clients = {name: aws_client(name) for name in ("s3", "sqs", "dynamodb")}
     stack = provision(settings, clients)
     console.print(
-        f"Provisioned bucket [cyan]{stack.bucket}[/] → S3 notifications → queue [cyan]{stack.queue_url.rsplit('/', 1)[-1]}[/]"
+        f"Provisioned bucket [cyan]{stack.bucket}[/] → S3 notifications → "
+        f"queue [cyan]{stack.queue_url.rsplit('/', 1)[-1]}[/]"
         f", ledger [cyan]{stack.table}[/], compacted topic [cyan]{stack.topic}[/]\n"
     )
     lambda_ingestor.cache_clear()  # the handler must see this demo's settings
@@ -94,20 +97,20 @@ def _run(console: Console) -> int:
     messages = read_topic(settings.kafka_config(), settings.topic)
     by_file: dict[str, list[tuple[bytes, bytes | None]]] = {}
     for message in messages:
-        source = message.headers.get("source-object", b"?").decode()
-        by_file.setdefault(source, []).append((message.key or b"", message.value))
-    for source, items in by_file.items():
-        table = Table(title=source, title_justify="left", show_lines=False)
+        title = message.headers.get("source-object", b"?").decode()
+        by_file.setdefault(title, []).append((message.key or b"", message.value))
+    for title, items in by_file.items():
+        table = Table(title=title, title_justify="left", show_lines=False)
         for column in ("key", "availability", "quantity", "price", "locations", "asOf"):
             table.add_column(column)
-        for key, value in sorted(items):
+        for event_key, value in sorted(items):
             if value is None:
-                table.add_row(key.decode(), "[red]tombstone (deleted)[/]", "", "", "", "")
+                table.add_row(event_key.decode(), "[red]tombstone (deleted)[/]", "", "", "", "")
                 continue
             state = orjson.loads(value)
             price = state["price"]
             table.add_row(
-                key.decode(),
+                event_key.decode(),
                 state["availability"],
                 str(state["quantity"]),
                 f"{price['amount']} {price['currency']}" if price else "-",
@@ -119,22 +122,26 @@ def _run(console: Console) -> int:
     console.print("\n[bold]4. The ledger: one outcome per file[/]")
     ledger = DynamoLedger(clients["dynamodb"], settings.ledger_table)
     outcomes = Table(show_lines=False)
-    for column in ("file", "status", "parser", "events", "problems", "reason"):
-        outcomes.add_column(column, overflow="fold")
-    quarantined = 0
+    outcomes.add_column("file", no_wrap=True)
+    for column in ("status", "parser", "events", "tombstones", "problems"):
+        outcomes.add_column(column)
+    quarantined: list[tuple[str, str]] = []
     for _fixture, key in DEMO_DROPS:
         for entry in ledger.history(ObjectRef(bucket=BUCKET, key=key)):
             color = {"published": "green", "quarantined": "red"}.get(entry.status, "yellow")
-            quarantined += entry.status == "quarantined"
+            if entry.status == "quarantined":
+                quarantined.append((key, entry.reason or ""))
             outcomes.add_row(
                 key,
                 f"[{color}]{entry.status}[/]",
                 f"{entry.parser_name}/{entry.parser_version}",
                 str(entry.event_count),
+                str(entry.tombstones),
                 str(entry.problem_count),
-                (entry.reason or "")[:160],
             )
     console.print(outcomes)
+    for key, reason in quarantined:
+        console.print(f"[red]quarantined[/] {escape(key)}: {escape(reason)}", soft_wrap=True, highlight=False)
     published = len(messages)
-    console.print(f"\n[bold green]{published} event(s) on the topic; {quarantined} file(s) quarantined.[/]")
+    console.print(f"\n[bold green]{published} event(s) on the topic; {len(quarantined)} file(s) quarantined.[/]")
     return 0

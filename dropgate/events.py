@@ -63,7 +63,7 @@ class ParserRef(_Strict):
 class ProductState(_Strict):
     """The whole current inventory state of one product (not a delta)."""
 
-    schemaVersion: Literal[1] = SCHEMA_VERSION
+    schemaVersion: Literal[1] = 1
     productId: str = Field(min_length=1)
     partnerId: str = Field(min_length=1)
     sku: str | None = None

@@ -206,7 +206,7 @@ def _to_attr_map(data: dict[str, Any]) -> dict[str, Any]:
 
 
 def _from_attr(value: dict[str, Any]) -> Any:
-    (kind, inner), = value.items()
+    ((kind, inner),) = value.items()
     if kind == "S":
         return inner
     if kind == "N":

@@ -43,9 +43,7 @@ class Partner(BaseModel):
         try:
             rendered = value.format(productId="p", partnerId="x")
         except (KeyError, IndexError, ValueError) as error:
-            raise ValueError(
-                f"key_template '{value}' may only use {{productId}} and {{partnerId}} ({error})"
-            ) from None
+            raise ValueError(f"key_template '{value}' may only use {{productId}} and {{partnerId}} ({error})") from None
         if "p" not in rendered or "{productId}" not in value:
             raise ValueError("key_template must contain {productId}")
         return value

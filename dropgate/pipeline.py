@@ -26,9 +26,9 @@ from dropgate.config import Settings
 from dropgate.events import ProductState, SplitValue
 from dropgate.ledger import Attempt, Ledger, LedgerEntry
 from dropgate.partners import Partner, PartnerDirectory
-from dropgate.publisher import OutMessage, PublishReport
+from dropgate.publisher import Header, OutMessage, PublishReport
 from dropgate.spool import EventSpool
-from dropgate.storage import ObjectMeta, ObjectRef, ObjectStore
+from dropgate.storage import ObjectMeta, ObjectMissing, ObjectRef, ObjectStore
 from parsers import get_parser
 from parsers.base import Document, InputRejected, Parser, Problem, Record, truncate
 
@@ -77,7 +77,7 @@ class Prepared:
         schema = events.SCHEMA_NAME.encode()
         content_type = events.CONTENT_TYPE.encode()
         for key, value, _record in self.spool.replay(self.sha256):
-            headers = [
+            headers: list[Header] = [
                 ("event-id", events.event_id(key, value).encode()),
                 ("content-type", content_type),
                 ("schema", schema),
@@ -105,7 +105,11 @@ class FileOutcome:
     reason: str | None = None
 
     def summary(self) -> str:
-        parts = [f"{self.status}: {self.ref}", f"partner={self.partner or '-'}", f"parser={self.parser or '-'}"]
+        parts = [
+            f"{self.status}: {self.ref}",
+            f"partner={self.partner or '-'}",
+            f"parser={self.parser or '-'}",
+        ]
         parts.append(f"events={self.events}")
         if self.tombstones:
             parts.append(f"tombstones={self.tombstones}")
@@ -152,17 +156,57 @@ class Ingestor:
         spool = EventSpool(self.settings.spool_dir)
         collector = _Problems(self.settings.max_problems)
         records = 0
-        with self.store.open(ref, meta) as raw:
-            payload = Payload(
-                raw,
-                max_object_bytes=self.settings.max_object_bytes,
-                max_decompressed_bytes=self.settings.max_decompressed_bytes,
+        builder = _EventBuilder(ref, meta, partner, self.partners, parser, collector)
+        limit = self.settings.max_object_bytes
+        if meta.size > limit:
+            # Refused before a byte is read: the declared size is authoritative for a pinned version.
+            collector.add(
+                Problem(
+                    kind="security_limit",
+                    message=f"the file is {meta.size:,} bytes, over the limit of {limit:,}; "
+                    "split it or raise the limit",
+                    field="max_object_bytes",
+                    value=str(limit),
+                )
             )
-            builder = _EventBuilder(ref, meta, partner, self.partners, parser, collector)
-            if payload.empty:
-                collector.add(Problem(kind="empty", message="the file is empty (0 bytes); send the complete file"))
-            else:
-                try:
+            sha256, size = "", meta.size
+        else:
+            sha256, size, records = self._parse_into(ref, meta, parser, builder, spool, collector)
+        return Prepared(
+            ref=ref,
+            meta=meta,
+            partner=builder.partner,
+            partner_id=builder.partner.id if builder.partner else builder.declared_partner,
+            parser=parser,
+            spool=spool,
+            sha256=sha256,
+            size=size,
+            problems=collector.kept,
+            problem_count=collector.total,
+            records=records,
+        )
+
+    def _parse_into(
+        self,
+        ref: ObjectRef,
+        meta: ObjectMeta,
+        parser: Parser,
+        builder: _EventBuilder,
+        spool: EventSpool,
+        collector: _Problems,
+    ) -> tuple[str, int, int]:
+        """Stream the object through the parser into the spool; returns (sha256, size, records)."""
+        records = 0
+        with self.store.open(ref, meta) as raw:
+            try:
+                payload = Payload(
+                    raw,
+                    max_object_bytes=self.settings.max_object_bytes,
+                    max_decompressed_bytes=self.settings.max_decompressed_bytes,
+                )
+                if payload.empty:
+                    collector.add(Problem(kind="empty", message="the file is empty (0 bytes); send the complete file"))
+                else:
                     for item in parser.parse(payload.stream):
                         if isinstance(item, Record):
                             records += 1
@@ -173,26 +217,15 @@ class Ingestor:
                             collector.add(item)
                         else:
                             builder.document(item)
-                except InputRejected as rejected:
-                    collector.add(rejected.problem())
-            try:
-                sha256 = payload.finish()
-            except InputRejected as rejected:  # e.g. the size limit, hit while draining the rest
+            except InputRejected as rejected:
                 collector.add(rejected.problem())
-                sha256 = payload.hashing.sha256.hexdigest()
-        return Prepared(
-            ref=ref,
-            meta=meta,
-            partner=builder.partner,
-            partner_id=builder.partner.id if builder.partner else builder.declared_partner,
-            parser=parser,
-            spool=spool,
-            sha256=sha256,
-            size=payload.size,
-            problems=collector.kept,
-            problem_count=collector.total,
-            records=records,
-        )
+                return "", meta.size, records
+            try:
+                sha256 = payload.finish()  # the rest of the object, so the hash covers all of it
+            except InputRejected as rejected:
+                collector.add(rejected.problem())
+                sha256 = ""
+        return sha256, payload.size, records
 
     # -- the whole path ------------------------------------------------------------------------
     def ingest(
@@ -205,7 +238,20 @@ class Ingestor:
         force: bool = False,
     ) -> FileOutcome:
         started = time.monotonic()
-        meta = self.store.head(ref)
+        try:
+            meta = self.store.head(ref)
+        except ObjectMissing as missing:
+            # Deleted before we got to it: retrying cannot help, so say so instead of failing forever.
+            outcome = FileOutcome(ref=ref, status="ignored", reason=str(missing), seconds=time.monotonic() - started)
+            entry = LedgerEntry(
+                bucket=ref.bucket or "",
+                key=ref.key,
+                version=ref.version_id or "null",
+                status="ignored",
+                reason=str(missing),
+            )
+            self.ledger.record(ref, entry, Attempt(trigger=trigger, parser="-", outcome="ignored", error=str(missing)))
+            return outcome
         ref = ref.with_version(meta.version_id)
         partner = self.route(ref, partner_id)
         parser = get_parser(partner.format if partner else DEFAULT_FORMAT)
@@ -262,7 +308,14 @@ class Ingestor:
         return outcome
 
     def _record(
-        self, prepared: Prepared, outcome: FileOutcome, trigger: str, started: float, *, status: str, error: str | None = None
+        self,
+        prepared: Prepared,
+        outcome: FileOutcome,
+        trigger: str,
+        started: float,
+        *,
+        status: str,
+        error: str | None = None,
     ) -> None:
         ref = prepared.ref
         entry = LedgerEntry(
@@ -360,8 +413,10 @@ class _EventBuilder:
             if not self._unknown_partner_reported:
                 self._unknown_partner_reported = True
                 prefixes = ", ".join(self.partners.prefixes()) or "none"
-                named = f"names partner '{self.declared_partner}', which is not configured" if self.declared_partner else (
-                    "names no partner"
+                named = (
+                    f"names partner '{self.declared_partner}', which is not configured"
+                    if self.declared_partner
+                    else ("names no partner")
                 )
                 self.problems.add(
                     Problem(

@@ -75,7 +75,12 @@ def ensure_notifications(s3: Any, sqs: Any, bucket: str, queue_url: str, queue_a
                     "QueueArn": queue_arn,
                     "Events": ["s3:ObjectCreated:*"],
                     "Filter": {
-                        "Key": {"FilterRules": [{"Name": "prefix", "Value": prefix}, {"Name": "suffix", "Value": suffix}]}
+                        "Key": {
+                            "FilterRules": [
+                                {"Name": "prefix", "Value": prefix},
+                                {"Name": "suffix", "Value": suffix},
+                            ]
+                        }
                     },
                 }
             )
@@ -94,7 +99,10 @@ def ensure_ledger_table(dynamodb: Any, table: str) -> None:
                 {"AttributeName": "pk", "AttributeType": "S"},
                 {"AttributeName": "version", "AttributeType": "S"},
             ],
-            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "version", "KeyType": "RANGE"}],
+            KeySchema=[
+                {"AttributeName": "pk", "KeyType": "HASH"},
+                {"AttributeName": "version", "KeyType": "RANGE"},
+            ],
             BillingMode="PAY_PER_REQUEST",
         )
     except ClientError as error:

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Producer
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
-Header = tuple[str, bytes]
+Header = tuple[str, str | bytes | None]
 
 
 class PublishError(RuntimeError):
@@ -45,7 +45,7 @@ class PublishReport:
 class _Deliveries:
     """Delivery reports of one publish call; never shared between files."""
 
-    __slots__ = ("acknowledged", "first_error", "failed")
+    __slots__ = ("acknowledged", "failed", "first_error")
 
     def __init__(self) -> None:
         self.acknowledged = 0
@@ -65,7 +65,9 @@ _PRODUCERS: dict[tuple[tuple[str, str], ...], Producer] = {}
 _TOPICS_READY: set[tuple[str, str]] = set()
 
 
-def producer_config(base: dict[str, str], *, delivery_timeout_ms: int, linger_ms: int, compression: str) -> dict[str, Any]:
+def producer_config(
+    base: dict[str, str], *, delivery_timeout_ms: int, linger_ms: int, compression: str
+) -> dict[str, Any]:
     return {
         **base,
         "enable.idempotence": True,
@@ -125,9 +127,12 @@ class KafkaPublisher:
         self.topic = topic
         self.bootstrap = kafka_config.get("bootstrap.servers", "?")
         # librdkafka logs idle disconnects and background-queue purges at info level; not news.
-        self._admin_config = {"log.connection.close": False, "log_level": 4, **kafka_config}
+        self._admin_config: dict[str, Any] = {"log.connection.close": False, "log_level": 4, **kafka_config}
         self._producer_config = producer_config(
-            kafka_config, delivery_timeout_ms=delivery_timeout_ms, linger_ms=linger_ms, compression=compression
+            kafka_config,
+            delivery_timeout_ms=delivery_timeout_ms,
+            linger_ms=linger_ms,
+            compression=compression,
         )
         self._delivery_timeout_s = delivery_timeout_ms / 1000
         self._create = create_topic

@@ -48,7 +48,11 @@ class EventSpool:
                 yield read(key_len), None, record
                 continue
             blob = read(key_len + head_len + tail_len)
-            yield blob[:key_len], blob[key_len : key_len + head_len] + sha + blob[key_len + head_len :], record
+            yield (
+                blob[:key_len],
+                blob[key_len : key_len + head_len] + sha + blob[key_len + head_len :],
+                record,
+            )
 
     def close(self) -> None:
         self._file.close()

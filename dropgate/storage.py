@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, BinaryIO, Protocol
+from typing import Any, BinaryIO, Protocol, cast
 from urllib.parse import urlparse
 
 
@@ -93,10 +93,14 @@ class S3ObjectStore:
         if not meta.version_id and meta.etag:
             options["IfMatch"] = meta.etag  # unversioned bucket: refuse to read a newer overwrite
         version = meta.version_id if meta.version_id and meta.version_id != "null" else None
-        stream: BinaryIO = S3Object(
-            bucket=ref.bucket or "", key=ref.key, version_id=version, boto3_client=self._client, **options
+        stream = S3Object(
+            bucket=ref.bucket or "",
+            key=ref.key,
+            version_id=version,
+            boto3_client=self._client,
+            **options,  # type: ignore[arg-type]  # passed through to get_object
         )
-        return stream
+        return cast(BinaryIO, stream)
 
 
 class LocalFileStore:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
@@ -52,16 +52,33 @@ def read_topic(kafka_config: dict[str, str], topic: str, *, timeout: float = 30.
             if message is None:
                 continue
             error = message.error()
+            partition, offset = message.partition() or 0, message.offset() or 0
             if error is not None:
                 if error.code() == KafkaError._PARTITION_EOF:
-                    done.add(message.partition())
+                    done.add(partition)
                     continue
                 raise KafkaException(error)
-            headers: dict[str, bytes] = {name: value for name, value in (message.headers() or [])}
-            out.append(TopicMessage(message.key(), message.value(), headers, message.partition(), message.offset()))
+            raw_headers = cast(list[tuple[str, bytes | None]], message.headers() or [])
+            headers = {name: _as_bytes(value) for name, value in raw_headers}
+            key, value = message.key(), message.value()
+            out.append(
+                TopicMessage(
+                    _as_bytes(key) if key is not None else None,
+                    _as_bytes(value) if value is not None else None,
+                    headers,
+                    partition,
+                    offset,
+                )
+            )
         return out
     finally:
         consumer.close()
+
+
+def _as_bytes(value: str | bytes | None) -> bytes:
+    if value is None:
+        return b""
+    return value.encode() if isinstance(value, str) else value
 
 
 def materialise(messages: list[TopicMessage]) -> dict[bytes, Any]:

@@ -31,7 +31,7 @@ def _deadline(context: Any) -> float | None:
     remaining = getattr(context, "get_remaining_time_in_millis", None)
     if remaining is None:
         return None
-    return time.monotonic() + max(1.0, remaining() / 1000 - SAFETY_MARGIN_S)
+    return time.monotonic() + max(1.0, float(remaining()) / 1000 - SAFETY_MARGIN_S)
 
 
 class IngestFailed(RuntimeError):
@@ -76,7 +76,10 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     kind = kind_of(event)
     if kind == "sqs":
         _CONTEXT["context"] = context
-        return process_partial_response(event=event, record_handler=_sqs_record, processor=processor, context=context)
+        response = process_partial_response(
+            event=event, record_handler=_sqs_record, processor=processor, context=context
+        )
+        return dict(response)
     if kind == "s3":
         return {"results": _process(from_s3_notification(event), "s3", context)}
     if kind == "eventbridge":

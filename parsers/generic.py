@@ -163,7 +163,12 @@ def _product(element: Any, index: int) -> Iterator[Item]:
         if flag in _TRUE:
             deleted = True
         elif flag not in _FALSE:
-            reader.problem("deleted", f"deleted '{deleted_raw}' must be true or false", value=deleted_raw, sub="/@deleted")
+            reader.problem(
+                "deleted",
+                f"deleted '{deleted_raw}' must be true or false",
+                value=deleted_raw,
+                sub="/@deleted",
+            )
     if deleted:
         if not reader.problems:
             yield Record(index=index, product_id=reader.product_id, fields=None, line=reader.line, path=reader.path)
@@ -177,7 +182,9 @@ def _product(element: Any, index: int) -> Iterator[Item]:
         if tag not in _SINGLE_FIELDS:
             continue  # unknown elements are the partner's business; they do not break ingestion
         if tag in values or (tag == "locations" and location_list is not None):
-            reader.problem(tag, f"<{tag}> appears more than once; send it once per product", element=child, sub=f"/{tag}")
+            reader.problem(
+                tag, f"<{tag}> appears more than once; send it once per product", element=child, sub=f"/{tag}"
+            )
             continue
         if tag == "sku" or tag == "name":
             values[tag] = fields.text_value(reader.text(child, tag))
@@ -187,7 +194,9 @@ def _product(element: Any, index: int) -> Iterator[Item]:
             values[tag] = reader.convert(child, tag, fields.availability, reader.text(child, tag))
         elif tag == "price":
             amount = reader.convert(child, "price", fields.decimal_amount, reader.text(child, tag))
-            currency = reader.convert(child, "price.currency", fields.currency_code, child.get("currency"), "/price/@currency")
+            currency = reader.convert(
+                child, "price.currency", fields.currency_code, child.get("currency"), "/price/@currency"
+            )
             values[tag] = {"amount": amount, "currency": currency}
         else:
             location_list = _locations(reader, child)
@@ -237,13 +246,24 @@ def _locations(reader: _ProductReader, element: Any) -> list[dict[str, Any]]:
         sub = f"/locations/location[{position}]"
         loc_id = (loc.get("id") or "").strip()
         if not loc_id:
-            reader.problem("locations.locationId", 'location has no id; e.g. <location id="WH1" quantity="7"/>',
-                           element=loc, sub=sub + "/@id")
+            reader.problem(
+                "locations.locationId",
+                'location has no id; e.g. <location id="WH1" quantity="7"/>',
+                element=loc,
+                sub=sub + "/@id",
+            )
             continue
-        quantity = reader.convert(loc, "locations.quantity", fields.whole_number, loc.get("quantity"), sub + "/@quantity")
+        quantity = reader.convert(
+            loc, "locations.quantity", fields.whole_number, loc.get("quantity"), sub + "/@quantity"
+        )
         if loc_id in found:
-            reader.problem("locations.locationId", f"location '{loc_id}' appears more than once in this product",
-                           value=loc_id, element=loc, sub=sub + "/@id")
+            reader.problem(
+                "locations.locationId",
+                f"location '{loc_id}' appears more than once in this product",
+                value=loc_id,
+                element=loc,
+                sub=sub + "/@id",
+            )
             continue
         found[loc_id] = {"locationId": loc_id, "quantity": quantity}
     return [found[key] for key in sorted(found)]

@@ -41,9 +41,7 @@ def secure_iterparse(
     )
 
 
-def syntax_problem(
-    error: etree.XMLSyntaxError, *, record: int | None = None, product_id: str | None = None
-) -> Problem:
+def syntax_problem(error: etree.XMLSyntaxError, *, record: int | None = None, product_id: str | None = None) -> Problem:
     """Turn libxml2's error into a problem a partner engineer can act on."""
     message = _LOCATION_SUFFIX.sub("", str(error.msg or error))
     line, column = error.position if error.position else (error.lineno, None)

@@ -1,0 +1,1 @@
+"""Benchmarks: synthetic partner drops (``bench.generate``) and ingest time/memory (``bench.memory``)."""

@@ -1,0 +1,111 @@
+"""The whole local path, as it runs on AWS in miniature.
+
+moto's server (real HTTP) holds the versioned drop bucket, its S3 → SQS notifications and the
+ledger; tansu is the broker. Files are uploaded with boto3, S3 notifies the queue, Lambda's SQS
+event source is played by ``drain_queue``, and the topic is read back like a consumer would.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+from rich.console import Console
+
+from dropgate.app import lambda_ingestor
+from dropgate.config import Settings
+from dropgate.ledger import DynamoLedger
+from dropgate.local.aws import LocalAws
+from dropgate.local.sqs_runner import drain_queue
+from dropgate.provision import provision
+from dropgate.storage import ObjectRef
+from dropgate.topic_reader import materialise
+from handlers.ingest import handler
+from tests.conftest import TopicProbe, fixture_bytes
+
+pytestmark = pytest.mark.e2e
+BUCKET = "dropgate-e2e-drops"
+
+
+@pytest.fixture
+def stack(kafka_env: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
+    with LocalAws() as aws:
+        for name, value in aws.environment().items():
+            monkeypatch.setenv(name, value)
+        monkeypatch.setenv("DROPGATE_BUCKET", BUCKET)
+        monkeypatch.setenv("DROPGATE_LEDGER_TABLE", "e2e-ledger")
+        lambda_ingestor.cache_clear()
+        clients = {name: boto3.client(name) for name in ("s3", "sqs", "dynamodb")}
+        provisioned = provision(Settings(), clients)
+        yield {"clients": clients, "queue_url": provisioned.queue_url}
+        lambda_ingestor.cache_clear()
+
+
+def test_upload_notification_queue_handler_topic(stack: dict[str, Any], topic_probe: TopicProbe) -> None:
+    s3, sqs = stack["clients"]["s3"], stack["clients"]["sqs"]
+    drops = {
+        "acme/café inventory 2026-11-20.xml": "good/acme-2026-11-20.xml",  # space and non-ASCII in the key
+        "acme/2026/11/21+update.xml.gz": "good/acme-2026-11-21.xml.gz",  # a literal '+', gzip
+        "globex/stock.xml": "good/globex-stock.xml",
+        "acme/inventory-2026-11-22.xml": "bad/acme-bad-values.xml",
+        "acme/upload.xml.part": "good/acme-2026-11-20.xml",  # a temporary name: never triggers
+    }
+    versions = {key: s3.put_object(Bucket=BUCKET, Key=key, Body=fixture_bytes(f))["VersionId"] for key, f in drops.items()}
+    # a duplicate notification of the same upload: S3 delivers at least once
+    first_message = sqs.receive_message(QueueUrl=stack["queue_url"], MaxNumberOfMessages=10, VisibilityTimeout=0)
+    bodies = [m["Body"] for m in first_message.get("Messages", []) if "globex" in m["Body"]]
+    assert bodies, "expected the globex notification on the queue"
+    sqs.send_message(QueueUrl=stack["queue_url"], MessageBody=bodies[0])
+
+    stats = drain_queue(sqs, stack["queue_url"], handler, wait_seconds=0)
+    assert stats.failed == 0
+    assert stats.messages == 6  # s3:TestEvent + 4 uploads + 1 duplicate; the .part file never notified
+
+    messages = topic_probe.messages()
+    by_source: dict[str, list[bytes]] = {}
+    for message in messages:
+        by_source.setdefault(message.headers["source-object"].decode(), []).append(message.key or b"")
+    assert {source: sorted(keys) for source, keys in by_source.items()} == {
+        f"s3://{BUCKET}/acme/café inventory 2026-11-20.xml?versionId={versions['acme/café inventory 2026-11-20.xml']}": [
+            b"P0000001", b"P0000002", b"P0000003", b"P0000004", b"P0000005"],
+        f"s3://{BUCKET}/acme/2026/11/21+update.xml.gz?versionId={versions['acme/2026/11/21+update.xml.gz']}": [
+            b"P0000001", b"P0000002", b"P0000006"],
+        f"s3://{BUCKET}/globex/stock.xml?versionId={versions['globex/stock.xml']}": [b"globex:1001", b"globex:1002"],
+    }
+    # published once although notified twice
+    assert sum(1 for m in messages if m.key == b"globex:1001") == 1
+
+    state = {key: value for key, value in materialise(messages).items()}
+    import orjson
+
+    newest = orjson.loads(state[b"P0000001"])
+    assert newest["quantity"] == 3 and newest["asOf"] == "2026-11-21T06:00:00Z"
+    assert newest["source"]["sha256"] == hashlib.sha256(fixture_bytes("good/acme-2026-11-21.xml.gz")).hexdigest()
+    assert b"P0000002" not in state and b"P0000005" not in state  # tombstoned
+
+    ledger = DynamoLedger(stack["clients"]["dynamodb"], "e2e-ledger")
+    statuses = {key: ledger.get(ObjectRef(BUCKET, key, versions[key])) for key in drops if not key.endswith(".part")}
+    assert {key: (row.status, row.event_count) for key, row in statuses.items() if row} == {
+        "acme/café inventory 2026-11-20.xml": ("published", 5),
+        "acme/2026/11/21+update.xml.gz": ("published", 3),
+        "globex/stock.xml": ("published", 2),
+        "acme/inventory-2026-11-22.xml": ("quarantined", 0),
+    }
+
+
+def test_demo_runs_on_embedded_defaults() -> None:
+    """`make demo` must keep working: run it and read what it shows a person."""
+    from dropgate.demo import run_demo
+
+    out = io.StringIO()
+    assert run_demo(Console(file=out, width=200)) == 0
+    shown = out.getvalue()
+    assert "10 event(s) on the topic; 1 file(s) quarantined." in shown
+    assert "globex:1001" in shown and "tombstone" in shown
+    assert "[validation] line 9, record 2 (P0000002), /inventory/product[2]/quantity: quantity '1,234' is ambiguous" in (
+        shown
+    )

@@ -1,0 +1,60 @@
+"""`dropgate inspect` as a user runs it: JSON lines on stdout, problems on stderr, exit codes."""
+
+from __future__ import annotations
+
+import json
+
+from typer.testing import CliRunner
+
+from dropgate.cli import app
+from tests.conftest import GENERIC
+
+runner = CliRunner()
+
+
+def test_inspect_clean_file_prints_every_event_and_exits_0() -> None:
+    result = runner.invoke(app, ["inspect", str(GENERIC / "good/acme-2026-11-20.xml")])
+    assert result.exit_code == 0, result.stderr
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [line["key"] for line in lines] == ["P0000001", "P0000002", "P0000003", "P0000004", "P0000005"]
+    assert lines[-1]["value"] is None
+    first = lines[0]["value"]
+    assert first["partnerId"] == "acme" and first["quantity"] == 12 and first["source"]["bucket"] is None
+    assert "ok, 5 event(s), parser generic-xml/1" in result.stderr
+
+
+def test_inspect_gzip_with_partner_key_template() -> None:
+    result = runner.invoke(app, ["inspect", str(GENERIC / "good/globex-stock.xml"), "--partner", "globex"])
+    assert result.exit_code == 0, result.stderr
+    assert [json.loads(line)["key"] for line in result.stdout.splitlines()] == ["globex:1001", "globex:1002"]
+    gz = runner.invoke(app, ["inspect", str(GENERIC / "good/acme-2026-11-21.xml.gz")])
+    assert gz.exit_code == 0, gz.stderr
+    assert len(gz.stdout.splitlines()) == 3
+
+
+def test_inspect_bad_file_exits_1_with_located_problems() -> None:
+    result = runner.invoke(app, ["inspect", str(GENERIC / "bad/acme-bad-values.xml")])
+    assert result.exit_code == 1
+    assert result.stdout == ""  # strict: nothing would be published
+    assert "[validation] line 9, record 2 (P0000002), /inventory/product[2]/quantity: quantity '1,234' is ambiguous" in (
+        result.stderr
+    )
+    assert "would be quarantined: 6 problem(s); nothing would be published (policy strict)" in result.stderr
+
+
+def test_inspect_missing_file_and_unknown_partner_are_usage_errors() -> None:
+    missing = runner.invoke(app, ["inspect", "no/such/file.xml"])
+    assert missing.exit_code == 2 and "no/such/file.xml is not a file" in missing.stderr
+    partner = runner.invoke(app, ["inspect", str(GENERIC / "good/acme-2026-11-20.xml"), "--partner", "initech"])
+    assert partner.exit_code == 2 and "unknown partner 'initech'" in partner.stderr
+
+
+def test_inspect_file_of_no_known_partner_is_refused_with_the_fix() -> None:
+    import tempfile
+
+    with tempfile.NamedTemporaryFile(suffix=".xml") as handle:
+        handle.write(b'<inventory><product id="A"><quantity>1</quantity></product></inventory>')
+        handle.flush()
+        result = runner.invoke(app, ["inspect", handle.name])
+    assert result.exit_code == 1
+    assert "no partner for this file" in result.stderr and "add the partner to partners.yaml" in result.stderr

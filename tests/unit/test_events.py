@@ -1,0 +1,111 @@
+"""The v1 contract: validation, deterministic serialization, the checked-in JSON Schema."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+import pytest
+from pydantic import ValidationError
+
+from dropgate import events
+from dropgate.events import ProductState
+from tests.conftest import REPO
+
+SHA = hashlib.sha256(b"file").hexdigest()
+
+
+def state(**overrides: Any) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "productId": "P1",
+        "partnerId": "acme",
+        "sku": "S1",
+        "name": "Widget",
+        "quantity": 3,
+        "availability": "in_stock",
+        "price": {"amount": "1.50", "currency": "USD"},
+        "locations": [{"locationId": "A", "quantity": 1}, {"locationId": "B", "quantity": 2}],
+        "asOf": datetime(2026, 11, 20, 6, 0, tzinfo=UTC),
+        "source": {"bucket": "b", "key": "acme/x.xml", "versionId": "v1", "sha256": SHA, "record": 1},
+        "parser": {"name": "generic-xml", "version": "1"},
+    }
+    data.update(overrides)
+    return data
+
+
+def test_split_value_equals_the_plain_serialization() -> None:
+    model = ProductState.model_validate(state())
+    split = events.serialize(model)
+    assert split.complete(SHA) == orjson.dumps(model.model_dump(mode="json"))
+
+
+def test_value_layout_is_fixed_camel_case_and_has_no_wall_clock() -> None:
+    value = events.serialize(ProductState.model_validate(state())).complete(SHA)
+    assert value.startswith(b'{"schemaVersion":1,"productId":"P1","partnerId":"acme","sku":"S1"')
+    decoded = json.loads(value)
+    assert list(decoded) == [
+        "schemaVersion", "productId", "partnerId", "sku", "name", "quantity", "availability",
+        "price", "locations", "asOf", "source", "parser",
+    ]
+    assert decoded["asOf"] == "2026-11-20T06:00:00Z"
+    assert decoded["source"] == {"bucket": "b", "key": "acme/x.xml", "versionId": "v1", "sha256": SHA, "record": 1}
+
+
+def test_same_input_gives_byte_identical_values() -> None:
+    first = events.serialize(ProductState.model_validate(state())).complete(SHA)
+    second = events.serialize(ProductState.model_validate(state())).complete(SHA)
+    assert first == second
+
+
+def test_as_of_is_normalised_to_utc() -> None:
+    from datetime import timedelta, timezone
+
+    local = datetime(2026, 11, 20, 8, 0, tzinfo=timezone(timedelta(hours=2)))
+    value = json.loads(events.serialize(ProductState.model_validate(state(asOf=local))).complete(SHA))
+    assert value["asOf"] == "2026-11-20T06:00:00Z"
+
+
+@pytest.mark.parametrize(
+    ("override", "error"),
+    [
+        ({"quantity": -1}, "greater than or equal to 0"),
+        ({"quantity": 4}, "does not equal the sum of locations 3"),
+        ({"availability": "maybe"}, "Input should be"),
+        ({"productId": ""}, "at least 1 character"),
+        ({"productId": " P1"}, "surrounding whitespace"),
+        ({"price": {"amount": "1,5", "currency": "USD"}}, "String should match pattern"),
+        ({"locations": [{"locationId": "B", "quantity": 1}, {"locationId": "A", "quantity": 2}]}, "sorted"),
+        ({"asOf": datetime(2026, 1, 1)}, "timezone"),
+        ({"color": "blue"}, "Extra inputs are not permitted"),
+    ],
+)
+def test_contract_refuses_invalid_states(override: dict[str, Any], error: str) -> None:
+    with pytest.raises(ValidationError, match=error):
+        ProductState.model_validate(state(**override))
+
+
+def test_keys_follow_the_partner_template() -> None:
+    assert events.render_key("{productId}", product_id="P1", partner_id="acme") == b"P1"
+    assert events.render_key("{partnerId}:{productId}", product_id="P1", partner_id="acme") == b"acme:P1"
+
+
+def test_event_id_depends_on_key_and_value_only() -> None:
+    assert events.event_id(b"k", b"v") == events.event_id(b"k", b"v")
+    assert events.event_id(b"k", b"v") != events.event_id(b"k", None)
+    assert events.event_id(b"k", b"v") != events.event_id(b"kv", b"")
+
+
+def test_checked_in_json_schema_matches_the_model() -> None:
+    """If this fails, the contract changed: regenerate with `make schema` and review the diff."""
+    checked_in = json.loads((REPO / "schemas" / "inventory.product-state.v1.json").read_text())
+    assert checked_in == events.json_schema()
+
+
+def test_schema_validates_a_real_value() -> None:
+    import jsonschema
+
+    value = json.loads(events.serialize(ProductState.model_validate(state())).complete(SHA))
+    jsonschema.validate(value, events.json_schema())

@@ -1,0 +1,75 @@
+"""Handler semantics with a fake core: which messages Lambda retries, and when it raises."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+import handlers.ingest as ingest
+from dropgate.local.lambda_context import LocalLambdaContext
+from dropgate.local.sqs_runner import lambda_sqs_event
+from dropgate.pipeline import FileOutcome
+from dropgate.storage import ObjectRef
+from tests.unit.test_triggers import s3_record
+
+
+class FakeIngestor:
+    def __init__(self, failing: set[str]) -> None:
+        self.failing = failing
+        self.seen: list[ObjectRef] = []
+
+    def ingest(self, ref: ObjectRef, **_: Any) -> FileOutcome:
+        self.seen.append(ref)
+        if ref.key in self.failing:
+            raise RuntimeError("broker unavailable")
+        return FileOutcome(ref=ref, status="published", events=2)
+
+
+@pytest.fixture
+def fake(monkeypatch: pytest.MonkeyPatch) -> FakeIngestor:
+    core = FakeIngestor({"acme/bad.xml"})
+    monkeypatch.setattr(ingest, "lambda_ingestor", lambda: core)
+    return core
+
+
+def sqs_message(message_id: str, body: dict[str, Any]) -> dict[str, Any]:
+    return {"MessageId": message_id, "ReceiptHandle": f"rh-{message_id}", "Body": json.dumps(body),
+            "Attributes": {}, "MD5OfBody": ""}
+
+
+def test_sqs_batch_reports_only_the_failed_message(fake: FakeIngestor) -> None:
+    event = lambda_sqs_event(
+        [
+            sqs_message("m-good", {"Records": [s3_record("acme/good.xml")]}),
+            sqs_message("m-bad", {"Records": [s3_record("acme/bad.xml")]}),
+            sqs_message("m-test", {"Service": "Amazon S3", "Event": "s3:TestEvent", "Bucket": "drops"}),
+        ],
+        "arn:aws:sqs:us-east-1:123456789012:q",
+        "us-east-1",
+    )
+    response = ingest.handler(event, LocalLambdaContext())
+    assert response == {"batchItemFailures": [{"itemIdentifier": "m-bad"}]}
+    assert [ref.key for ref in fake.seen] == ["acme/good.xml", "acme/bad.xml"]
+
+
+def test_direct_s3_event_tries_every_record_then_raises(fake: FakeIngestor) -> None:
+    event = {"Records": [s3_record("acme/bad.xml"), s3_record("acme/good.xml")]}
+    with pytest.raises(ingest.IngestFailed, match="1 file\\(s\\) failed: s3://drops/acme/bad.xml"):
+        ingest.handler(event, LocalLambdaContext())
+    assert [ref.key for ref in fake.seen] == ["acme/bad.xml", "acme/good.xml"]
+
+
+def test_unknown_event_shape_does_nothing(fake: FakeIngestor) -> None:
+    assert ingest.handler({"hello": "world"}, LocalLambdaContext())["results"] == []
+    assert fake.seen == []
+
+
+def test_deadline_leaves_a_safety_margin() -> None:
+    import time
+
+    context = LocalLambdaContext(timeout_s=60)
+    deadline = ingest._deadline(context)
+    assert deadline is not None
+    assert 45 < deadline - time.monotonic() <= 50
