@@ -54,7 +54,9 @@ def test_upload_notification_queue_handler_topic(stack: dict[str, Any], topic_pr
         "acme/inventory-2026-11-22.xml": "bad/acme-bad-values.xml",
         "acme/upload.xml.part": "good/acme-2026-11-20.xml",  # a temporary name: never triggers
     }
-    versions = {key: s3.put_object(Bucket=BUCKET, Key=key, Body=fixture_bytes(f))["VersionId"] for key, f in drops.items()}
+    versions = {
+        key: s3.put_object(Bucket=BUCKET, Key=key, Body=fixture_bytes(f))["VersionId"] for key, f in drops.items()
+    }
     # a duplicate notification of the same upload: S3 delivers at least once
     first_message = sqs.receive_message(QueueUrl=stack["queue_url"], MaxNumberOfMessages=10, VisibilityTimeout=0)
     bodies = [m["Body"] for m in first_message.get("Messages", []) if "globex" in m["Body"]]
@@ -71,9 +73,17 @@ def test_upload_notification_queue_handler_topic(stack: dict[str, Any], topic_pr
         by_source.setdefault(message.headers["source-object"].decode(), []).append(message.key or b"")
     assert {source: sorted(keys) for source, keys in by_source.items()} == {
         f"s3://{BUCKET}/acme/café inventory 2026-11-20.xml?versionId={versions['acme/café inventory 2026-11-20.xml']}": [
-            b"P0000001", b"P0000002", b"P0000003", b"P0000004", b"P0000005"],
+            b"P0000001",
+            b"P0000002",
+            b"P0000003",
+            b"P0000004",
+            b"P0000005",
+        ],
         f"s3://{BUCKET}/acme/2026/11/21+update.xml.gz?versionId={versions['acme/2026/11/21+update.xml.gz']}": [
-            b"P0000001", b"P0000002", b"P0000006"],
+            b"P0000001",
+            b"P0000002",
+            b"P0000006",
+        ],
         f"s3://{BUCKET}/globex/stock.xml?versionId={versions['globex/stock.xml']}": [b"globex:1001", b"globex:1002"],
     }
     # published once although notified twice
@@ -106,6 +116,7 @@ def test_demo_runs_on_embedded_defaults() -> None:
     shown = out.getvalue()
     assert "10 event(s) on the topic; 1 file(s) quarantined." in shown
     assert "globex:1001" in shown and "tombstone" in shown
-    assert "[validation] line 9, record 2 (P0000002), /inventory/product[2]/quantity: quantity '1,234' is ambiguous" in (
-        shown
+    assert (
+        "[validation] line 9, record 2 (P0000002), /inventory/product[2]/quantity: quantity '1,234' is ambiguous"
+        in (shown)
     )

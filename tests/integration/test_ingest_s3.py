@@ -81,7 +81,11 @@ def test_upload_becomes_keyed_state_events(aws: dict[str, Any], ingestor: Ingest
     row = DynamoLedger(aws["dynamodb"], Settings().ledger_table).get(outcome.ref)
     assert row is not None
     assert (row.status, row.event_count, row.tombstones, row.parser_name, row.parser_version) == (
-        "published", 5, 1, "generic-xml", "1"
+        "published",
+        5,
+        1,
+        "generic-xml",
+        "1",
     )
     assert row.sha256 == sha and row.attempts[-1]["outcome"] == "published"
 
@@ -149,7 +153,7 @@ def test_broker_unreachable_fails_and_nothing_is_recorded_published(
     ref = upload(aws, "good/globex-stock.xml", "globex/stock.xml")
     from dropgate.publisher import TopicError
 
-    with pytest.raises((PublishError, TopicError), match="127.0.0.1"):
+    with pytest.raises((PublishError, TopicError), match=r"127\.0\.0\.1"):
         ingestor.ingest(ref, trigger="test")
     row = DynamoLedger(aws["dynamodb"], Settings().ledger_table).get(ref)
     assert row is not None and row.status == "received"
@@ -161,3 +165,24 @@ def test_deleted_before_processing_is_ignored_with_a_reason(aws: dict[str, Any],
     assert outcome.status == "ignored" and "does not exist" in (outcome.reason or "")
     row = DynamoLedger(aws["dynamodb"], Settings().ledger_table).get(ObjectRef(BUCKET, "acme/never-uploaded.xml"))
     assert row is not None and row.status == "ignored"
+
+
+def test_unacknowledged_events_fail_the_file(aws: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The broker goes away after the topic is known: produce cannot be acknowledged in time."""
+    from dropgate.local.broker import LocalBroker
+
+    with LocalBroker() as broker:
+        monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", broker.bootstrap)
+        monkeypatch.setenv("DROPGATE_DELIVERY_TIMEOUT_MS", "3000")
+        ingestor = build_ingestor(Settings())
+        first = upload(aws, "good/globex-stock.xml", "globex/stock.xml")
+        assert ingestor.ingest(first, trigger="test").status == "published"
+        broker.stop()
+        second = upload(aws, "good/acme-2026-11-20.xml", "acme/inventory.xml")
+        with pytest.raises(PublishError, match="acknowledged"):
+            ingestor.ingest(second, trigger="sqs")
+    row = DynamoLedger(aws["dynamodb"], Settings().ledger_table).get(second)
+    assert row is not None
+    assert row.status == "received"  # never published, so a retry will do the work
+    assert row.event_count == 0
+    assert row.attempts[-1]["outcome"] == "failed"

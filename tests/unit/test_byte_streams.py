@@ -12,8 +12,11 @@ XML = b'<inventory><product id="A"><quantity>1</quantity></product></inventory>'
 
 
 def open_payload(data: bytes, **limits: int) -> Payload:
-    return Payload(io.BytesIO(data), max_object_bytes=limits.get("max_object_bytes", 10**9),
-                   max_decompressed_bytes=limits.get("max_decompressed_bytes", 10**9))
+    return Payload(
+        io.BytesIO(data),
+        max_object_bytes=limits.get("max_object_bytes", 10**9),
+        max_decompressed_bytes=limits.get("max_decompressed_bytes", 10**9),
+    )
 
 
 def test_gzip_is_detected_by_magic_and_hash_covers_stored_bytes() -> None:

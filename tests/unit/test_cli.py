@@ -36,8 +36,9 @@ def test_inspect_bad_file_exits_1_with_located_problems() -> None:
     result = runner.invoke(app, ["inspect", str(GENERIC / "bad/acme-bad-values.xml")])
     assert result.exit_code == 1
     assert result.stdout == ""  # strict: nothing would be published
-    assert "[validation] line 9, record 2 (P0000002), /inventory/product[2]/quantity: quantity '1,234' is ambiguous" in (
-        result.stderr
+    assert (
+        "[validation] line 9, record 2 (P0000002), /inventory/product[2]/quantity: quantity '1,234' is ambiguous"
+        in (result.stderr)
     )
     assert "would be quarantined: 6 problem(s); nothing would be published (policy strict)" in result.stderr
 

@@ -47,8 +47,18 @@ def test_value_layout_is_fixed_camel_case_and_has_no_wall_clock() -> None:
     assert value.startswith(b'{"schemaVersion":1,"productId":"P1","partnerId":"acme","sku":"S1"')
     decoded = json.loads(value)
     assert list(decoded) == [
-        "schemaVersion", "productId", "partnerId", "sku", "name", "quantity", "availability",
-        "price", "locations", "asOf", "source", "parser",
+        "schemaVersion",
+        "productId",
+        "partnerId",
+        "sku",
+        "name",
+        "quantity",
+        "availability",
+        "price",
+        "locations",
+        "asOf",
+        "source",
+        "parser",
     ]
     assert decoded["asOf"] == "2026-11-20T06:00:00Z"
     assert decoded["source"] == {"bucket": "b", "key": "acme/x.xml", "versionId": "v1", "sha256": SHA, "record": 1}

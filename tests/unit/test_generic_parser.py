@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import socket
 import threading
@@ -24,8 +25,9 @@ def parse(data: bytes) -> tuple[list[Document], list[Record], list[Problem]]:
 def test_good_file_gives_every_product_in_contract_terms() -> None:
     docs, records, problems = parse(fixture_bytes("good/acme-2026-11-20.xml"))
     assert problems == []
-    assert docs == [Document(root="inventory", namespace=None, partner="acme",
-                             as_of=datetime(2026, 11, 20, 6, 0, tzinfo=UTC))]
+    assert docs == [
+        Document(root="inventory", namespace=None, partner="acme", as_of=datetime(2026, 11, 20, 6, 0, tzinfo=UTC))
+    ]
     by_id = {r.product_id: r for r in records}
     assert [r.index for r in records] == [1, 2, 3, 4, 5]
     assert by_id["P0000001"].fields == {
@@ -101,8 +103,9 @@ def test_unknown_root_is_unknown_format() -> None:
 
 
 def test_generated_at_without_zone_is_a_problem() -> None:
-    _, _, problems = parse(b'<inventory generatedAt="2026-11-20T06:00:00"><product id="A"><quantity>1</quantity>'
-                           b"</product></inventory>")
+    _, _, problems = parse(
+        b'<inventory generatedAt="2026-11-20T06:00:00"><product id="A"><quantity>1</quantity></product></inventory>'
+    )
     assert [(p.field, p.path) for p in problems] == [("generatedAt", "/inventory/@generatedAt")]
 
 
@@ -139,10 +142,8 @@ def test_external_dtd_is_never_fetched() -> None:
         connections: list[object] = []
 
         def accept() -> None:
-            try:
+            with contextlib.suppress(OSError):
                 connections.append(server.accept())
-            except OSError:
-                pass
 
         watcher = threading.Thread(target=accept)
         watcher.start()

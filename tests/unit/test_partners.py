@@ -17,7 +17,10 @@ def test_repository_partners_load_and_route_by_longest_prefix() -> None:
 @pytest.mark.parametrize(
     ("entry", "says"),
     [
-        ("{prefix: acme/, format: csv}", "partners.acme.format: Value error, unknown format 'csv'; known formats: generic"),
+        (
+            "{prefix: acme/, format: csv}",
+            "partners.acme.format: Value error, unknown format 'csv'; known formats: generic",
+        ),
         ("{prefix: acme/, format: generic, policy: lenient}", "partners.acme.policy: Input should be 'strict' or"),
         ("{prefix: acme/, format: generic, key_template: '{sku}'}", "may only use {productId} and {partnerId}"),
         ("{prefix: acme/, format: generic, colour: red}", "partners.acme.colour: Extra inputs are not permitted"),

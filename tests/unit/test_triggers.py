@@ -19,8 +19,12 @@ def s3_record(key: str, event_name: str = "ObjectCreated:Put", version: str | No
         "awsRegion": "us-east-1",
         "eventTime": "2026-11-22T10:00:00.000Z",
         "eventName": event_name,
-        "s3": {"s3SchemaVersion": "1.0", "configurationId": "c", "bucket": {"name": "drops", "arn": "arn"},
-               "object": obj},
+        "s3": {
+            "s3SchemaVersion": "1.0",
+            "configurationId": "c",
+            "bucket": {"name": "drops", "arn": "arn"},
+            "object": obj,
+        },
     }
 
 
@@ -52,10 +56,19 @@ def test_sqs_body_may_be_s3_or_eventbridge_or_garbage() -> None:
 
 def test_eventbridge_object_created() -> None:
     event = {
-        "version": "0", "id": "1", "detail-type": "Object Created", "source": "aws.s3", "account": "1",
-        "time": "2026-11-22T10:00:00Z", "region": "us-east-1", "resources": [],
-        "detail": {"version": "0", "bucket": {"name": "drops"},
-                   "object": {"key": "acme/new+file.xml", "size": 5, "etag": "e", "version-id": "v9"}},
+        "version": "0",
+        "id": "1",
+        "detail-type": "Object Created",
+        "source": "aws.s3",
+        "account": "1",
+        "time": "2026-11-22T10:00:00Z",
+        "region": "us-east-1",
+        "resources": [],
+        "detail": {
+            "version": "0",
+            "bucket": {"name": "drops"},
+            "object": {"key": "acme/new+file.xml", "size": 5, "etag": "e", "version-id": "v9"},
+        },
     }
     assert kind_of(event) == "eventbridge"
     assert from_eventbridge(event) == ObjectRef("drops", "acme/new file.xml", "v9")

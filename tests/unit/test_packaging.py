@@ -1,0 +1,11 @@
+import tomllib
+
+from tests.conftest import REPO
+
+
+def test_requirements_txt_matches_pyproject_runtime_dependencies() -> None:
+    """`sam build` installs requirements.txt; it must not drift from what pip installs."""
+    declared = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    lines = (REPO / "requirements.txt").read_text().splitlines()
+    listed = [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+    assert listed == declared

@@ -1,0 +1,89 @@
+"""template.yaml and events/ stay true to the code: handlers resolve, settings exist, events parse."""
+
+from __future__ import annotations
+
+import importlib
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+import handlers.ingest as ingest
+from dropgate.config import Settings
+from dropgate.local.lambda_context import LocalLambdaContext
+from tests.conftest import REPO
+from tests.unit.test_ingest_handler import FakeIngestor
+
+
+class _CfnLoader(yaml.SafeLoader):
+    """YAML loader that keeps CloudFormation's short-form intrinsics (!Ref, !Sub …) as plain data."""
+
+
+def _intrinsic(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> Any:
+    if isinstance(node, yaml.ScalarNode):
+        return {suffix: loader.construct_scalar(node)}
+    if isinstance(node, yaml.SequenceNode):
+        return {suffix: loader.construct_sequence(node, deep=True)}
+    return {suffix: loader.construct_mapping(node, deep=True)}  # type: ignore[arg-type]
+
+
+_CfnLoader.add_multi_constructor("!", _intrinsic)
+
+
+def template() -> dict[str, Any]:
+    loaded: dict[str, Any] = yaml.load((REPO / "template.yaml").read_text(), Loader=_CfnLoader)  # noqa: S506
+    return loaded
+
+
+def functions() -> dict[str, dict[str, Any]]:
+    return {
+        name: resource["Properties"]
+        for name, resource in template()["Resources"].items()
+        if resource["Type"] == "AWS::Serverless::Function"
+    }
+
+
+def setting_variables() -> set[str]:
+    names = {f"DROPGATE_{field.upper()}" for field in Settings.model_fields if field != "kafka_bootstrap_servers"}
+    return names | {"KAFKA_BOOTSTRAP_SERVERS"}
+
+
+def test_every_handler_resolves_to_a_function() -> None:
+    assert functions(), "template.yaml declares no function"
+    for name, props in functions().items():
+        module_name, _, attribute = props["Handler"].rpartition(".")
+        handler = getattr(importlib.import_module(module_name), attribute, None)
+        assert callable(handler), f"{name}: Handler {props['Handler']} does not resolve"
+
+
+def test_template_sets_what_the_code_needs_and_nothing_it_does_not_read() -> None:
+    required = {
+        "KAFKA_BOOTSTRAP_SERVERS",
+        "DROPGATE_TOPIC",
+        "DROPGATE_BUCKET",
+        "DROPGATE_LEDGER_TABLE",
+        "DROPGATE_PARTNERS",
+    }
+    known = setting_variables()
+    for name, props in functions().items():
+        variables = set(props.get("Environment", {}).get("Variables", {}))
+        assert required <= variables, f"{name} is missing {sorted(required - variables)}"
+        ours = {v for v in variables if v.startswith(("DROPGATE_", "KAFKA_"))}
+        assert ours <= known, f"{name} sets variables no code reads: {sorted(ours - known)}"
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "events").glob("*.json")), ids=lambda p: p.name)
+def test_every_sample_event_goes_through_the_handler(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    core = FakeIngestor(failing=set())
+    monkeypatch.setattr(ingest, "lambda_ingestor", lambda: core)
+    response = ingest.handler(json.loads(path.read_text()), LocalLambdaContext())
+    assert response.get("batchItemFailures", []) == []
+    expected = {
+        "s3-put.json": ["acme/inventory-2026-11-20.xml", "acme/inventory 2026-11-21.xml.gz"],
+        "sqs-s3-put.json": ["acme/café inventory.xml"],
+        "eventbridge-object-created.json": ["acme/inventory-2026-11-20.xml"],
+    }.get(path.name, [])
+    assert [ref.key for ref in core.seen] == expected
+    assert all(ref.bucket == "dropgate-drops" for ref in core.seen)
