@@ -14,6 +14,7 @@ from dropgate.ledger import DynamoLedger, Ledger, NullLedger
 from dropgate.partners import PartnerDirectory
 from dropgate.pipeline import Ingestor
 from dropgate.publisher import KafkaPublisher
+from dropgate.quarantine import NullQuarantine, Quarantine, S3Quarantine
 from dropgate.storage import LocalFileStore, ObjectStore, S3ObjectStore
 
 
@@ -41,17 +42,21 @@ def build_ingestor(settings: Settings, *, local: bool = False, publish: bool = T
     """An ingestor for S3 objects (with the DynamoDB ledger) or for local files (no AWS at all)."""
     store: ObjectStore
     ledger: Ledger
+    quarantine: Quarantine
     if local:
-        store, ledger = LocalFileStore(), NullLedger()
+        store, ledger, quarantine = LocalFileStore(), NullLedger(), NullQuarantine()
     else:
-        store = S3ObjectStore(aws_client("s3"))
+        s3 = aws_client("s3")
+        store = S3ObjectStore(s3)
         ledger = DynamoLedger(aws_client("dynamodb"), settings.ledger_table)
+        quarantine = S3Quarantine(s3, settings.quarantine_bucket)
     return Ingestor(
         store=store,
         sink=build_publisher(settings) if publish else None,
         ledger=ledger,
         partners=PartnerDirectory.load(settings.partners),
         settings=settings,
+        quarantine=quarantine,
     )
 
 

@@ -52,6 +52,10 @@ class Settings(BaseSettings):
     #: Problems kept in full per file; the total is always counted.
     max_problems: int = Field(default=1_000, ge=1)
     spool_dir: str | None = None
+    #: Where quarantined copies go; the drop bucket itself (under quarantine/) when unset.
+    quarantine_bucket: str | None = None
+    #: How long a processing claim lives when the caller has no deadline (CLI); Lambda uses its own.
+    claim_ttl_s: float = Field(default=900.0, gt=0)
 
     def kafka_config(self) -> dict[str, str]:
         """librdkafka settings shared by the producer and the admin client."""

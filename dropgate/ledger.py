@@ -7,6 +7,7 @@ marked ``published`` after the broker acknowledged every one of its events.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
@@ -61,8 +62,31 @@ class LedgerEntry:
     sha256: str | None = None
     size: int | None = None
     reason: str | None = None
+    diagnostics: str | None = None
     updated_at: str = field(default_factory=_now)
     attempts: list[dict[str, Any]] = field(default_factory=list)
+    claim_until: float | None = None
+
+    @property
+    def parser_label(self) -> str:
+        return f"{self.parser_name}/{self.parser_version}"
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """The answer to "may I process this version?"."""
+
+    granted: bool
+    #: When not granted: the row as it stands (already done, or claimed by another invocation).
+    entry: LedgerEntry | None = None
+
+    @property
+    def reason(self) -> str:
+        if self.granted or self.entry is None:
+            return ""
+        if self.entry.status in ("published", "quarantined"):
+            return f"already {self.entry.status} with parser {self.entry.parser_label}"
+        return "another invocation is processing this version right now"
 
 
 def version_of(ref: ObjectRef) -> str:
@@ -73,7 +97,9 @@ def version_of(ref: ObjectRef) -> str:
 class Ledger(Protocol):
     def get(self, ref: ObjectRef) -> LedgerEntry | None: ...
 
-    def begin(self, ref: ObjectRef, partner: str | None) -> None: ...
+    def claim(
+        self, ref: ObjectRef, *, partner: str | None, parser_label: str, ttl_s: float, force: bool = False
+    ) -> Claim: ...
 
     def record(self, ref: ObjectRef, entry: LedgerEntry, attempt: Attempt) -> None: ...
 
@@ -84,8 +110,10 @@ class NullLedger:
     def get(self, ref: ObjectRef) -> LedgerEntry | None:
         return None
 
-    def begin(self, ref: ObjectRef, partner: str | None) -> None:
-        return None
+    def claim(
+        self, ref: ObjectRef, *, partner: str | None, parser_label: str, ttl_s: float, force: bool = False
+    ) -> Claim:
+        return Claim(granted=True)
 
     def record(self, ref: ObjectRef, entry: LedgerEntry, attempt: Attempt) -> None:
         return None
@@ -107,17 +135,50 @@ class DynamoLedger:
         item = response.get("Item")
         return _entry_from_item(item) if item else None
 
-    def begin(self, ref: ObjectRef, partner: str | None) -> None:
-        """Record that a version was received (kept as is if it already has a status)."""
+    def claim(
+        self, ref: ObjectRef, *, partner: str | None, parser_label: str, ttl_s: float, force: bool = False
+    ) -> Claim:
+        """Atomically take this version for processing, or learn why not.
+
+        Granted when no live claim exists and (unless ``force``) the version is not already
+        published or quarantined by the same parser version. A claim expires after ``ttl_s``, so
+        one left by a crashed invocation does not block the retry for long.
+        """
+        from botocore.exceptions import ClientError
+
+        now = time.time()
         update = _Update()
         update.set_if_absent("status", {"S": "received"})
         update.set("updatedAt", {"S": _now()})
+        update.set("claimUntil", {"N": f"{now + ttl_s:.3f}"})
         if ref.bucket is not None:
             update.set("bucket", {"S": ref.bucket})
             update.set("objectKey", {"S": ref.key})
         if partner:
             update.set_if_absent("partner", {"S": partner})
-        self._client.update_item(TableName=self._table, Key=self.key_of(ref), **update.build())
+        names, values = update.names_for("claimUntil")
+        values[":now"] = {"N": f"{now:.3f}"}
+        condition = f"(attribute_not_exists({names['claimUntil']}) OR {names['claimUntil']} < :now)"
+        if not force:  # ... and not already done by this parser version
+            names, _ = update.names_for("status", "parserLabel")
+            values.update(
+                {":published": {"S": "published"}, ":quarantined": {"S": "quarantined"}, ":label": {"S": parser_label}}
+            )
+            condition += (
+                f" AND NOT ({names['status']} IN (:published, :quarantined) AND {names['parserLabel']} = :label)"
+            )
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key=self.key_of(ref),
+                ConditionExpression=condition,
+                **update.build(extra_values=values),
+            )
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                raise
+            return Claim(granted=False, entry=self.get(ref))
+        return Claim(granted=True)
 
     def history(self, ref: ObjectRef) -> list[LedgerEntry]:
         """Every recorded version of one key, newest update first."""
@@ -146,12 +207,16 @@ class DynamoLedger:
             "reason": entry.reason,
             "bucket": entry.bucket or None,
             "objectKey": entry.key,
+            "diagnostics": entry.diagnostics,
         }
         for name, value in optional.items():
             if value is not None:
                 update.set(name, {"S": value})
         if entry.size is not None:
             update.set("objectSize", {"N": str(entry.size)})
+        if entry.parser_name and entry.parser_version:
+            update.set("parserLabel", {"S": entry.parser_label})
+        update.remove("claimUntil")  # the outcome is recorded: the version is free again
         self._client.update_item(TableName=self._table, Key=self.key_of(ref), **update.build())
 
 
@@ -161,14 +226,30 @@ class _Update:
 
     def __init__(self) -> None:
         self._clauses: list[str] = []
+        self._removals: list[str] = []
         self._names: dict[str, str] = {}
         self._values: dict[str, Any] = {}
 
+    def _name(self, name: str) -> str:
+        for alias, existing in self._names.items():
+            if existing == name:
+                return alias
+        alias = f"#n{len(self._names)}"
+        self._names[alias] = name
+        return alias
+
+    def names_for(self, *names: str) -> tuple[dict[str, str], dict[str, Any]]:
+        """Aliases for attributes used in a condition, and a values dict to extend."""
+        return {name: self._name(name) for name in names}, {}
+
+    def remove(self, name: str) -> None:
+        self._removals.append(self._name(name))
+
     def _alias(self, name: str, value: Any) -> tuple[str, str]:
-        index = len(self._names)
-        self._names[f"#n{index}"] = name
-        self._values[f":v{index}"] = value
-        return f"#n{index}", f":v{index}"
+        alias = self._name(name)
+        placeholder = f":v{len(self._values)}"
+        self._values[placeholder] = value
+        return alias, placeholder
 
     def set(self, name: str, value: Any) -> None:
         n, v = self._alias(name, value)
@@ -183,11 +264,14 @@ class _Update:
         self._values[":empty"] = {"L": []}
         self._clauses.append(f"{n} = list_append(if_not_exists({n}, :empty), {v})")
 
-    def build(self) -> dict[str, Any]:
+    def build(self, extra_values: dict[str, Any] | None = None) -> dict[str, Any]:
+        expression = "SET " + ", ".join(self._clauses)
+        if self._removals:
+            expression += " REMOVE " + ", ".join(self._removals)
         return {
-            "UpdateExpression": "SET " + ", ".join(self._clauses),
+            "UpdateExpression": expression,
             "ExpressionAttributeNames": self._names,
-            "ExpressionAttributeValues": self._values,
+            "ExpressionAttributeValues": {**self._values, **(extra_values or {})},
         }
 
 
@@ -240,6 +324,8 @@ def _entry_from_item(item: dict[str, Any]) -> LedgerEntry:
         sha256=data.get("sha256"),
         size=data.get("objectSize"),
         reason=data.get("reason"),
+        diagnostics=data.get("diagnostics"),
         updated_at=data.get("updatedAt", ""),
         attempts=data.get("attempts", []),
+        claim_until=data.get("claimUntil"),
     )

@@ -27,6 +27,14 @@ from dropgate.events import ProductState, SplitValue
 from dropgate.ledger import Attempt, Ledger, LedgerEntry
 from dropgate.partners import Partner, PartnerDirectory
 from dropgate.publisher import Header, OutMessage, PublishReport
+from dropgate.quarantine import (
+    Diagnostics,
+    NullQuarantine,
+    Quarantine,
+    is_quarantine_key,
+    original_key,
+    reprocess_command,
+)
 from dropgate.spool import EventSpool
 from dropgate.storage import ObjectMeta, ObjectMissing, ObjectRef, ObjectStore
 from parsers import get_parser
@@ -103,6 +111,7 @@ class FileOutcome:
     size: int | None = None
     seconds: float = 0.0
     reason: str | None = None
+    diagnostics: str | None = None
 
     def summary(self) -> str:
         parts = [
@@ -116,6 +125,8 @@ class FileOutcome:
         if self.problem_count:
             parts.append(f"problems={self.problem_count}")
         parts.append(f"seconds={self.seconds:.2f}")
+        if self.diagnostics:
+            parts.append(f"quarantined_copy={self.diagnostics}")
         if self.reason:
             parts.append(f"reason={self.reason}")
         return " ".join(parts)
@@ -132,10 +143,12 @@ class Ingestor:
         ledger: Ledger,
         partners: PartnerDirectory,
         settings: Settings,
+        quarantine: Quarantine | None = None,
     ) -> None:
         self.store = store
         self.sink = sink
         self.ledger = ledger
+        self.quarantine: Quarantine = quarantine or NullQuarantine()
         self.partners = partners
         self.settings = settings
 
@@ -238,44 +251,49 @@ class Ingestor:
         force: bool = False,
     ) -> FileOutcome:
         started = time.monotonic()
+        if is_quarantine_key(ref.key):
+            # Our own quarantine copies and sidecars: never drops. Reprocess goes by the original key.
+            return self._ignore(
+                ref,
+                trigger,
+                started,
+                f"'{ref.key}' is a quarantine copy, not a drop; "
+                f"use {reprocess_command(ref.bucket, original_key(ref.key))}",
+            )
         try:
             meta = self.store.head(ref)
         except ObjectMissing as missing:
             # Deleted before we got to it: retrying cannot help, so say so instead of failing forever.
-            outcome = FileOutcome(ref=ref, status="ignored", reason=str(missing), seconds=time.monotonic() - started)
-            entry = LedgerEntry(
-                bucket=ref.bucket or "",
-                key=ref.key,
-                version=ref.version_id or "null",
-                status="ignored",
-                reason=str(missing),
-            )
-            self.ledger.record(ref, entry, Attempt(trigger=trigger, parser="-", outcome="ignored", error=str(missing)))
-            return outcome
+            return self._ignore(ref, trigger, started, str(missing))
         ref = ref.with_version(meta.version_id)
         partner = self.route(ref, partner_id)
         parser = get_parser(partner.format if partner else DEFAULT_FORMAT)
-        if not force:
-            previous = self.ledger.get(ref)
-            if (
-                previous is not None
-                and previous.status in ("published", "quarantined")
-                and previous.parser_name == parser.name
-                and previous.parser_version == parser.version
-            ):
-                return FileOutcome(
-                    ref=ref,
-                    status="duplicate",
-                    partner=previous.partner,
-                    parser=f"{parser.name}/{parser.version}",
-                    events=previous.event_count,
-                    seconds=time.monotonic() - started,
-                    reason=f"already {previous.status} with this parser version",
-                )
-        self.ledger.begin(ref, partner.id if partner else None)
+        label = f"{parser.name}/{parser.version}"
+        ttl = (deadline - time.monotonic() + 60) if deadline else self.settings.claim_ttl_s
+        claim = self.ledger.claim(
+            ref, partner=partner.id if partner else None, parser_label=label, ttl_s=ttl, force=force
+        )
+        if not claim.granted:
+            previous = claim.entry
+            return FileOutcome(
+                ref=ref,
+                status="duplicate",
+                partner=previous.partner if previous else None,
+                parser=label,
+                events=previous.event_count if previous else 0,
+                seconds=time.monotonic() - started,
+                reason=claim.reason,
+            )
         prepared = self.prepare(ref, partner_id=partner_id, meta=meta)
         with prepared.spool:
             return self._conclude(prepared, trigger=trigger, deadline=deadline, started=started)
+
+    def _ignore(self, ref: ObjectRef, trigger: str, started: float, reason: str) -> FileOutcome:
+        entry = LedgerEntry(
+            bucket=ref.bucket or "", key=ref.key, version=ref.version_id or "null", status="ignored", reason=reason
+        )
+        self.ledger.record(ref, entry, Attempt(trigger=trigger, parser="-", outcome="ignored", error=reason))
+        return FileOutcome(ref=ref, status="ignored", reason=reason, seconds=time.monotonic() - started)
 
     def _conclude(self, prepared: Prepared, *, trigger: str, deadline: float | None, started: float) -> FileOutcome:
         policy = prepared.partner.policy if prepared.partner else "strict"
@@ -303,9 +321,35 @@ class Ingestor:
             outcome.tombstones = prepared.spool.tombstones
         if prepared.problems:
             outcome.reason = f"{prepared.problem_count} problem(s); first: {prepared.problems[0].one_line()}"
+            try:
+                outcome.diagnostics = self.quarantine.put(self._diagnostics(prepared, policy, outcome.events))
+            except Exception as error:
+                # Nothing is lost: the original stays, the ledger does not say quarantined, the trigger retries.
+                self._record(
+                    prepared, outcome, trigger, started, status="received", error=f"quarantine failed: {error}"
+                )
+                raise
         outcome.seconds = time.monotonic() - started
         self._record(prepared, outcome, trigger, started, status=outcome.status)
         return outcome
+
+    def _diagnostics(self, prepared: Prepared, policy: str, published: int) -> Diagnostics:
+        return Diagnostics(
+            bucket=prepared.ref.bucket,
+            key=prepared.ref.key,
+            version_id=prepared.ref.version_id,
+            size=prepared.size,
+            sha256=prepared.sha256,
+            uploaded_at=prepared.meta.last_modified,
+            partner=prepared.partner_id,
+            parser_name=prepared.parser.name,
+            parser_version=prepared.parser.version,
+            policy=policy,
+            problems=prepared.problems,
+            problem_count=prepared.problem_count,
+            problem_cap=self.settings.max_problems,
+            published=published,
+        )
 
     def _record(
         self,
@@ -332,6 +376,7 @@ class Ingestor:
             sha256=prepared.sha256,
             size=prepared.size,
             reason=error or outcome.reason,
+            diagnostics=outcome.diagnostics,
         )
         attempt = Attempt(
             trigger=trigger,
