@@ -10,6 +10,7 @@ from functools import lru_cache
 from typing import Any
 
 from dropgate.config import Settings
+from dropgate.guard import KeyIndexGuard, NullGuard, PartnerLock, PublishGuard, S3KeyIndexStore
 from dropgate.ledger import DynamoLedger, Ledger, NullLedger
 from dropgate.partners import PartnerDirectory
 from dropgate.pipeline import Ingestor
@@ -43,13 +44,20 @@ def build_ingestor(settings: Settings, *, local: bool = False, publish: bool = T
     store: ObjectStore
     ledger: Ledger
     quarantine: Quarantine
+    guard: PublishGuard
     if local:
-        store, ledger, quarantine = LocalFileStore(), NullLedger(), NullQuarantine()
+        store, ledger, quarantine, guard = LocalFileStore(), NullLedger(), NullQuarantine(), NullGuard()
     else:
         s3 = aws_client("s3")
         store = S3ObjectStore(s3)
         ledger = DynamoLedger(aws_client("dynamodb"), settings.ledger_table)
         quarantine = S3Quarantine(s3, settings.quarantine_bucket)
+        guard = KeyIndexGuard(
+            S3KeyIndexStore(s3, settings.state_bucket or settings.bucket),
+            PartnerLock(aws_client("dynamodb"), settings.ledger_table),
+            lock_ttl_s=settings.claim_ttl_s,
+            lock_wait_s=settings.partner_lock_wait_s,
+        )
     return Ingestor(
         store=store,
         sink=build_publisher(settings) if publish else None,
@@ -57,6 +65,7 @@ def build_ingestor(settings: Settings, *, local: bool = False, publish: bool = T
         partners=PartnerDirectory.load(settings.partners),
         settings=settings,
         quarantine=quarantine,
+        guard=guard,
     )
 
 

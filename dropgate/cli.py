@@ -50,8 +50,9 @@ def inspect(
         publishable = not prepared.problems or (policy == "skip_invalid" and not prepared.fatal)
         out = sys.stdout.buffer
         if publishable:
-            for key, value, _record in prepared.spool.replay(prepared.sha256):
-                out.write(b'{"key":' + json.dumps(key.decode()).encode() + b',"value":' + (value or b"null") + b"}\n")
+            for entry in prepared.spool.replay(prepared.sha256):
+                key = json.dumps(entry.key.decode()).encode()
+                out.write(b'{"key":' + key + b',"value":' + (entry.value or b"null") + b"}\n")
         out.flush()
         for problem in prepared.problems:
             typer.echo(problem.one_line(), err=True)

@@ -56,6 +56,12 @@ class Settings(BaseSettings):
     quarantine_bucket: str | None = None
     #: How long a processing claim lives when the caller has no deadline (CLI); Lambda uses its own.
     claim_ttl_s: float = Field(default=900.0, gt=0)
+    #: Where per-partner key indexes live (stale guard); the drop bucket when unset.
+    state_bucket: str | None = None
+    #: Publish only keys whose state changed since the last publish (the stale check always applies).
+    changed_only: bool = False
+    #: How long a file waits for another file of the same partner to finish publishing.
+    partner_lock_wait_s: float = Field(default=60.0, ge=0)
 
     def kafka_config(self) -> dict[str, str]:
         """librdkafka settings shared by the producer and the admin client."""

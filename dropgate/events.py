@@ -18,6 +18,8 @@ from typing import Any, Literal
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator, model_validator
 
+from dropgate.key_index import TRACKED_FIELDS, state_hashes
+
 SCHEMA_NAME = "inventory.product-state.v1"
 SCHEMA_VERSION = 1
 CONTENT_TYPE = "application/json"
@@ -126,18 +128,24 @@ def render_key(template: str, *, product_id: str, partner_id: str) -> bytes:
 
 
 class SplitValue:
-    """A serialized value with a hole where the file's sha256 goes.
+    """A serialized value with a hole where the file's sha256 goes, plus what the guard needs.
 
     The sha256 of the whole file is only known once the last byte has been read, but values are
     built (and spooled) while streaming. Serializing ``source.sha256`` last inside a fixed layout
     lets the publisher fill it in without re-serializing: ``head + sha256 + tail``.
+    ``as_of_ms``, ``state`` and ``fields`` feed the stale-overwrite guard (see ``key_index``).
     """
 
-    __slots__ = ("head", "tail")
+    __slots__ = ("as_of_ms", "fields", "head", "state", "tail")
 
-    def __init__(self, head: bytes, tail: bytes) -> None:
+    def __init__(
+        self, head: bytes, tail: bytes, as_of_ms: int = 0, state: int = 0, fields: tuple[int, ...] = ()
+    ) -> None:
         self.head = head
         self.tail = tail
+        self.as_of_ms = as_of_ms
+        self.state = state
+        self.fields = fields
 
     def complete(self, sha256: str) -> bytes:
         return self.head + sha256.encode() + self.tail
@@ -149,6 +157,7 @@ _PLACEHOLDER_SHA = "0" * 64
 def serialize(state: ProductState) -> SplitValue:
     """Deterministic JSON of a validated state, split around ``source.sha256``."""
     body = state.model_dump(mode="json", exclude={"source", "parser"})
+    state_hash, field_hashes = state_hashes(orjson.dumps(body[name]) for name in TRACKED_FIELDS)
     source = state.source
     head = (
         orjson.dumps(body)[:-1]
@@ -163,7 +172,11 @@ def serialize(state: ProductState) -> SplitValue:
         + orjson.dumps({"name": state.parser.name, "version": state.parser.version})
         + b"}"
     )
-    return SplitValue(head, tail)
+    return SplitValue(head, tail, epoch_ms(state.asOf), state_hash, field_hashes)
+
+
+def epoch_ms(value: datetime) -> int:
+    return int(value.timestamp() * 1000)
 
 
 def placeholder_sha() -> str:

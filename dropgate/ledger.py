@@ -28,6 +28,7 @@ class Attempt:
     outcome: str
     events: int = 0
     invalid: int = 0
+    stale: int = 0
     seconds: float = 0.0
     error: str | None = None
     at: str = field(default_factory=_now)
@@ -40,6 +41,7 @@ class Attempt:
             "outcome": self.outcome,
             "events": self.events,
             "invalid": self.invalid,
+            "stale": self.stale,
             "seconds": str(round(self.seconds, 3)),
         }
         if self.error:

@@ -13,7 +13,7 @@ state-event properties:
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
@@ -24,6 +24,7 @@ from dropgate import events
 from dropgate.byte_streams import Payload
 from dropgate.config import Settings
 from dropgate.events import ProductState, SplitValue
+from dropgate.guard import NullGuard, PublishGuard, Verdicts
 from dropgate.ledger import Attempt, Ledger, LedgerEntry
 from dropgate.partners import Partner, PartnerDirectory
 from dropgate.publisher import Header, OutMessage, PublishReport
@@ -35,7 +36,7 @@ from dropgate.quarantine import (
     original_key,
     reprocess_command,
 )
-from dropgate.spool import EventSpool
+from dropgate.spool import EventSpool, SpoolEntry
 from dropgate.storage import ObjectMeta, ObjectMissing, ObjectRef, ObjectStore
 from parsers import get_parser
 from parsers.base import Document, InputRejected, Parser, Problem, Record, truncate
@@ -77,14 +78,17 @@ class Prepared:
     def parser_label(self) -> str:
         return f"{self.parser.name}/{self.parser.version}"
 
-    def messages(self, *, ingested_at: str | None = None) -> Iterator[OutMessage]:
-        """The spooled events as Kafka messages with the contract's headers."""
+    def messages(
+        self, entries: Iterable[SpoolEntry] | None = None, *, ingested_at: str | None = None
+    ) -> Iterator[OutMessage]:
+        """Spooled events (all, or the ``entries`` the guard selected) as Kafka messages with headers."""
         stamp = (ingested_at or events.format_timestamp(datetime.now(UTC))).encode()
         source = str(self.ref).encode()
         parser = self.parser_label.encode()
         schema = events.SCHEMA_NAME.encode()
         content_type = events.CONTENT_TYPE.encode()
-        for key, value, _record in self.spool.replay(self.sha256):
+        for entry in entries if entries is not None else self.spool.replay(self.sha256):
+            key, value = entry.key, entry.value
             headers: list[Header] = [
                 ("event-id", events.event_id(key, value).encode()),
                 ("content-type", content_type),
@@ -105,6 +109,9 @@ class FileOutcome:
     events: int = 0
     tombstones: int = 0
     invalid: int = 0
+    stale: int = 0
+    unchanged: int = 0
+    verdicts: Verdicts | None = None
     problems: list[Problem] = field(default_factory=list)
     problem_count: int = 0
     sha256: str | None = None
@@ -112,6 +119,7 @@ class FileOutcome:
     seconds: float = 0.0
     reason: str | None = None
     diagnostics: str | None = None
+    notes: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
         parts = [
@@ -122,6 +130,10 @@ class FileOutcome:
         parts.append(f"events={self.events}")
         if self.tombstones:
             parts.append(f"tombstones={self.tombstones}")
+        if self.stale:
+            parts.append(f"stale_skipped={self.stale}")
+        if self.unchanged:
+            parts.append(f"unchanged={self.unchanged}")
         if self.problem_count:
             parts.append(f"problems={self.problem_count}")
         parts.append(f"seconds={self.seconds:.2f}")
@@ -144,11 +156,13 @@ class Ingestor:
         partners: PartnerDirectory,
         settings: Settings,
         quarantine: Quarantine | None = None,
+        guard: PublishGuard | None = None,
     ) -> None:
         self.store = store
         self.sink = sink
         self.ledger = ledger
         self.quarantine: Quarantine = quarantine or NullQuarantine()
+        self.guard: PublishGuard = guard or NullGuard()
         self.partners = partners
         self.settings = settings
 
@@ -225,7 +239,7 @@ class Ingestor:
                             records += 1
                             built = builder.build(item)
                             if built is not None:
-                                spool.append(built[0], built[1], item.index)
+                                spool.append(built[0], built[1], item.index, tombstone_as_of_ms=builder.as_of_ms)
                         elif isinstance(item, Problem):
                             collector.add(item)
                         else:
@@ -249,6 +263,7 @@ class Ingestor:
         partner_id: str | None = None,
         deadline: float | None = None,
         force: bool = False,
+        changed_only: bool | None = None,
     ) -> FileOutcome:
         started = time.monotonic()
         if is_quarantine_key(ref.key):
@@ -285,8 +300,33 @@ class Ingestor:
                 reason=claim.reason,
             )
         prepared = self.prepare(ref, partner_id=partner_id, meta=meta)
+        only_changed = self.settings.changed_only if changed_only is None else changed_only
         with prepared.spool:
-            return self._conclude(prepared, trigger=trigger, deadline=deadline, started=started)
+            return self._conclude(
+                prepared, trigger=trigger, deadline=deadline, started=started, changed_only=only_changed
+            )
+
+    def dry_run(self, ref: ObjectRef, *, partner_id: str | None = None) -> FileOutcome:
+        """What ingesting would do now: per key new / changed / unchanged / stale. Publishes nothing."""
+        started = time.monotonic()
+        prepared = self.prepare(ref, partner_id=partner_id)
+        with prepared.spool:
+            outcome = self._outcome(prepared)
+            if not prepared.problems or not prepared.fatal:
+                with self.guard.session(
+                    prepared.partner_id or "_unrouted", bucket=prepared.ref.bucket, write=False
+                ) as session:
+                    for _entry in session.select(prepared.spool.replay(prepared.sha256)):
+                        pass
+                outcome.verdicts = session.verdicts
+                outcome.events = session.verdicts.published
+                outcome.stale = session.verdicts.stale
+                outcome.unchanged = session.verdicts.unchanged
+            outcome.tombstones = prepared.spool.tombstones
+            if prepared.problems:
+                outcome.reason = f"{prepared.problem_count} problem(s); first: {prepared.problems[0].one_line()}"
+        outcome.seconds = time.monotonic() - started
+        return outcome
 
     def _ignore(self, ref: ObjectRef, trigger: str, started: float, reason: str) -> FileOutcome:
         entry = LedgerEntry(
@@ -295,10 +335,8 @@ class Ingestor:
         self.ledger.record(ref, entry, Attempt(trigger=trigger, parser="-", outcome="ignored", error=reason))
         return FileOutcome(ref=ref, status="ignored", reason=reason, seconds=time.monotonic() - started)
 
-    def _conclude(self, prepared: Prepared, *, trigger: str, deadline: float | None, started: float) -> FileOutcome:
-        policy = prepared.partner.policy if prepared.partner else "strict"
-        publish = not prepared.problems or (policy == "skip_invalid" and not prepared.fatal)
-        outcome = FileOutcome(
+    def _outcome(self, prepared: Prepared) -> FileOutcome:
+        return FileOutcome(
             ref=prepared.ref,
             status="published" if not prepared.problems else "quarantined",
             partner=prepared.partner_id,
@@ -309,16 +347,39 @@ class Ingestor:
             sha256=prepared.sha256,
             size=prepared.size,
         )
+
+    def _conclude(
+        self, prepared: Prepared, *, trigger: str, deadline: float | None, started: float, changed_only: bool
+    ) -> FileOutcome:
+        policy = prepared.partner.policy if prepared.partner else "strict"
+        publish = not prepared.problems or (policy == "skip_invalid" and not prepared.fatal)
+        outcome = self._outcome(prepared)
         if publish and prepared.spool.count:
             if self.sink is None:
                 raise RuntimeError("no event sink configured")
             try:
-                report = self.sink.publish(prepared.messages(), deadline=deadline)
+                with self.guard.session(
+                    prepared.partner_id or "_unrouted",
+                    bucket=prepared.ref.bucket,
+                    deadline=deadline,
+                    changed_only=changed_only,
+                ) as session:
+                    selected = session.select(prepared.spool.replay(prepared.sha256))
+                    report = self.sink.publish(prepared.messages(selected), deadline=deadline)
             except Exception as error:
                 self._record(prepared, outcome, trigger, started, status="received", error=str(error))
                 raise
             outcome.events = report.acknowledged
             outcome.tombstones = prepared.spool.tombstones
+            outcome.verdicts = session.verdicts
+            outcome.stale = session.verdicts.stale
+            outcome.unchanged = session.verdicts.unchanged if changed_only else 0
+            if outcome.stale:
+                stale_keys = ", ".join(session.verdicts.samples.get("stale", []))
+                outcome.notes.append(
+                    f"skipped {outcome.stale} stale event(s) older than the newest published for their key "
+                    f"(e.g. {stale_keys})"
+                )
         if prepared.problems:
             outcome.reason = f"{prepared.problem_count} problem(s); first: {prepared.problems[0].one_line()}"
             try:
@@ -384,6 +445,7 @@ class Ingestor:
             outcome="failed" if error else outcome.status,
             events=outcome.events,
             invalid=outcome.invalid,
+            stale=outcome.stale,
             seconds=time.monotonic() - started,
             error=error,
         )
@@ -425,6 +487,10 @@ class _EventBuilder:
         self.parser_ref = {"name": parser.name, "version": parser.version}
         self.source = {"bucket": ref.bucket, "key": ref.key, "versionId": ref.version_id}
         self._unknown_partner_reported = False
+
+    @property
+    def as_of_ms(self) -> int:
+        return events.epoch_ms(self.as_of)
 
     def document(self, doc: Document) -> None:
         if doc.as_of is not None:

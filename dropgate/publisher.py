@@ -77,7 +77,10 @@ def producer_config(
         "compression.type": compression,
         # The Java client's partitioner, so keys land where Java producers and Kafka Streams expect.
         "partitioner": "murmur2_random",
-        "queue.buffering.max.messages": 200_000,
+        # Bound the client's local queue by bytes, not librdkafka's 1 GiB default: memory must not
+        # grow with the file. Producing blocks (BufferError → poll) until deliveries free room.
+        "queue.buffering.max.kbytes": 16_384,
+        "queue.buffering.max.messages": 100_000,
         "log.connection.close": False,
     }
 

@@ -2,7 +2,8 @@
 
 Under the strict policy nothing from a file is published until all of it has been validated, but
 holding a million events in a list would make memory grow with the file. The spool keeps them on
-disk in a compact length-prefixed layout and replays them in file order.
+disk in a compact length-prefixed layout and replays them in file order, with what the
+stale-overwrite guard needs per event (asOf, state hash, field hashes).
 """
 
 from __future__ import annotations
@@ -14,9 +15,26 @@ from types import TracebackType
 from typing import BinaryIO
 
 from dropgate.events import SplitValue
+from dropgate.key_index import TRACKED_FIELDS
 
-_HEADER = struct.Struct("<IiII")  # key length, head length (-1: tombstone), tail length, record index
+# key length, head length (-1: tombstone), tail length, record index, asOf ms, state hash, field hashes
+_HEADER = struct.Struct(f"<IiIIqQ{len(TRACKED_FIELDS)}H")
 _TOMBSTONE = -1
+_NO_FIELDS = (0,) * len(TRACKED_FIELDS)
+
+
+class SpoolEntry:
+    __slots__ = ("as_of_ms", "fields", "key", "record", "state", "value")
+
+    def __init__(
+        self, key: bytes, value: bytes | None, record: int, as_of_ms: int, state: int, fields: tuple[int, ...]
+    ) -> None:
+        self.key = key
+        self.value = value
+        self.record = record
+        self.as_of_ms = as_of_ms
+        self.state = state
+        self.fields = fields
 
 
 class EventSpool:
@@ -25,34 +43,34 @@ class EventSpool:
         self.count = 0
         self.tombstones = 0
 
-    def append(self, key: bytes, value: SplitValue | None, record: int) -> None:
+    def append(self, key: bytes, value: SplitValue | None, record: int, *, tombstone_as_of_ms: int = 0) -> None:
         if value is None:
-            self._file.write(_HEADER.pack(len(key), _TOMBSTONE, 0, record) + key)
+            self._file.write(_HEADER.pack(len(key), _TOMBSTONE, 0, record, tombstone_as_of_ms, 0, *_NO_FIELDS) + key)
             self.tombstones += 1
         else:
-            self._file.write(_HEADER.pack(len(key), len(value.head), len(value.tail), record))
-            self._file.write(key + value.head + value.tail)
+            header = _HEADER.pack(
+                len(key), len(value.head), len(value.tail), record, value.as_of_ms, value.state, *value.fields
+            )
+            self._file.write(header + key + value.head + value.tail)
         self.count += 1
 
-    def replay(self, sha256: str) -> Iterator[tuple[bytes, bytes | None, int]]:
-        """Yield ``(key, value or None, record)`` with the file's sha256 filled in, in file order."""
+    def replay(self, sha256: str) -> Iterator[SpoolEntry]:
+        """Every spooled event with the file's sha256 filled in, in file order."""
         sha = sha256.encode()
         handle = self._file
         handle.flush()
         handle.seek(0)
         read = handle.read
         size = _HEADER.size
+        unpack = _HEADER.unpack
         for _ in range(self.count):
-            key_len, head_len, tail_len, record = _HEADER.unpack(read(size))
+            key_len, head_len, tail_len, record, as_of_ms, state, *fields = unpack(read(size))
             if head_len == _TOMBSTONE:
-                yield read(key_len), None, record
+                yield SpoolEntry(read(key_len), None, record, as_of_ms, 0, _NO_FIELDS)
                 continue
             blob = read(key_len + head_len + tail_len)
-            yield (
-                blob[:key_len],
-                blob[key_len : key_len + head_len] + sha + blob[key_len + head_len :],
-                record,
-            )
+            value = blob[key_len : key_len + head_len] + sha + blob[key_len + head_len :]
+            yield SpoolEntry(blob[:key_len], value, record, as_of_ms, state, tuple(fields))
 
     def close(self) -> None:
         self._file.close()

@@ -1,0 +1,270 @@
+"""The stale-overwrite guard: never let an older state become the newest value of a key.
+
+Per partner, a lock (DynamoDB, in the ledger table) is held from reading the key index, through
+publishing, to writing the index back, so two files of one partner processed at the same time
+cannot interleave their checks and their writes. Events older than the newest already published
+for their key are skipped and counted as stale; with ``changed_only`` events whose state did not
+change are skipped too. The index is only written after the broker acknowledged every event.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from dropgate.key_index import TRACKED_FIELDS, KeyIndex, key_hash
+from dropgate.spool import SpoolEntry
+
+_CHUNK = 8192
+SAMPLE_LIMIT = 5
+
+
+class LockBusy(RuntimeError):
+    """Another file of the same partner holds the lock; the invocation fails and is retried."""
+
+
+@dataclass
+class Verdicts:
+    """What the guard decided, per category; ``samples`` name the first few keys of each."""
+
+    new: int = 0
+    changed: int = 0
+    unchanged: int = 0
+    stale: int = 0
+    deleted: int = 0
+    published: int = 0
+    samples: dict[str, list[str]] = field(default_factory=dict)
+
+    def sample(self, category: str, text: str) -> None:
+        found = self.samples.setdefault(category, [])
+        if len(found) < SAMPLE_LIMIT:
+            found.append(text)
+
+
+class GuardSession:
+    """Classifies spooled events against the index and remembers what was selected."""
+
+    def __init__(self, index: KeyIndex, *, changed_only: bool) -> None:
+        self.index = index
+        self.changed_only = changed_only
+        self.verdicts = Verdicts()
+        self._updates: list[Any] = []
+
+    def select(self, entries: Iterator[SpoolEntry]) -> Iterator[SpoolEntry]:
+        """Yield the events to publish; stale ones (and unchanged ones under changed_only) are held back."""
+        chunk: list[SpoolEntry] = []
+        for entry in entries:
+            chunk.append(entry)
+            if len(chunk) == _CHUNK:
+                yield from self._decide(chunk)
+                chunk = []
+        if chunk:
+            yield from self._decide(chunk)
+
+    def _decide(self, chunk: list[SpoolEntry]) -> Iterator[SpoolEntry]:
+        import numpy as np
+
+        n = len(chunk)
+        rows = KeyIndex.new_entries([(key_hash(e.key), e.as_of_ms, e.state, e.fields) for e in chunk])
+        found, positions = self.index.lookup(rows["key"])
+        old = self.index.entries[positions] if len(self.index) else rows  # rows: placeholder when empty
+        stale = found & (old["as_of"] > rows["as_of"])
+        same = found & ~stale & (old["state"] == rows["state"])
+        changed = found & ~stale & ~same
+        publish = ~stale & ~(same & self.changed_only)
+        verdicts = self.verdicts
+        verdicts.new += int(np.count_nonzero(~found))
+        verdicts.stale += int(np.count_nonzero(stale))
+        verdicts.unchanged += int(np.count_nonzero(same))
+        verdicts.changed += int(np.count_nonzero(changed))
+        verdicts.published += int(np.count_nonzero(publish))
+        for i in range(n):
+            entry = chunk[i]
+            if entry.value is None:
+                verdicts.deleted += 1
+            if stale[i]:
+                verdicts.sample("stale", entry.key.decode(errors="replace"))
+            elif changed[i] and len(verdicts.samples.get("changed", ())) < SAMPLE_LIMIT:
+                names = [
+                    name
+                    for j, name in enumerate(TRACKED_FIELDS)
+                    if int(old["fields"][i][j]) != int(rows["fields"][i][j])
+                ]
+                if rows["state"][i] == 0:
+                    names = ["(deleted)"]
+                elif old["state"][i] == 0:
+                    names = ["(re-created)"]
+                verdicts.sample("changed", f"{entry.key.decode(errors='replace')}: {', '.join(names) or 'state'}")
+            elif not found[i]:
+                verdicts.sample("new", entry.key.decode(errors="replace"))
+            if publish[i]:
+                yield entry
+        self._updates.append(rows[publish])
+
+    def updated_index(self) -> KeyIndex:
+        import numpy as np
+
+        if not self._updates:
+            return self.index
+        return self.index.merged(np.concatenate(self._updates))
+
+
+class KeyIndexStore(Protocol):
+    def load(self, partner: str, bucket: str | None) -> KeyIndex: ...
+
+    def save(self, partner: str, bucket: str | None, index: KeyIndex) -> None: ...
+
+
+class S3KeyIndexStore:
+    """One object per partner: ``s3://<state bucket or the drop's bucket>/<prefix><partner>.keyindex``.
+
+    The prefix is no partner's and carries no drop suffix, so writing it never triggers ingestion.
+    """
+
+    def __init__(self, client: Any, bucket: str | None, prefix: str = "dropgate-state/key-index/") -> None:
+        self._client = client
+        self._bucket = bucket
+        self._prefix = prefix
+
+    def _where(self, partner: str, bucket: str | None) -> tuple[str, str]:
+        target = self._bucket or bucket
+        if not target:
+            raise ValueError("no bucket for the key index: set DROPGATE_STATE_BUCKET or DROPGATE_BUCKET")
+        return target, f"{self._prefix}{partner}.keyindex"
+
+    def load(self, partner: str, bucket: str | None) -> KeyIndex:
+        from botocore.exceptions import ClientError
+
+        target, key = self._where(partner, bucket)
+        try:
+            body = self._client.get_object(Bucket=target, Key=key)["Body"].read()
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "NotFound"):
+                return KeyIndex.empty()
+            raise
+        return KeyIndex.from_bytes(body)
+
+    def save(self, partner: str, bucket: str | None, index: KeyIndex) -> None:
+        target, key = self._where(partner, bucket)
+        self._client.put_object(Bucket=target, Key=key, Body=index.to_bytes())
+
+
+class PartnerLock:
+    """A lease in the ledger table (``pk = lock#<partner>``): conditional put, expiring, owner-checked."""
+
+    def __init__(self, client: Any, table: str) -> None:
+        self._client = client
+        self._table = table
+
+    def _key(self, partner: str) -> dict[str, Any]:
+        return {"pk": {"S": f"lock#{partner}"}, "version": {"S": "lock"}}
+
+    def acquire(self, partner: str, owner: str, *, ttl_s: float, wait_until: float) -> None:
+        from botocore.exceptions import ClientError
+
+        delay = 0.05
+        while True:
+            now = time.time()
+            try:
+                self._client.put_item(
+                    TableName=self._table,
+                    Item={**self._key(partner), "owner": {"S": owner}, "until": {"N": f"{now + ttl_s:.3f}"}},
+                    ConditionExpression="attribute_not_exists(pk) OR #until < :now",
+                    ExpressionAttributeNames={"#until": "until"},
+                    ExpressionAttributeValues={":now": {"N": f"{now:.3f}"}},
+                )
+                return
+            except ClientError as error:
+                if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                    raise
+            if time.monotonic() + delay > wait_until:
+                raise LockBusy(f"another file of partner '{partner}' is being published; this one will be retried")
+            time.sleep(delay)  # back off while the other file of this partner finishes
+            delay = min(delay * 2, 1.0)
+
+    def release(self, partner: str, owner: str) -> None:
+        from botocore.exceptions import ClientError
+
+        try:
+            self._client.delete_item(
+                TableName=self._table,
+                Key=self._key(partner),
+                ConditionExpression="#owner = :owner",
+                ExpressionAttributeNames={"#owner": "owner"},
+                ExpressionAttributeValues={":owner": {"S": owner}},
+            )
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                raise  # (a lease that expired and was taken over is not ours to delete)
+
+
+class PublishGuard(Protocol):
+    def session(
+        self,
+        partner: str,
+        *,
+        bucket: str | None = None,
+        deadline: float | None = None,
+        changed_only: bool = False,
+        write: bool = True,
+    ) -> Any: ...
+
+
+class NullGuard:
+    """No guard (local files): every event is published, nothing is remembered."""
+
+    @contextmanager
+    def session(
+        self,
+        partner: str,
+        *,
+        bucket: str | None = None,
+        deadline: float | None = None,
+        changed_only: bool = False,
+        write: bool = True,
+    ) -> Iterator[GuardSession]:
+        yield GuardSession(KeyIndex.empty(), changed_only=False)
+
+
+class KeyIndexGuard:
+    def __init__(
+        self, store: KeyIndexStore, lock: PartnerLock, *, lock_ttl_s: float = 900.0, lock_wait_s: float = 60.0
+    ) -> None:
+        self.store = store
+        self.lock = lock
+        self.lock_ttl_s = lock_ttl_s
+        self.lock_wait_s = lock_wait_s
+
+    @contextmanager
+    def session(
+        self,
+        partner: str,
+        *,
+        bucket: str | None = None,
+        deadline: float | None = None,
+        changed_only: bool = False,
+        write: bool = True,
+    ) -> Iterator[GuardSession]:
+        """Lock the partner, load its index, yield; on a clean exit write the updated index back.
+
+        ``write=False`` (dry-run) reads without locking and writes nothing.
+        """
+        if not write:
+            yield GuardSession(self.store.load(partner, bucket), changed_only=changed_only)
+            return
+        owner = uuid.uuid4().hex
+        wait_until = (
+            min(deadline, time.monotonic() + self.lock_wait_s) if deadline else time.monotonic() + self.lock_wait_s
+        )
+        ttl = (deadline - time.monotonic() + 60) if deadline else self.lock_ttl_s
+        self.lock.acquire(partner, owner, ttl_s=ttl, wait_until=wait_until)
+        try:
+            session = GuardSession(self.store.load(partner, bucket), changed_only=changed_only)
+            yield session
+            self.store.save(partner, bucket, session.updated_index())
+        finally:
+            self.lock.release(partner, owner)
