@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -96,6 +96,200 @@ def ingest(
     typer.echo(outcome.summary())
     if outcome.status == "quarantined":
         raise typer.Exit(1)
+
+
+def _s3_target(target: str, settings: Settings) -> ObjectRef:
+    """``s3://bucket/key``, or a bare key in DROPGATE_BUCKET."""
+    if target.startswith("s3://"):
+        return parse_s3_uri(target)
+    if not settings.bucket:
+        raise _fail(f"'{target}' has no bucket: give s3://BUCKET/KEY or set DROPGATE_BUCKET")
+    return ObjectRef(settings.bucket, target.lstrip("/"))
+
+
+def _reprocessor(settings: Settings, *, publish: bool = True) -> Any:
+    from dropgate.app import aws_client, build_ingestor
+    from dropgate.ledger import DynamoLedger
+    from dropgate.quarantine import S3Quarantine
+    from dropgate.reprocess import Reprocessor
+
+    ingestor = build_ingestor(settings, publish=publish)
+    return Reprocessor(
+        ingestor,
+        DynamoLedger(aws_client("dynamodb"), settings.ledger_table),
+        S3Quarantine(aws_client("s3"), settings.quarantine_bucket),
+    )
+
+
+def _describe(result: Any) -> str:
+    outcome = result.outcome
+    if result.dry_run:
+        verdicts = outcome.verdicts
+        if outcome.problems and verdicts is None:
+            return f"{outcome.ref}: would be quarantined again: {outcome.reason}"
+        counts = (
+            f"would publish {outcome.events} event(s): new {verdicts.new}, changed {verdicts.changed}, "
+            f"unchanged {verdicts.unchanged}, stale {verdicts.stale} (skipped)"
+            if verdicts
+            else "nothing to publish"
+        )
+        lines = [f"{outcome.ref}: {counts}"]
+        if outcome.problems:
+            lines.append(f"  and would still be quarantined: {outcome.reason}")
+        if verdicts:
+            for category in ("changed", "new", "stale"):
+                if verdicts.samples.get(category):
+                    lines.append(f"  {category}: " + "; ".join(verdicts.samples[category]))
+        return "\n".join(lines)
+    text: str = outcome.summary()
+    if result.resolved:
+        text += f"\n  quarantined copy resolved: {result.resolved}"
+    if result.note:
+        text += f"\n  {result.note}"
+    for note in outcome.notes:
+        text += f"\n  {note}"
+    return text
+
+
+@app.command()
+def reprocess(
+    target: Annotated[str | None, typer.Argument(help="s3://BUCKET/KEY (original or quarantine key).")] = None,
+    quarantined: Annotated[bool, typer.Option("--quarantined", help="Every quarantined file (bulk).")] = False,
+    partner: PartnerOption = None,
+    since: Annotated[str | None, typer.Option(help="Bulk: files quarantined since this date (YYYY-MM-DD).")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would be published; change nothing.")] = False,
+    force: Annotated[bool, typer.Option(help="Republish even if this parser version already did.")] = False,
+    changed_only: Annotated[
+        bool, typer.Option("--changed-only", help="Publish only keys whose state changed.")
+    ] = False,
+) -> None:
+    """Run the current parser over files already received and republish them (idempotently)."""
+    from rich.console import Console
+    from rich.progress import Progress
+    from rich.table import Table
+
+    from dropgate.partners import PartnerConfigError
+    from dropgate.publisher import PublishError, TopicError
+    from dropgate.storage import ObjectMissing
+
+    settings = Settings()
+    if (target is None) == (not quarantined):
+        raise _fail("give one file (s3://BUCKET/KEY) or --quarantined [--partner P] [--since DATE]")
+    console = Console(stderr=False)
+    try:
+        reprocessor = _reprocessor(settings, publish=not dry_run)
+        if target is not None:
+            result = reprocessor.one(
+                _s3_target(target, settings), dry_run=dry_run, force=force, changed_only=changed_only or None
+            )
+            typer.echo(_describe(result))
+            if result.outcome.status == "quarantined" or (dry_run and result.outcome.problems):
+                raise typer.Exit(1)
+            return
+        entries = reprocessor.quarantined(partner=partner, since=since)
+        results = []
+        with Progress(console=console, transient=True, disable=not console.is_terminal) as progress:
+            task = progress.add_task("reprocessing", total=len(entries))
+            for entry in entries:
+                ref = ObjectRef(entry.bucket, entry.key, None if entry.version == "null" else entry.version)
+                result = reprocessor.one(ref, dry_run=dry_run, force=force, changed_only=changed_only or None)
+                results.append(result)
+                if dry_run:
+                    typer.echo(_describe(result))
+                progress.advance(task)
+    except (PartnerConfigError, ObjectMissing, ValueError, TopicError, PublishError) as error:
+        raise _fail(str(error)) from None
+    table = Table(title=f"reprocessed {len(results)} quarantined file(s)" + (" (dry run)" if dry_run else ""))
+    for column in ("file", "version", "outcome", "events", "stale", "problems", "resolved"):
+        table.add_column(column, overflow="fold")
+    for result in results:
+        outcome = result.outcome
+        status = "dry-run" if dry_run else outcome.status
+        table.add_row(
+            outcome.ref.uri,
+            outcome.ref.version_id or "null",
+            status,
+            str(outcome.events),
+            str(outcome.stale),
+            str(outcome.problem_count),
+            result.resolved or "",
+        )
+    console.print(table)
+    if any(r.outcome.status == "quarantined" for r in results if not r.dry_run):
+        raise typer.Exit(1)
+
+
+@app.command()
+def status(target: Annotated[str, typer.Argument(help="s3://BUCKET/KEY or a key in DROPGATE_BUCKET.")]) -> None:
+    """A file's history in the ledger: every version, every attempt."""
+    from rich.console import Console
+
+    from dropgate.app import aws_client
+    from dropgate.ledger import DynamoLedger
+    from dropgate.render import history_table, print_group
+
+    settings = Settings()
+    ref = _s3_target(target, settings)
+    entries = DynamoLedger(aws_client("dynamodb"), settings.ledger_table).history(ref)
+    if not entries:
+        raise _fail(f"the ledger has no record of {ref.uri}", code=1)
+    print_group(Console(), history_table(entries))
+
+
+quarantine_app = typer.Typer(help="Quarantined files: list them, show why.", no_args_is_help=True)
+app.add_typer(quarantine_app, name="quarantine")
+
+
+@quarantine_app.command("list")
+def quarantine_list(
+    partner: PartnerOption = None,
+    since: Annotated[str | None, typer.Option(help="Quarantined since this date (YYYY-MM-DD).")] = None,
+) -> None:
+    """Files currently quarantined, newest first."""
+    from rich.console import Console
+
+    from dropgate.app import aws_client
+    from dropgate.ledger import DynamoLedger
+    from dropgate.render import quarantine_table
+
+    settings = Settings()
+    entries = DynamoLedger(aws_client("dynamodb"), settings.ledger_table).with_status(
+        "quarantined", partner=partner, since=since
+    )
+    Console().print(quarantine_table(entries))
+
+
+@quarantine_app.command("show")
+def quarantine_show(key: Annotated[str, typer.Argument(help="s3://BUCKET/KEY (original or quarantine key).")]) -> None:
+    """A quarantined file's diagnostics, grouped by kind, with the lines around each problem."""
+    from rich.console import Console
+
+    from dropgate.app import aws_client
+    from dropgate.byte_streams import Payload
+    from dropgate.quarantine import S3Quarantine, original_key, quarantine_key
+    from dropgate.render import context_lines, diagnostics_view, print_group, wanted_lines
+
+    settings = Settings()
+    ref = _s3_target(key, settings)
+    s3 = aws_client("s3")
+    original = original_key(ref.key)
+    diagnostics = S3Quarantine(s3, settings.quarantine_bucket).load(ref.bucket or "", original)
+    if diagnostics is None:
+        raise _fail(f"no diagnostics for {ref.bucket}/{original}: it is not (or no longer) quarantined", code=1)
+    context: dict[int, str] = {}
+    wanted = wanted_lines(diagnostics["problems"])
+    if wanted:
+        bucket = settings.quarantine_bucket or ref.bucket
+        try:
+            body = s3.get_object(Bucket=bucket, Key=quarantine_key(original))["Body"]
+        except Exception:  # resolved meanwhile, or no copy: show the table without context
+            body = None
+        if body is not None:
+            payload = Payload(
+                body, max_object_bytes=settings.max_object_bytes, max_decompressed_bytes=settings.max_decompressed_bytes
+            )
+            context = context_lines(payload.stream, wanted)
+    print_group(Console(), diagnostics_view(diagnostics, context))
 
 
 @app.command()

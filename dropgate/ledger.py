@@ -15,6 +15,8 @@ from typing import Any, Literal, Protocol
 from dropgate.storage import ObjectRef
 
 Status = Literal["received", "published", "quarantined", "ignored"]
+#: Global secondary index on (status, updatedAt): `dropgate quarantine list` reads it.
+STATUS_INDEX = "by-status"
 
 
 def _now() -> str:
@@ -181,6 +183,32 @@ class DynamoLedger:
                 raise
             return Claim(granted=False, entry=self.get(ref))
         return Claim(granted=True)
+
+    def with_status(self, status: str, *, partner: str | None = None, since: str | None = None) -> list[LedgerEntry]:
+        """Rows in a status (newest first), optionally of one partner and updated since an ISO date."""
+        values: dict[str, Any] = {":status": {"S": status}}
+        condition = "#status = :status"
+        if since:
+            values[":since"] = {"S": since}
+            condition += " AND updatedAt >= :since"
+        kwargs: dict[str, Any] = {
+            "TableName": self._table,
+            "IndexName": STATUS_INDEX,
+            "KeyConditionExpression": condition,
+            "ExpressionAttributeNames": {"#status": "status"},
+            "ExpressionAttributeValues": values,
+            "ScanIndexForward": False,
+        }
+        if partner:
+            kwargs["FilterExpression"] = "partner = :partner"
+            values[":partner"] = {"S": partner}
+        entries: list[LedgerEntry] = []
+        while True:
+            response = self._client.query(**kwargs)
+            entries.extend(_entry_from_item(item) for item in response.get("Items", []))
+            if "LastEvaluatedKey" not in response:
+                return entries
+            kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
 
     def history(self, ref: ObjectRef) -> list[LedgerEntry]:
         """Every recorded version of one key, newest update first."""

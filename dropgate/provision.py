@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dropgate.config import Settings
+from dropgate.ledger import STATUS_INDEX
 from dropgate.partners import PartnerDirectory
 from dropgate.publisher import KafkaPublisher
 
@@ -98,10 +99,23 @@ def ensure_ledger_table(dynamodb: Any, table: str) -> None:
             AttributeDefinitions=[
                 {"AttributeName": "pk", "AttributeType": "S"},
                 {"AttributeName": "version", "AttributeType": "S"},
+                {"AttributeName": "status", "AttributeType": "S"},
+                {"AttributeName": "updatedAt", "AttributeType": "S"},
             ],
             KeySchema=[
                 {"AttributeName": "pk", "KeyType": "HASH"},
                 {"AttributeName": "version", "KeyType": "RANGE"},
+            ],
+            # Sparse: only file rows have a status; `quarantine list` queries it instead of scanning.
+            GlobalSecondaryIndexes=[
+                {
+                    "IndexName": STATUS_INDEX,
+                    "KeySchema": [
+                        {"AttributeName": "status", "KeyType": "HASH"},
+                        {"AttributeName": "updatedAt", "KeyType": "RANGE"},
+                    ],
+                    "Projection": {"ProjectionType": "ALL"},
+                }
             ],
             BillingMode="PAY_PER_REQUEST",
         )

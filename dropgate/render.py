@@ -1,0 +1,153 @@
+"""How dropgate shows files to a person: ledger history, quarantine lists, diagnostics with context."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, BinaryIO
+
+from rich.console import Console, Group
+from rich.markup import escape
+from rich.table import Table
+from rich.text import Text
+
+from dropgate.ledger import LedgerEntry
+
+CONTEXT_BEFORE = 2
+CONTEXT_AFTER = 1
+CONTEXT_PROBLEMS = 10
+_LINE_CHARS = 160
+
+
+def history_table(entries: Iterable[LedgerEntry]) -> Group:
+    parts: list[Any] = []
+    for entry in entries:
+        head = Text.assemble(
+            (f"{entry.status}", {"published": "green", "quarantined": "red"}.get(entry.status, "yellow")),
+            f"  s3://{entry.bucket}/{entry.key}  version {entry.version}  partner {entry.partner or '-'}  "
+            f"parser {entry.parser_label if entry.parser_name else '-'}  events {entry.event_count}  "
+            f"problems {entry.problem_count}",
+        )
+        parts.append(head)
+        if entry.diagnostics:
+            parts.append(Text(f"  diagnostics: {entry.diagnostics}.diagnostics.json"))
+        if entry.reason:
+            parts.append(Text(f"  reason: {entry.reason}"))
+        table = Table(box=None, padding=(0, 1), show_edge=False)
+        for column in ("at", "trigger", "parser", "outcome", "events", "invalid", "stale", "seconds", "error"):
+            table.add_column(column, overflow="fold")
+        for attempt in entry.attempts:
+            table.add_row(
+                str(attempt.get("at", "")),
+                str(attempt.get("trigger", "")),
+                str(attempt.get("parser", "")),
+                str(attempt.get("outcome", "")),
+                str(attempt.get("events", "")),
+                str(attempt.get("invalid", "")),
+                str(attempt.get("stale", "")),
+                str(attempt.get("seconds", "")),
+                escape(str(attempt.get("error", "") or "")),
+            )
+        parts.append(table)
+    return Group(*parts)
+
+
+def quarantine_table(entries: Iterable[LedgerEntry]) -> Table:
+    table = Table(title="quarantined files", title_justify="left")
+    for column in ("updated", "partner", "file", "version", "parser", "problems", "first problem"):
+        table.add_column(column, overflow="fold")
+    for entry in entries:
+        first = (entry.reason or "").split("first: ", 1)[-1]
+        table.add_row(
+            entry.updated_at,
+            entry.partner or "-",
+            f"s3://{entry.bucket}/{entry.key}",
+            entry.version,
+            entry.parser_label,
+            str(entry.problem_count),
+            escape(first[:200]),
+        )
+    return table
+
+
+def context_lines(stream: BinaryIO, wanted: set[int]) -> dict[int, str]:
+    """The text of the requested line numbers, reading no further than the last one needed."""
+    found: dict[int, str] = {}
+    if not wanted:
+        return found
+    last = max(wanted)
+    for number, raw in enumerate(stream, start=1):
+        if number in wanted:
+            text = raw.decode("utf-8", errors="replace").rstrip("\r\n")
+            found[number] = text if len(text) <= _LINE_CHARS else text[:_LINE_CHARS] + " …"
+        if number >= last:
+            break
+    return found
+
+
+def wanted_lines(problems: list[dict[str, Any]]) -> set[int]:
+    lines: set[int] = set()
+    for problem in problems[:CONTEXT_PROBLEMS]:
+        line = problem.get("line")
+        if isinstance(line, int):
+            lines.update(range(max(1, line - CONTEXT_BEFORE), line + CONTEXT_AFTER + 1))
+    return lines
+
+
+def diagnostics_view(diagnostics: dict[str, Any], context: dict[int, str]) -> Group:
+    """The sidecar for a person: what the file is, the problems grouped by kind, lines around them."""
+    file = diagnostics["file"]
+    parser = diagnostics["parser"]
+    problems: list[dict[str, Any]] = diagnostics["problems"]
+    parts: list[Any] = [
+        Text.assemble(("quarantined ", "bold red"), f"s3://{file['bucket']}/{file['key']}"),
+        Text(
+            f"version {file['versionId']}  size {file['size']:,} bytes  sha256 {file['sha256']}\n"
+            f"partner {diagnostics['partner']}  parser {parser['name']}/{parser['version']}  "
+            f"policy {diagnostics['policy']}  published events {diagnostics['publishedEvents']}"
+        ),
+        Text(
+            f"{diagnostics['problemCount']} problem(s)"
+            + (
+                f", the first {diagnostics['problemsShown']} kept"
+                if diagnostics["problemsShown"] < diagnostics["problemCount"]
+                else ""
+            )
+        ),
+    ]
+    kinds: dict[str, list[dict[str, Any]]] = {}
+    for problem in problems:
+        kinds.setdefault(problem["kind"], []).append(problem)
+    for kind, group in kinds.items():
+        table = Table(title=f"{kind} ({len(group)})", title_justify="left")
+        for column in ("line:col", "record", "productId", "where", "value", "what is wrong"):
+            table.add_column(column, overflow="fold")
+        for problem in group:
+            where = str(problem.get("path") or "")
+            table.add_row(
+                f"{problem.get('line') or '-'}:{problem.get('column') or '-'}",
+                str(problem.get("record") or "-"),
+                escape(str(problem.get("productId") or "-")),
+                escape(where),
+                escape(str(problem.get("value") if problem.get("value") is not None else "")),
+                escape(problem["message"]),
+            )
+        parts.append(table)
+    shown = [p for p in problems[:CONTEXT_PROBLEMS] if isinstance(p.get("line"), int)]
+    if shown and context:
+        parts.append(Text("context", style="bold"))
+        for problem in shown:
+            line = problem["line"]
+            parts.append(Text(f"line {line}: {problem['message']}", style="yellow"))
+            for number in range(max(1, line - CONTEXT_BEFORE), line + CONTEXT_AFTER + 1):
+                if number in context:
+                    marker = ">" if number == line else " "
+                    parts.append(Text(f" {marker} {number:>6} | {context[number]}"))
+            caret = problem.get("column")
+            if isinstance(caret, int) and line in context:
+                parts.append(Text(" " * (11 + caret) + "^"))
+    parts.append(Text.assemble(("reprocess: ", "bold"), diagnostics["reprocess"]))
+    return Group(*parts)
+
+
+def print_group(console: Console, group: Group) -> None:
+    console.print(group, soft_wrap=False, highlight=False)

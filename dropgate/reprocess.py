@@ -1,0 +1,80 @@
+"""Reprocess: run the current parser over a file that was already received, and republish.
+
+The file is named by its original key or its quarantine key. Without ``force`` a file already
+published or quarantined by the *current* parser version is left alone (a fix bumps the parser
+version, and that is what makes a reprocess do work). A successful reprocess of a quarantined
+file moves its copy and sidecar under ``quarantine/resolved/``; a failed one rewrites them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from dropgate.ledger import DynamoLedger, LedgerEntry
+from dropgate.pipeline import FileOutcome, Ingestor
+from dropgate.quarantine import Quarantine, original_key
+from dropgate.storage import ObjectRef
+
+
+@dataclass(slots=True)
+class ReprocessResult:
+    target: ObjectRef
+    outcome: FileOutcome
+    dry_run: bool
+    resolved: str | None = None
+    note: str | None = None
+
+
+class Reprocessor:
+    def __init__(self, ingestor: Ingestor, ledger: DynamoLedger, quarantine: Quarantine) -> None:
+        self.ingestor = ingestor
+        self.ledger = ledger
+        self.quarantine = quarantine
+
+    def resolve_target(self, ref: ObjectRef) -> ObjectRef:
+        """Quarantine key → original key; no version → the newest quarantined version, else the latest."""
+        key = original_key(ref.key)
+        target = ObjectRef(ref.bucket, key, ref.version_id)
+        if target.version_id is None:
+            quarantined = [e for e in self.ledger.history(target) if e.status == "quarantined"]
+            if quarantined:
+                version = quarantined[0].version
+                target = target.with_version(None if version == "null" else version)
+        return target
+
+    def one(
+        self, ref: ObjectRef, *, dry_run: bool = False, force: bool = False, changed_only: bool | None = None
+    ) -> ReprocessResult:
+        target = self.resolve_target(ref)
+        if dry_run:
+            return ReprocessResult(target, self.ingestor.dry_run(target), dry_run=True)
+        outcome = self.ingestor.ingest(target, trigger="reprocess", force=force, changed_only=changed_only)
+        result = ReprocessResult(outcome.ref, outcome, dry_run=False)
+        if outcome.status == "published" and target.bucket:
+            result.resolved = self.quarantine.resolve(target.bucket, target.key)
+        elif outcome.status == "duplicate":
+            result.note = f"nothing to do: {outcome.reason}; fix the parser (and bump its version) or use --force"
+        return result
+
+    def quarantined(self, *, partner: str | None = None, since: str | None = None) -> list[LedgerEntry]:
+        return self.ledger.with_status("quarantined", partner=partner, since=since)
+
+    def bulk(
+        self,
+        *,
+        partner: str | None = None,
+        since: str | None = None,
+        dry_run: bool = False,
+        force: bool = False,
+        changed_only: bool | None = None,
+        progress: Callable[[ReprocessResult], None] | None = None,
+    ) -> list[ReprocessResult]:
+        results = []
+        for entry in self.quarantined(partner=partner, since=since):
+            ref = ObjectRef(entry.bucket, entry.key, None if entry.version == "null" else entry.version)
+            result = self.one(ref, dry_run=dry_run, force=force, changed_only=changed_only)
+            results.append(result)
+            if progress:
+                progress(result)
+        return results

@@ -1,0 +1,82 @@
+"""Reprocess function: ``{"bucket", "key"}`` for one file, ``{"partner", "since"}`` for quarantined ones.
+
+Optional ``dryRun``, ``force`` and ``changedOnly`` flags. One file per invocation is what the
+Step Functions Distributed Map sends; the bulk form suits a few files. Returns a summary per file.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+from aws_lambda_powertools import Logger
+
+from dropgate.app import aws_client, lambda_ingestor
+from dropgate.config import Settings
+from dropgate.ledger import DynamoLedger
+from dropgate.quarantine import S3Quarantine
+from dropgate.reprocess import Reprocessor, ReprocessResult
+from dropgate.storage import ObjectRef
+
+logger = Logger(service="dropgate")
+
+
+@lru_cache(maxsize=1)
+def reprocessor() -> Reprocessor:
+    settings = Settings()
+    return Reprocessor(
+        lambda_ingestor(),
+        DynamoLedger(aws_client("dynamodb"), settings.ledger_table),
+        S3Quarantine(aws_client("s3"), settings.quarantine_bucket),
+    )
+
+
+def _summary(result: ReprocessResult) -> dict[str, Any]:
+    outcome = result.outcome
+    summary: dict[str, Any] = {
+        "object": str(outcome.ref),
+        "status": "dry-run" if result.dry_run else outcome.status,
+        "events": outcome.events,
+        "stale": outcome.stale,
+        "problems": outcome.problem_count,
+        "resolved": result.resolved,
+        "note": result.note,
+    }
+    if result.dry_run and outcome.verdicts is not None:
+        verdicts = outcome.verdicts
+        summary["verdicts"] = {
+            "new": verdicts.new,
+            "changed": verdicts.changed,
+            "unchanged": verdicts.unchanged,
+            "stale": verdicts.stale,
+            "samples": verdicts.samples,
+        }
+    return summary
+
+
+@logger.inject_lambda_context(clear_state=True)
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    dry_run = bool(event.get("dryRun", False))
+    force = bool(event.get("force", False))
+    changed_only = event.get("changedOnly")
+    worker = reprocessor()
+    if "key" in event:
+        bucket = event.get("bucket") or Settings().bucket
+        if not bucket:
+            raise ValueError('payload needs "bucket" (or DROPGATE_BUCKET must be set)')
+        ref = ObjectRef(bucket, event["key"], event.get("versionId"))
+        result = worker.one(ref, dry_run=dry_run, force=force, changed_only=changed_only)
+        logger.info(result.outcome.summary(), extra={"resolved": result.resolved})
+        return {"results": [_summary(result)]}
+    if "partner" in event or "since" in event:
+        results = worker.bulk(
+            partner=event.get("partner"),
+            since=event.get("since"),
+            dry_run=dry_run,
+            force=force,
+            changed_only=changed_only,
+        )
+        for result in results:
+            logger.info(result.outcome.summary(), extra={"resolved": result.resolved})
+        return {"results": [_summary(r) for r in results]}
+    raise ValueError('payload must be {"bucket", "key"} or {"partner", "since"}')
