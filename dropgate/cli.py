@@ -151,6 +151,15 @@ def _describe(result: Any) -> str:
     return text
 
 
+def _still_quarantined(result: Any) -> bool:
+    outcome = result.outcome
+    if result.dry_run:
+        return bool(outcome.problems)
+    return outcome.status == "quarantined" or (
+        outcome.status == "duplicate" and "already quarantined" in (outcome.reason or "")
+    )
+
+
 @app.command()
 def reprocess(
     target: Annotated[str | None, typer.Argument(help="s3://BUCKET/KEY (original or quarantine key).")] = None,
@@ -183,7 +192,7 @@ def reprocess(
                 _s3_target(target, settings), dry_run=dry_run, force=force, changed_only=changed_only or None
             )
             typer.echo(_describe(result))
-            if result.outcome.status == "quarantined" or (dry_run and result.outcome.problems):
+            if _still_quarantined(result):
                 raise typer.Exit(1)
             return
         entries = reprocessor.quarantined(partner=partner, since=since)
@@ -215,7 +224,7 @@ def reprocess(
             result.resolved or "",
         )
     console.print(table)
-    if any(r.outcome.status == "quarantined" for r in results if not r.dry_run):
+    if any(_still_quarantined(r) for r in results):
         raise typer.Exit(1)
 
 
