@@ -274,9 +274,8 @@ def quarantine_show(key: Annotated[str, typer.Argument(help="s3://BUCKET/KEY (or
     from rich.console import Console
 
     from dropgate.app import aws_client
-    from dropgate.byte_streams import Payload
     from dropgate.quarantine import S3Quarantine, original_key, quarantine_key
-    from dropgate.render import context_lines, diagnostics_view, print_group, wanted_lines
+    from dropgate.render import diagnostics_view, file_context, print_group
 
     settings = Settings()
     ref = _s3_target(key, settings)
@@ -285,19 +284,15 @@ def quarantine_show(key: Annotated[str, typer.Argument(help="s3://BUCKET/KEY (or
     diagnostics = S3Quarantine(s3, settings.quarantine_bucket).load(ref.bucket or "", original)
     if diagnostics is None:
         raise _fail(f"no diagnostics for {ref.bucket}/{original}: it is not (or no longer) quarantined", code=1)
+    from botocore.exceptions import ClientError
+
     context: dict[int, str] = {}
-    wanted = wanted_lines(diagnostics["problems"])
-    if wanted:
-        bucket = settings.quarantine_bucket or ref.bucket
-        try:
-            body = s3.get_object(Bucket=bucket, Key=quarantine_key(original))["Body"]
-        except Exception:  # resolved meanwhile, or no copy: show the table without context
-            body = None
-        if body is not None:
-            payload = Payload(
-                body, max_object_bytes=settings.max_object_bytes, max_decompressed_bytes=settings.max_decompressed_bytes
-            )
-            context = context_lines(payload.stream, wanted)
+    try:
+        body = s3.get_object(Bucket=settings.quarantine_bucket or ref.bucket, Key=quarantine_key(original))["Body"]
+    except ClientError:  # resolved meanwhile: show the diagnostics without context
+        body = None
+    if body is not None:
+        context = file_context(body, diagnostics["problems"], max_bytes=settings.max_decompressed_bytes)
     print_group(Console(), diagnostics_view(diagnostics, context))
 
 

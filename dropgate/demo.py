@@ -3,31 +3,56 @@
 Starts a real Kafka-protocol broker (tansu) and moto's server on free loopback ports, wires the
 drop bucket to an SQS queue with S3 notifications, uploads the sample drops under their
 partners' prefixes, and drives the ingest handler from the queue with exactly the events Lambda
-would deliver. Then it reads the topic back and shows, per file, what landed, and what was
-quarantined and why. Everything it starts, it stops.
+would deliver. Then it shows, per file, what landed on the topic; the file that was quarantined
+and why; and its reprocess once the parser is fixed. Everything it starts, it stops.
 """
 
 from __future__ import annotations
 
+import io
 import os
+import re
 from pathlib import Path
+from typing import Any, BinaryIO
 
 import orjson
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from parsers.generic import GenericInventoryParser
+
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = REPO / "fixtures" / "generic"
 
-#: (fixture, key in the drop bucket): good drops of two partners, a gzip one, and a broken one.
+#: (fixture, key in the drop bucket): good drops of two partners (one gzipped), and one that the
+#: current parser refuses.
 DEMO_DROPS = [
     ("good/acme-2026-11-20.xml", "acme/inventory-2026-11-20.xml"),
     ("good/acme-2026-11-21.xml.gz", "acme/inventory 2026-11-21.xml.gz"),
     ("good/globex-stock.xml", "globex/stock.xml"),
-    ("bad/acme-bad-values.xml", "acme/inventory-2026-11-22.xml"),
+    ("bad/acme-thousands-separator.xml", "acme/erp-export-2026-11-22.xml"),
 ]
+QUARANTINED_KEY = "acme/erp-export-2026-11-22.xml"
 BUCKET = "dropgate-demo-drops"
+
+
+class FixedGenericParser(GenericInventoryParser):
+    """The demo's stand-in for a parser fix: Acme's ERP export writes ``1,250`` for 1250 units.
+
+    In real life this is a change to ``parsers/generic.py`` with a version bump; the version is
+    what tells ``reprocess`` that there is new work to do.
+    """
+
+    version = "2"
+
+    def parse(self, stream: BinaryIO) -> Any:
+        fixed = re.sub(
+            rb"<quantity>(\d{1,3}(?:,\d{3})+)</quantity>",
+            lambda m: b"<quantity>" + m.group(1).replace(b",", b"") + b"</quantity>",
+            stream.read(),
+        )
+        return super().parse(io.BytesIO(fixed))
 
 
 def run_demo(console: Console | None = None) -> int:
@@ -50,22 +75,31 @@ def run_demo(console: Console | None = None) -> int:
                 "POWERTOOLS_LOG_LEVEL": "WARNING",
             }
         )
+        import parsers
+
+        original_generic = parsers.FORMATS["generic"]
         try:
             return _run(console)
         finally:
+            from dropgate.app import lambda_ingestor
             from dropgate.publisher import close_producers
 
+            parsers.FORMATS["generic"] = original_generic
+            lambda_ingestor.cache_clear()
             close_producers()
             os.environ.clear()
             os.environ.update(saved)
 
 
 def _run(console: Console) -> int:
-    from dropgate.app import aws_client, lambda_ingestor
+    from dropgate.app import aws_client, build_ingestor, lambda_ingestor
     from dropgate.config import Settings
     from dropgate.ledger import DynamoLedger
     from dropgate.local.sqs_runner import drain_queue
     from dropgate.provision import provision
+    from dropgate.quarantine import S3Quarantine
+    from dropgate.render import diagnostics_view, file_context, history_table
+    from dropgate.reprocess import Reprocessor
     from dropgate.storage import ObjectRef
     from dropgate.topic_reader import read_topic
     from handlers.ingest import handler, logger
@@ -94,7 +128,47 @@ def _run(console: Console) -> int:
     )
 
     console.print("[bold]3. What landed on the topic, per file[/]")
+    _show_topic(console, read_topic(settings.kafka_config(), settings.topic))
+
+    console.print("\n[bold]4. The ledger: one outcome per file[/]")
+    ledger = DynamoLedger(clients["dynamodb"], settings.ledger_table)
+    _show_ledger(console, ledger, [key for _fixture, key in DEMO_DROPS])
+
+    console.print(f"\n[bold]5. Why {QUARANTINED_KEY} was quarantined[/]  (dropgate quarantine show)")
+    quarantine = S3Quarantine(clients["s3"])
+    diagnostics = quarantine.load(BUCKET, QUARANTINED_KEY)
+    if diagnostics is None:
+        console.print("[red]expected a quarantined file with diagnostics[/]")
+        return 1
+    copy = clients["s3"].get_object(Bucket=BUCKET, Key=f"quarantine/{QUARANTINED_KEY}")["Body"]
+    context = file_context(copy, diagnostics["problems"])
+    console.print(diagnostics_view(diagnostics, context), highlight=False)
+
+    console.print("\n[bold]6. The parser is fixed (generic-xml 1 → 2); reprocess the file by its key[/]")
+    import parsers
+
+    parsers.FORMATS["generic"] = FixedGenericParser
+    reprocessor = Reprocessor(build_ingestor(settings), ledger, quarantine)
+    dry = reprocessor.one(ObjectRef(BUCKET, f"quarantine/{QUARANTINED_KEY}"), dry_run=True)
+    verdicts = dry.outcome.verdicts
+    if verdicts is not None:
+        console.print(
+            f"   dry run: would publish {dry.outcome.events} event(s): new {verdicts.new}, changed "
+            f"{verdicts.changed}, unchanged {verdicts.unchanged}, stale {verdicts.stale}"
+        )
+    done = reprocessor.one(ObjectRef(BUCKET, f"quarantine/{QUARANTINED_KEY}"))
+    console.print(f"   {escape(done.outcome.summary())}", highlight=False)
+    if done.resolved:
+        console.print(f"   quarantined copy resolved: {done.resolved}")
+    console.print(history_table(ledger.history(ObjectRef(BUCKET, QUARANTINED_KEY))), highlight=False)
+
     messages = read_topic(settings.kafka_config(), settings.topic)
+    still = ledger.with_status("quarantined")
+    console.print(f"\n[bold green]{len(messages)} event(s) on the topic; {len(still)} file(s) still quarantined.[/]")
+    return 0 if done.outcome.status == "published" else 1
+
+
+def _show_topic(console: Console, messages: list[Any]) -> None:
     by_file: dict[str, list[tuple[bytes, bytes | None]]] = {}
     for message in messages:
         title = message.headers.get("source-object", b"?").decode()
@@ -119,18 +193,17 @@ def _run(console: Console) -> int:
             )
         console.print(table)
 
-    console.print("\n[bold]4. The ledger: one outcome per file[/]")
-    ledger = DynamoLedger(clients["dynamodb"], settings.ledger_table)
+
+def _show_ledger(console: Console, ledger: Any, keys: list[str]) -> None:
+    from dropgate.storage import ObjectRef
+
     outcomes = Table(show_lines=False)
     outcomes.add_column("file", no_wrap=True)
     for column in ("status", "parser", "events", "tombstones", "problems"):
         outcomes.add_column(column)
-    quarantined: list[tuple[str, str]] = []
-    for _fixture, key in DEMO_DROPS:
+    for key in keys:
         for entry in ledger.history(ObjectRef(bucket=BUCKET, key=key)):
             color = {"published": "green", "quarantined": "red"}.get(entry.status, "yellow")
-            if entry.status == "quarantined":
-                quarantined.append((key, entry.reason or ""))
             outcomes.add_row(
                 key,
                 f"[{color}]{entry.status}[/]",
@@ -140,8 +213,3 @@ def _run(console: Console) -> int:
                 str(entry.problem_count),
             )
     console.print(outcomes)
-    for key, reason in quarantined:
-        console.print(f"[red]quarantined[/] {escape(key)}: {escape(reason)}", soft_wrap=True, highlight=False)
-    published = len(messages)
-    console.print(f"\n[bold green]{published} event(s) on the topic; {len(quarantined)} file(s) quarantined.[/]")
-    return 0

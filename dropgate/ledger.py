@@ -234,14 +234,19 @@ class DynamoLedger:
             "parserName": entry.parser_name,
             "parserVersion": entry.parser_version,
             "sha256": entry.sha256,
-            "reason": entry.reason,
             "bucket": entry.bucket or None,
             "objectKey": entry.key,
-            "diagnostics": entry.diagnostics,
         }
         for name, value in optional.items():
             if value is not None:
                 update.set(name, {"S": value})
+        # These describe the current outcome only: a file published by a reprocess has no reason
+        # and no diagnostics any more (its attempts keep the history).
+        for name, current in (("reason", entry.reason), ("diagnostics", entry.diagnostics)):
+            if current is None:
+                update.remove(name)
+            else:
+                update.set(name, {"S": current})
         if entry.size is not None:
             update.set("objectSize", {"N": str(entry.size)})
         if entry.parser_name and entry.parser_version:

@@ -69,6 +69,17 @@ def quarantine_table(entries: Iterable[LedgerEntry]) -> Table:
     return table
 
 
+def file_context(raw: BinaryIO, problems: list[dict[str, Any]], *, max_bytes: int = 4 * 1024**3) -> dict[int, str]:
+    """Lines around the first problems, read from an object as stored (gzip or not)."""
+    from dropgate.byte_streams import Payload
+
+    wanted = wanted_lines(problems)
+    if not wanted:
+        return {}
+    payload = Payload(raw, max_object_bytes=max_bytes, max_decompressed_bytes=max_bytes)
+    return context_lines(payload.stream, wanted)
+
+
 def context_lines(stream: BinaryIO, wanted: set[int]) -> dict[int, str]:
     """The text of the requested line numbers, reading no further than the last one needed."""
     found: dict[int, str] = {}

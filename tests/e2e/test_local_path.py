@@ -114,9 +114,11 @@ def test_demo_runs_on_embedded_defaults() -> None:
     out = io.StringIO()
     assert run_demo(Console(file=out, width=200)) == 0
     shown = out.getvalue()
-    assert "10 event(s) on the topic; 1 file(s) quarantined." in shown
     assert "globex:1001" in shown and "tombstone" in shown
-    assert (
-        "[validation] line 9, record 2 (P0000002), /inventory/product[2]/quantity: quantity '1,234' is ambiguous"
-        in (shown)
-    )
+    assert "validation (2)" in shown  # the diagnostics, grouped by kind
+    assert "quantity '1,250' is ambiguous" in shown
+    assert ">      7 |     <quantity>1,250</quantity>" in shown  # with the line it is on
+    assert "dry run: would publish 3 event(s): new 3, changed 0, unchanged 0, stale 0" in shown
+    assert "published: s3://dropgate-demo-drops/acme/erp-export-2026-11-22.xml" in shown
+    assert "quarantined copy resolved: s3://dropgate-demo-drops/quarantine/resolved/" in shown
+    assert "13 event(s) on the topic; 0 file(s) still quarantined." in shown
