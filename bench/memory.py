@@ -72,7 +72,7 @@ def drop_file(products: int, fmt: str, seed: int, out_dir: Path) -> Generated:
     made = generate(path, products, gzip=gz, seed=seed)
     meta_path.write_text(json.dumps(asdict(made)) + "\n")
     print(
-        f"generated {path.relative_to(REPO)}: {made.products:,} products ({made.deleted:,} deleted), "
+        f"generated {os.path.relpath(path, REPO)}: {made.products:,} products ({made.deleted:,} deleted), "
         f"{made.bytes / MIB:.1f} MiB in {time.perf_counter() - started:.1f}s",
         flush=True,
     )

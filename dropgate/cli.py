@@ -134,6 +134,8 @@ def _describe(result: Any) -> str:
             else "nothing to publish"
         )
         lines = [f"{outcome.ref}: {counts}"]
+        if result.note:
+            lines.append(f"  {result.note}")
         if outcome.problems:
             lines.append(f"  and would still be quarantined: {outcome.reason}")
         if verdicts:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
 
@@ -173,9 +173,17 @@ class Ingestor:
         return self.partners.for_key(ref.key)
 
     # -- parse + validate ----------------------------------------------------------------------
-    def prepare(self, ref: ObjectRef, *, partner_id: str | None = None, meta: ObjectMeta | None = None) -> Prepared:
+    def prepare(
+        self,
+        ref: ObjectRef,
+        *,
+        partner_id: str | None = None,
+        meta: ObjectMeta | None = None,
+        read_from: ObjectRef | None = None,
+    ) -> Prepared:
         """Parse and validate the whole file into a spool. Publishes nothing. The caller closes
-        ``prepared.spool``."""
+        ``prepared.spool``. ``read_from`` reads the bytes elsewhere (a byte-identical quarantine
+        copy) while ``ref`` and ``meta`` still name the original version for lineage and the ledger."""
         partner = self.route(ref, partner_id)
         meta = meta or self.store.head(ref)
         ref = ref.with_version(meta.version_id)
@@ -198,7 +206,7 @@ class Ingestor:
             )
             sha256, size = "", meta.size
         else:
-            sha256, size, records = self._parse_into(ref, meta, parser, builder, spool, collector)
+            sha256, size, records = self._parse_into(ref, meta, parser, builder, spool, collector, read_from)
         return Prepared(
             ref=ref,
             meta=meta,
@@ -221,10 +229,14 @@ class Ingestor:
         builder: _EventBuilder,
         spool: EventSpool,
         collector: _Problems,
+        read_from: ObjectRef | None = None,
     ) -> tuple[str, int, int]:
         """Stream the object through the parser into the spool; returns (sha256, size, records)."""
         records = 0
-        with self.store.open(ref, meta) as raw:
+        source, source_meta = (
+            (ref, meta) if read_from is None else (read_from, replace(meta, version_id=None, etag=None))
+        )
+        with self.store.open(source, source_meta) as raw:
             try:
                 payload = Payload(
                     raw,
@@ -264,7 +276,10 @@ class Ingestor:
         deadline: float | None = None,
         force: bool = False,
         changed_only: bool | None = None,
+        read_from: tuple[ObjectRef, ObjectMeta] | None = None,
     ) -> FileOutcome:
+        """The whole path for one object version. ``read_from`` = (copy, the original's metadata):
+        reprocess from a quarantine copy when the original version no longer exists."""
         started = time.monotonic()
         if is_quarantine_key(ref.key):
             # Our own quarantine copies and sidecars: never drops. Reprocess goes by the original key.
@@ -275,11 +290,15 @@ class Ingestor:
                 f"'{ref.key}' is a quarantine copy, not a drop; "
                 f"use {reprocess_command(ref.bucket, original_key(ref.key))}",
             )
-        try:
-            meta = self.store.head(ref)
-        except ObjectMissing as missing:
-            # Deleted before we got to it: retrying cannot help, so say so instead of failing forever.
-            return self._ignore(ref, trigger, started, str(missing))
+        if read_from is not None:
+            copy_ref, meta = read_from
+        else:
+            copy_ref = None
+            try:
+                meta = self.store.head(ref)
+            except ObjectMissing as missing:
+                # Deleted before we got to it: retrying cannot help, so say so instead of failing forever.
+                return self._ignore(ref, trigger, started, str(missing))
         ref = ref.with_version(meta.version_id)
         partner = self.route(ref, partner_id)
         parser = get_parser(partner.format if partner else DEFAULT_FORMAT)
@@ -299,17 +318,22 @@ class Ingestor:
                 seconds=time.monotonic() - started,
                 reason=claim.reason,
             )
-        prepared = self.prepare(ref, partner_id=partner_id, meta=meta)
+        prepared = self.prepare(ref, partner_id=partner_id, meta=meta, read_from=copy_ref)
         only_changed = self.settings.changed_only if changed_only is None else changed_only
         with prepared.spool:
             return self._conclude(
                 prepared, trigger=trigger, deadline=deadline, started=started, changed_only=only_changed
             )
 
-    def dry_run(self, ref: ObjectRef, *, partner_id: str | None = None) -> FileOutcome:
+    def dry_run(
+        self, ref: ObjectRef, *, partner_id: str | None = None, read_from: tuple[ObjectRef, ObjectMeta] | None = None
+    ) -> FileOutcome:
         """What ingesting would do now: per key new / changed / unchanged / stale. Publishes nothing."""
         started = time.monotonic()
-        prepared = self.prepare(ref, partner_id=partner_id)
+        if read_from is not None:
+            prepared = self.prepare(ref, partner_id=partner_id, meta=read_from[1], read_from=read_from[0])
+        else:
+            prepared = self.prepare(ref, partner_id=partner_id)
         with prepared.spool:
             outcome = self._outcome(prepared)
             if not prepared.problems or not prepared.fatal:

@@ -128,10 +128,10 @@ class S3Quarantine:
 
     def __init__(self, client: Any, bucket: str | None = None) -> None:
         self._client = client
-        self._bucket = bucket
+        self.bucket = bucket
 
     def _target_bucket(self, source_bucket: str) -> str:
-        return self._bucket or source_bucket
+        return self.bucket or source_bucket
 
     def put(self, diagnostics: Diagnostics) -> str | None:
         if diagnostics.bucket is None:

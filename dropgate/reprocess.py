@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 
 from dropgate.ledger import DynamoLedger, LedgerEntry
 from dropgate.pipeline import FileOutcome, Ingestor
-from dropgate.quarantine import Quarantine, original_key
-from dropgate.storage import ObjectRef
+from dropgate.quarantine import Quarantine, original_key, quarantine_key
+from dropgate.storage import ObjectMeta, ObjectMissing, ObjectRef
 
 
 @dataclass(slots=True)
@@ -43,18 +44,56 @@ class Reprocessor:
                 target = target.with_version(None if version == "null" else version)
         return target
 
+    def _copy_instead(self, target: ObjectRef) -> tuple[ObjectRef, ObjectMeta] | None:
+        """When the original version is gone, its byte-identical quarantine copy (and the original's
+        metadata from the sidecar), so lineage and the ledger still name the original version."""
+        try:
+            self.ingestor.store.head(target)
+            return None
+        except ObjectMissing:
+            pass
+        if target.bucket is None:
+            return None
+        diagnostics = self.quarantine.load(target.bucket, target.key)
+        if diagnostics is None:
+            return None
+        file = diagnostics["file"]
+        if target.version_id and file.get("versionId") not in (target.version_id, None):
+            return None  # the copy is of another version
+        copy = ObjectRef(self.quarantine_bucket(target.bucket), quarantine_key(target.key))
+        try:
+            copy_meta = self.ingestor.store.head(copy)
+        except ObjectMissing:
+            return None
+        uploaded = datetime.fromisoformat(file["uploadedAt"]) if file.get("uploadedAt") else copy_meta.last_modified
+        return copy, ObjectMeta(version_id=file.get("versionId"), size=copy_meta.size, last_modified=uploaded)
+
+    def quarantine_bucket(self, bucket: str) -> str:
+        configured: str | None = getattr(self.quarantine, "bucket", None)
+        return configured or bucket
+
     def one(
         self, ref: ObjectRef, *, dry_run: bool = False, force: bool = False, changed_only: bool | None = None
     ) -> ReprocessResult:
         target = self.resolve_target(ref)
+        read_from = self._copy_instead(target)
+        note = (
+            f"the original version is gone; read the quarantined copy s3://{read_from[0].bucket}/{read_from[0].key}"
+            if read_from
+            else None
+        )
         if dry_run:
-            return ReprocessResult(target, self.ingestor.dry_run(target), dry_run=True)
-        outcome = self.ingestor.ingest(target, trigger="reprocess", force=force, changed_only=changed_only)
-        result = ReprocessResult(outcome.ref, outcome, dry_run=False)
+            return ReprocessResult(target, self.ingestor.dry_run(target, read_from=read_from), dry_run=True, note=note)
+        outcome = self.ingestor.ingest(
+            target, trigger="reprocess", force=force, changed_only=changed_only, read_from=read_from
+        )
+        result = ReprocessResult(outcome.ref, outcome, dry_run=False, note=note)
         if outcome.status == "published" and target.bucket:
             result.resolved = self.quarantine.resolve(target.bucket, target.key)
         elif outcome.status == "duplicate":
-            result.note = f"nothing to do: {outcome.reason}; fix the parser (and bump its version) or use --force"
+            result.note = (
+                note + "; " if note else ""
+            ) + f"nothing to do: {outcome.reason}; fix the parser (and bump its version) or use --force"
         return result
 
     def quarantined(self, *, partner: str | None = None, since: str | None = None) -> list[LedgerEntry]:

@@ -194,3 +194,24 @@ def test_reprocess_handler_payloads(
     finally:
         lambda_ingestor.cache_clear()
         reprocess.reprocessor.cache_clear()
+
+
+def test_reprocess_reads_the_quarantine_copy_when_the_original_version_is_gone(
+    aws: dict[str, Any], settings: Settings, topic_probe: TopicProbe, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ref = quarantine(aws, settings)
+    aws["s3"].delete_object(Bucket=BUCKET, Key=KEY, VersionId=ref.version_id)  # e.g. a lifecycle rule
+    monkeypatch.setitem(parsers.FORMATS, "generic", ThousandsTolerantParser)
+    done = runner.invoke(app, ["reprocess", f"s3://{BUCKET}/{KEY}"])
+    assert done.exit_code == 0, done.stdout + done.stderr
+    assert f"the original version is gone; read the quarantined copy s3://{BUCKET}/quarantine/{KEY}" in done.stdout
+    values = values_by_key(topic_probe.messages())
+    assert values["P0000007"]["quantity"] == 1250
+    import hashlib
+
+    source = values["P0000007"]["source"]
+    assert source["key"] == KEY and source["versionId"] == ref.version_id  # lineage names the original
+    assert source["sha256"] == hashlib.sha256(fixture_bytes("bad/acme-thousands-separator.xml")).hexdigest()
+    row = DynamoLedger(aws["dynamodb"], settings.ledger_table).get(ref)
+    assert row is not None and row.status == "published"
+    assert exists(aws, f"quarantine/resolved/{KEY}")
