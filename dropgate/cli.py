@@ -7,6 +7,7 @@ infrastructure error (the message says what to fix).
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -16,7 +17,7 @@ import typer
 from dropgate.config import Settings
 from dropgate.storage import ObjectRef, parse_s3_uri
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__, pretty_exceptions_enable=False)
 
 PartnerOption = Annotated[
     str | None,
@@ -96,6 +97,8 @@ def ingest(
     typer.echo(outcome.summary())
     if outcome.status == "quarantined":
         raise typer.Exit(1)
+    if outcome.status == "ignored":
+        raise typer.Exit(2)
 
 
 def _s3_target(target: str, settings: Settings) -> ObjectRef:
@@ -328,5 +331,19 @@ def demo() -> None:
     raise typer.Exit(run_demo())
 
 
+def main() -> None:
+    """Console entry point: an unexpected error is one line and exit 2, never a traceback and exit 1
+    (1 means "quarantined"; scripts depend on that)."""
+    try:
+        app()
+    except Exception as error:
+        detail = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        typer.echo(f"dropgate: {type(error).__name__}: {detail}", err=True)
+        typer.echo("dropgate: set DROPGATE_DEBUG=1 for the traceback", err=True)
+        if os.environ.get("DROPGATE_DEBUG"):
+            raise
+        sys.exit(2)
+
+
 if __name__ == "__main__":
-    app()
+    main()

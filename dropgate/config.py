@@ -51,6 +51,8 @@ class Settings(BaseSettings):
     max_decompressed_bytes: int = Field(default=4 * 1024**3, ge=1)
     #: Problems kept in full per file; the total is always counted.
     max_problems: int = Field(default=1_000, ge=1)
+    #: Largest event (key + value) accepted; Kafka's default message.max.bytes is 1,000,000.
+    max_event_bytes: int = Field(default=900_000, ge=1_000)
     spool_dir: str | None = None
     #: Where quarantined copies go; the drop bucket itself (under quarantine/) when unset.
     quarantine_bucket: str | None = None

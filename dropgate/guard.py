@@ -103,7 +103,9 @@ class GuardSession:
                 verdicts.sample("new", entry.key.decode(errors="replace"))
             if publish[i]:
                 yield entry
-        self._updates.append(rows[publish])
+        # Every event that is not stale moves its key's newest asOf forward, also one held back as
+        # unchanged: otherwise an older replay with a different state would look "newer" than it.
+        self._updates.append(rows[~stale])
 
     def updated_index(self) -> KeyIndex:
         import numpy as np

@@ -67,6 +67,8 @@ class LedgerEntry:
     size: int | None = None
     reason: str | None = None
     diagnostics: str | None = None
+    etag: str | None = None
+    last_error: str | None = None
     updated_at: str = field(default_factory=_now)
     attempts: list[dict[str, Any]] = field(default_factory=list)
     claim_until: float | None = None
@@ -85,12 +87,16 @@ class Claim:
     entry: LedgerEntry | None = None
 
     @property
+    def in_progress(self) -> bool:
+        return not self.granted and (self.entry is None or self.entry.status not in ("published", "quarantined"))
+
+    @property
     def reason(self) -> str:
-        if self.granted or self.entry is None:
+        if self.granted:
             return ""
-        if self.entry.status in ("published", "quarantined"):
-            return f"already {self.entry.status} with parser {self.entry.parser_label}"
-        return "another invocation is processing this version right now"
+        if self.in_progress or self.entry is None:
+            return "another invocation is processing this version right now"
+        return f"already {self.entry.status} with parser {self.entry.parser_label}"
 
 
 def version_of(ref: ObjectRef) -> str:
@@ -102,7 +108,14 @@ class Ledger(Protocol):
     def get(self, ref: ObjectRef) -> LedgerEntry | None: ...
 
     def claim(
-        self, ref: ObjectRef, *, partner: str | None, parser_label: str, ttl_s: float, force: bool = False
+        self,
+        ref: ObjectRef,
+        *,
+        partner: str | None,
+        parser_label: str,
+        ttl_s: float,
+        force: bool = False,
+        etag: str | None = None,
     ) -> Claim: ...
 
     def record(self, ref: ObjectRef, entry: LedgerEntry, attempt: Attempt) -> None: ...
@@ -115,7 +128,14 @@ class NullLedger:
         return None
 
     def claim(
-        self, ref: ObjectRef, *, partner: str | None, parser_label: str, ttl_s: float, force: bool = False
+        self,
+        ref: ObjectRef,
+        *,
+        partner: str | None,
+        parser_label: str,
+        ttl_s: float,
+        force: bool = False,
+        etag: str | None = None,
     ) -> Claim:
         return Claim(granted=True)
 
@@ -140,7 +160,14 @@ class DynamoLedger:
         return _entry_from_item(item) if item else None
 
     def claim(
-        self, ref: ObjectRef, *, partner: str | None, parser_label: str, ttl_s: float, force: bool = False
+        self,
+        ref: ObjectRef,
+        *,
+        partner: str | None,
+        parser_label: str,
+        ttl_s: float,
+        force: bool = False,
+        etag: str | None = None,
     ) -> Claim:
         """Atomically take this version for processing, or learn why not.
 
@@ -163,14 +190,18 @@ class DynamoLedger:
         names, values = update.names_for("claimUntil")
         values[":now"] = {"N": f"{now:.3f}"}
         condition = f"(attribute_not_exists({names['claimUntil']}) OR {names['claimUntil']} < :now)"
-        if not force:  # ... and not already done by this parser version
+        if not force:  # ... and not already done by this parser version (for these bytes)
             names, _ = update.names_for("status", "parserLabel")
             values.update(
                 {":published": {"S": "published"}, ":quarantined": {"S": "quarantined"}, ":label": {"S": parser_label}}
             )
-            condition += (
-                f" AND NOT ({names['status']} IN (:published, :quarantined) AND {names['parserLabel']} = :label)"
-            )
+            done = f"{names['status']} IN (:published, :quarantined) AND {names['parserLabel']} = :label"
+            if etag:
+                # An unversioned bucket gives every overwrite the version "null": the ETag tells them apart.
+                names, _ = update.names_for("etag")
+                values[":etag"] = {"S": etag}
+                done += f" AND {names['etag']} = :etag"
+            condition += f" AND NOT ({done})"
         try:
             self._client.update_item(
                 TableName=self._table,
@@ -212,22 +243,36 @@ class DynamoLedger:
 
     def history(self, ref: ObjectRef) -> list[LedgerEntry]:
         """Every recorded version of one key, newest update first."""
-        response = self._client.query(
-            TableName=self._table,
-            KeyConditionExpression="pk = :pk",
-            ExpressionAttributeValues={":pk": {"S": ref.uri}},
-            ConsistentRead=True,
-        )
-        entries = [_entry_from_item(item) for item in response.get("Items", [])]
+        kwargs: dict[str, Any] = {
+            "TableName": self._table,
+            "KeyConditionExpression": "pk = :pk",
+            "ExpressionAttributeValues": {":pk": {"S": ref.uri}},
+            "ConsistentRead": True,
+        }
+        entries: list[LedgerEntry] = []
+        while True:
+            response = self._client.query(**kwargs)
+            entries.extend(_entry_from_item(item) for item in response.get("Items", []))
+            if "LastEvaluatedKey" not in response:
+                break
+            kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
         return sorted(entries, key=lambda e: e.updated_at, reverse=True)
 
     def record(self, ref: ObjectRef, entry: LedgerEntry, attempt: Attempt) -> None:
+        """Record an attempt and release the claim. A failed attempt (status ``received``) never
+        overwrites a final status or its diagnostics: a quarantined file whose reprocess hit a broker
+        outage stays quarantined, listed and retryable."""
+        failed = entry.status == "received"
         update = _Update()
-        update.set("status", {"S": entry.status})
+        if failed:
+            update.set_if_absent("status", {"S": entry.status})
+        else:
+            update.set("status", {"S": entry.status})
         update.set("updatedAt", {"S": entry.updated_at})
-        update.set("eventCount", {"N": str(entry.event_count)})
-        update.set("tombstones", {"N": str(entry.tombstones)})
-        update.set("problemCount", {"N": str(entry.problem_count)})
+        if not failed:
+            update.set("eventCount", {"N": str(entry.event_count)})
+            update.set("tombstones", {"N": str(entry.tombstones)})
+            update.set("problemCount", {"N": str(entry.problem_count)})
         update.append("attempts", {"M": _to_attr_map(attempt.as_item())})
         optional = {
             "partner": entry.partner,
@@ -240,13 +285,23 @@ class DynamoLedger:
         for name, value in optional.items():
             if value is not None:
                 update.set(name, {"S": value})
-        # These describe the current outcome only: a file published by a reprocess has no reason
-        # and no diagnostics any more (its attempts keep the history).
-        for name, current in (("reason", entry.reason), ("diagnostics", entry.diagnostics)):
-            if current is None:
-                update.remove(name)
-            else:
-                update.set(name, {"S": current})
+        if failed:
+            if attempt.error:
+                update.set("lastError", {"S": attempt.error[:1000]})
+        else:
+            # These describe the current outcome only: a file published by a reprocess has no reason
+            # and no diagnostics any more (its attempts keep the history).
+            for name, current in (
+                ("reason", entry.reason),
+                ("diagnostics", entry.diagnostics),
+                ("lastError", None),
+            ):
+                if current is None:
+                    update.remove(name)
+                else:
+                    update.set(name, {"S": current})
+            if entry.etag:
+                update.set("etag", {"S": entry.etag})
         if entry.size is not None:
             update.set("objectSize", {"N": str(entry.size)})
         if entry.parser_name and entry.parser_version:
@@ -360,6 +415,8 @@ def _entry_from_item(item: dict[str, Any]) -> LedgerEntry:
         size=data.get("objectSize"),
         reason=data.get("reason"),
         diagnostics=data.get("diagnostics"),
+        etag=data.get("etag"),
+        last_error=data.get("lastError"),
         updated_at=data.get("updatedAt", ""),
         attempts=data.get("attempts", []),
         claim_until=data.get("claimUntil"),

@@ -48,6 +48,17 @@ class Partner(BaseModel):
             raise ValueError("key_template must contain {productId}")
         return value
 
+    @field_validator("snapshot")
+    @classmethod
+    def _snapshot_supported(cls, value: str) -> str:
+        if value == "full":
+            # Accepting it silently would leave deleted products live on the topic.
+            raise ValueError(
+                "snapshot mode 'full' (tombstones for products missing from a snapshot) is not "
+                "supported yet; use 'delta' and send deletions explicitly"
+            )
+        return value
+
     @field_validator("prefix")
     @classmethod
     def _prefix(cls, value: str) -> str:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, Protocol
 
 from pydantic import ValidationError
@@ -43,6 +43,16 @@ from parsers.base import Document, InputRejected, Parser, Problem, Record, trunc
 
 #: Problems that make a file unusable as a whole, whatever the partner's policy.
 FATAL_KINDS = frozenset({"xml_syntax", "unknown_format", "encoding", "security_limit", "empty"})
+#: A snapshot time this far past the upload time is a typo, and would block every later real snapshot.
+FUTURE_TOLERANCE = timedelta(days=1)
+
+
+def is_fatal(problem: Problem) -> bool:
+    """Fatal: the kinds above, and any problem about the document rather than one record (wrong
+    partner, unusable snapshot time): skipping records cannot make such a file right."""
+    return problem.kind in FATAL_KINDS or problem.record is None
+
+
 DEFAULT_FORMAT = "generic"
 
 Status = Literal["published", "quarantined", "duplicate", "ignored"]
@@ -69,10 +79,8 @@ class Prepared:
     problems: list[Problem] = field(default_factory=list)
     problem_count: int = 0
     records: int = 0
-
-    @property
-    def fatal(self) -> bool:
-        return any(p.kind in FATAL_KINDS for p in self.problems)
+    #: Seen among all problems, also those past the cap.
+    fatal: bool = False
 
     @property
     def parser_label(self) -> str:
@@ -120,6 +128,8 @@ class FileOutcome:
     reason: str | None = None
     diagnostics: str | None = None
     notes: list[str] = field(default_factory=list)
+    #: A duplicate because another invocation holds the claim right now (not because it is done).
+    in_progress: bool = False
 
     def summary(self) -> str:
         parts = [
@@ -191,7 +201,9 @@ class Ingestor:
         spool = EventSpool(self.settings.spool_dir)
         collector = _Problems(self.settings.max_problems)
         records = 0
-        builder = _EventBuilder(ref, meta, partner, self.partners, parser, collector)
+        builder = _EventBuilder(
+            ref, meta, partner, self.partners, parser, collector, max_event_bytes=self.settings.max_event_bytes
+        )
         limit = self.settings.max_object_bytes
         if meta.size > limit:
             # Refused before a byte is read: the declared size is authoritative for a pinned version.
@@ -219,6 +231,7 @@ class Ingestor:
             problems=collector.kept,
             problem_count=collector.total,
             records=records,
+            fatal=collector.fatal,
         )
 
     def _parse_into(
@@ -303,9 +316,16 @@ class Ingestor:
         partner = self.route(ref, partner_id)
         parser = get_parser(partner.format if partner else DEFAULT_FORMAT)
         label = f"{parser.name}/{parser.version}"
-        ttl = (deadline - time.monotonic() + 60) if deadline else self.settings.claim_ttl_s
+        # The claim lives as long as this invocation can (Lambda kills it at the deadline), so a
+        # crashed holder never blocks the retry for long.
+        ttl = (deadline - time.monotonic() + 15) if deadline else self.settings.claim_ttl_s
         claim = self.ledger.claim(
-            ref, partner=partner.id if partner else None, parser_label=label, ttl_s=ttl, force=force
+            ref,
+            partner=partner.id if partner else None,
+            parser_label=label,
+            ttl_s=ttl,
+            force=force,
+            etag=meta.etag,
         )
         if not claim.granted:
             previous = claim.entry
@@ -317,8 +337,28 @@ class Ingestor:
                 events=previous.event_count if previous else 0,
                 seconds=time.monotonic() - started,
                 reason=claim.reason,
+                in_progress=claim.in_progress,
             )
-        prepared = self.prepare(ref, partner_id=partner_id, meta=meta, read_from=copy_ref)
+        try:
+            prepared = self.prepare(ref, partner_id=partner_id, meta=meta, read_from=copy_ref)
+        except Exception as error:
+            # Record the failure, which releases the claim, so the retry can do the work.
+            failed = LedgerEntry(
+                bucket=ref.bucket or "",
+                key=ref.key,
+                version=ref.version_id or "null",
+                status="received",
+                partner=partner.id if partner else None,
+            )
+            attempt = Attempt(
+                trigger=trigger,
+                parser=label,
+                outcome="failed",
+                error=f"{type(error).__name__}: {error}",
+                seconds=time.monotonic() - started,
+            )
+            self.ledger.record(ref, failed, attempt)
+            raise
         only_changed = self.settings.changed_only if changed_only is None else changed_only
         with prepared.spool:
             return self._conclude(
@@ -326,7 +366,12 @@ class Ingestor:
             )
 
     def dry_run(
-        self, ref: ObjectRef, *, partner_id: str | None = None, read_from: tuple[ObjectRef, ObjectMeta] | None = None
+        self,
+        ref: ObjectRef,
+        *,
+        partner_id: str | None = None,
+        read_from: tuple[ObjectRef, ObjectMeta] | None = None,
+        changed_only: bool | None = None,
     ) -> FileOutcome:
         """What ingesting would do now: per key new / changed / unchanged / stale. Publishes nothing."""
         started = time.monotonic()
@@ -337,8 +382,12 @@ class Ingestor:
         with prepared.spool:
             outcome = self._outcome(prepared)
             if not prepared.problems or not prepared.fatal:
+                only_changed = self.settings.changed_only if changed_only is None else changed_only
                 with self.guard.session(
-                    prepared.partner_id or "_unrouted", bucket=prepared.ref.bucket, write=False
+                    prepared.partner_id or "_unrouted",
+                    bucket=prepared.ref.bucket,
+                    write=False,
+                    changed_only=only_changed,
                 ) as session:
                     for _entry in session.select(prepared.spool.replay(prepared.sha256)):
                         pass
@@ -462,6 +511,7 @@ class Ingestor:
             size=prepared.size,
             reason=error or outcome.reason,
             diagnostics=outcome.diagnostics,
+            etag=prepared.meta.etag,
         )
         attempt = Attempt(
             trigger=trigger,
@@ -477,16 +527,20 @@ class Ingestor:
 
 
 class _Problems:
-    """Keeps the first ``cap`` problems and counts them all."""
+    """Keeps the first ``cap`` problems and counts them all; a fatal problem is always kept
+    (there are few: parsing stops at the first), so the cap can never hide why a file failed."""
 
     def __init__(self, cap: int) -> None:
         self.cap = cap
         self.kept: list[Problem] = []
         self.total = 0
+        self.fatal = False
 
     def add(self, problem: Problem) -> None:
         self.total += 1
-        if len(self.kept) < self.cap:
+        fatal = is_fatal(problem)
+        self.fatal = self.fatal or fatal
+        if len(self.kept) < self.cap or fatal:
             self.kept.append(problem)
 
 
@@ -501,6 +555,7 @@ class _EventBuilder:
         partners: PartnerDirectory,
         parser: Parser,
         problems: _Problems,
+        max_event_bytes: int = 900_000,
     ) -> None:
         self.ref = ref
         self.partner = partner
@@ -508,6 +563,8 @@ class _EventBuilder:
         self.declared_partner: str | None = None
         self.problems = problems
         self.as_of = meta.last_modified
+        self.uploaded = meta.last_modified
+        self.max_event_bytes = max_event_bytes
         self.parser_ref = {"name": parser.name, "version": parser.version}
         self.source = {"bucket": ref.bucket, "key": ref.key, "versionId": ref.version_id}
         self._unknown_partner_reported = False
@@ -519,6 +576,20 @@ class _EventBuilder:
     def document(self, doc: Document) -> None:
         if doc.as_of is not None:
             self.as_of = doc.as_of
+            if doc.as_of > self.uploaded + FUTURE_TOLERANCE:
+                self.problems.add(
+                    Problem(
+                        kind="validation",
+                        message=(
+                            f"the snapshot time {events.format_timestamp(doc.as_of)} is after the upload time "
+                            f"{events.format_timestamp(self.uploaded)}; a future snapshot time would make every "
+                            "later real snapshot look stale: send the time the inventory was taken"
+                        ),
+                        path=f"/{doc.root}",
+                        field="asOf",
+                        value=events.format_timestamp(doc.as_of),
+                    )
+                )
         self.declared_partner = doc.partner
         if self.partner is not None:
             if doc.partner is not None and doc.partner != self.partner.id:
@@ -594,4 +665,21 @@ class _EventBuilder:
                     )
                 )
             return None
-        return key, events.serialize(state)
+        value = events.serialize(state)
+        size = len(key) + len(value.head) + 64 + len(value.tail)
+        if size > self.max_event_bytes:
+            self.problems.add(
+                Problem(
+                    kind="validation",
+                    message=(
+                        f"this product's event would be {size:,} bytes, over the limit of {self.max_event_bytes:,} "
+                        "a Kafka message may carry; shorten its longest fields (name, sku) or split its locations"
+                    ),
+                    line=record.line,
+                    record=record.index,
+                    product_id=record.product_id,
+                    path=record.path,
+                )
+            )
+            return None
+        return key, value

@@ -58,6 +58,11 @@ def _process(targets: list[ObjectRef | Ignored], trigger: str, context: Any) -> 
         finally:
             logger.remove_keys(["bucket", "key", "version"])
         logger.info(outcome.summary(), extra={"outcome": outcome.status, "events": outcome.events})
+        if outcome.in_progress and trigger != "sqs":
+            # S3/EventBridge retry this invocation, not the holder's: if the holder dies, this retry
+            # must still find the work undone. (From SQS the holder's own message is retried.)
+            failures.append(f"{outcome.ref}: {outcome.reason}")
+            continue
         results.append({"object": str(outcome.ref), "status": outcome.status, "events": outcome.events})
     if failures:
         raise IngestFailed(f"{len(failures)} file(s) failed: " + "; ".join(failures))

@@ -22,7 +22,14 @@ from lxml import etree
 from parsers import fields
 from parsers.base import Document, Item, Problem, Record, truncate
 from parsers.fields import FieldError
-from parsers.xml_stream import has_entity_reference, release, secure_iterparse, syntax_problem
+from parsers.xml_stream import (
+    entity_declaration_problem,
+    has_entity_reference,
+    release,
+    secure_iterparse,
+    sniff,
+    syntax_problem,
+)
 
 ROOT = "inventory"
 PRODUCT = "product"
@@ -38,6 +45,14 @@ class GenericInventoryParser:
     version = "1"
 
     def parse(self, stream: BinaryIO) -> Iterator[Item]:
+        stream, sniffed = sniff(stream)
+        if sniffed.declares_entities:
+            yield entity_declaration_problem()
+            return
+        if sniffed.root is not None and (sniffed.root != ROOT or sniffed.namespace is not None):
+            # Stop before parsing: a foreign document would otherwise be held whole in memory.
+            yield _unknown_format(sniffed.root, sniffed.namespace, line=None)
+            return
         index = 0
         current_id: str | None = None
         inside_product = False
@@ -70,14 +85,20 @@ class GenericInventoryParser:
             return
         if not seen_root:
             root = context.root
-            tag = root.tag if root is not None else None
-            yield Problem(
-                kind="unknown_format",
-                message=f"root element is <{tag}>, expected <{ROOT}> for the generic inventory format",
-                line=root.sourceline if root is not None else None,
-                path=f"/{tag}" if tag else None,
-                value=truncate(tag),
-            )
+            tag = str(root.tag) if root is not None else "?"
+            namespace, _, local = tag[1:].partition("}") if tag.startswith("{") else ("", "", tag)
+            yield _unknown_format(local, namespace or None, line=root.sourceline if root is not None else None)
+
+
+def _unknown_format(root: str, namespace: str | None, *, line: int | None) -> Problem:
+    where = f"<{root}>" + (f" in namespace {namespace}" if namespace else "")
+    return Problem(
+        kind="unknown_format",
+        message=f"root element is {where}, expected <{ROOT}> with no namespace (the generic inventory format)",
+        line=line,
+        path=f"/{root}",
+        value=truncate(namespace or root),
+    )
 
 
 def _with_message(problem: Problem, message: str) -> Problem:

@@ -9,6 +9,7 @@ memory. ``lxml>=6.1.0`` is required: older releases resolved external entities i
 
 from __future__ import annotations
 
+import io
 import re
 from collections.abc import Iterable
 from typing import Any, BinaryIO
@@ -18,6 +19,8 @@ from lxml import etree
 from parsers.base import Problem, ProblemKind
 
 _LOCATION_SUFFIX = re.compile(r", line \d+, column \d+$")
+#: libxml2's words when a document hits one of its resource limits (we never lift them).
+_LIMIT_MARKERS = ("amplification", "XML_PARSE_HUGE", "Excessive depth", "huge input lookup", "Maximum entity")
 #: libxml2 error codes that mean "the bytes are not what the declared encoding says".
 _ENCODING_ERROR_CODES = frozenset({9, 31, 32, 81})  # INVALID_CHAR, UNKNOWN/UNSUPPORTED/INVALID_ENCODING
 
@@ -46,7 +49,13 @@ def syntax_problem(error: etree.XMLSyntaxError, *, record: int | None = None, pr
     message = _LOCATION_SUFFIX.sub("", str(error.msg or error))
     line, column = error.position if error.position else (error.lineno, None)
     kind: ProblemKind = "encoding" if error.code in _ENCODING_ERROR_CODES else "xml_syntax"
-    if kind == "encoding":
+    if any(marker in message for marker in _LIMIT_MARKERS):
+        kind = "security_limit"
+        message = (
+            "the document exceeds a safety limit of the XML parser (entity amplification, nesting depth or "
+            f"text length); send plain, flat XML without entities. Parser said: {message}"
+        )
+    elif kind == "encoding":
         message += " (the bytes do not match the declared encoding; declare the real one, e.g. UTF-8)"
     return Problem(
         kind=kind,
@@ -77,3 +86,112 @@ def release(element: Any) -> None:
     if parent is not None:
         while element.getprevious() is not None:
             del parent[0]
+
+
+# -- sniffing the root before parsing ---------------------------------------------------------
+
+_SNIFF_BYTES = 64 * 1024
+_NAME = re.compile(rb"<([^\s/>!?]+)")
+_XMLNS = re.compile(rb"""xmlns(?::([^\s=]+))?\s*=\s*(["'])(.*?)\2""", re.S)
+_BOMS = (b"\xef\xbb\xbf",)
+
+
+class Sniffed:
+    """What the first bytes say: the root element, its namespace, and DOCTYPE facts."""
+
+    __slots__ = ("declares_entities", "has_doctype", "namespace", "prefix", "root")
+
+    def __init__(self) -> None:
+        self.root: str | None = None
+        self.prefix: str | None = None
+        self.namespace: str | None = None
+        self.has_doctype = False
+        self.declares_entities = False
+
+
+class _Replay(io.RawIOBase):
+    """The sniffed head, then the rest of the stream: sniffing consumes nothing."""
+
+    def __init__(self, head: bytes, rest: BinaryIO) -> None:
+        self._head = memoryview(head)
+        self._rest = rest
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        if self._head:
+            size = min(len(buffer), len(self._head))
+            memoryview(buffer)[:size] = self._head[:size]
+            self._head = self._head[size:]
+            return size
+        data = self._rest.read(len(buffer))
+        memoryview(buffer)[: len(data)] = data
+        return len(data)
+
+
+def sniff(stream: BinaryIO) -> tuple[BinaryIO, Sniffed]:
+    """Read the document's head (at most 64 KiB) to learn its root; returns an equivalent stream.
+
+    Best effort on purpose: anything it cannot read (UTF-16, a prolog longer than the head) leaves
+    ``root`` unset and the caller parses as usual.
+    """
+    head = stream.read(_SNIFF_BYTES)
+    found = Sniffed()
+    text = head
+    for bom in _BOMS:
+        text = text.removeprefix(bom)
+    position = 0
+    while True:
+        while position < len(text) and text[position : position + 1].isspace():
+            position += 1
+        if text.startswith(b"<?", position):
+            end = text.find(b"?>", position)
+            if end < 0:
+                break
+            position = end + 2
+        elif text.startswith(b"<!--", position):
+            end = text.find(b"-->", position)
+            if end < 0:
+                break
+            position = end + 3
+        elif text.startswith(b"<!DOCTYPE", position):
+            found.has_doctype = True
+            close = text.find(b">", position)
+            bracket = text.find(b"[", position)
+            if 0 <= bracket < close or (bracket >= 0 and close < 0):
+                subset_end = text.find(b"]", bracket)
+                if subset_end < 0:
+                    found.declares_entities = b"<!ENTITY" in text[bracket:]
+                    break
+                found.declares_entities = b"<!ENTITY" in text[bracket:subset_end]
+                close = text.find(b">", subset_end)
+            if close < 0:
+                break
+            position = close + 1
+        else:
+            match = _NAME.match(text, position)
+            if match:
+                qname = match.group(1).decode("utf-8", errors="replace")
+                prefix, _, local = qname.rpartition(":")
+                found.root, found.prefix = local, prefix or None
+                tag_end = text.find(b">", position)
+                start_tag = text[position : tag_end if tag_end >= 0 else len(text)]
+                for declared in _XMLNS.finditer(start_tag):
+                    bound = (declared.group(1) or b"").decode("utf-8", errors="replace") or None
+                    if bound == found.prefix:
+                        found.namespace = declared.group(3).decode("utf-8", errors="replace") or None
+            break
+    return io.BufferedReader(_Replay(head, stream), buffer_size=_SNIFF_BYTES), found
+
+
+def entity_declaration_problem() -> Problem:
+    return Problem(
+        kind="security_limit",
+        message=(
+            "the document declares entities (<!ENTITY …>) in its DOCTYPE; dropgate never expands entities: "
+            "send the document without an internal DTD subset and with literal text"
+        ),
+        line=1,
+        field="DOCTYPE",
+    )

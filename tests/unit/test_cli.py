@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from typer.testing import CliRunner
 
@@ -59,3 +60,21 @@ def test_inspect_file_of_no_known_partner_is_refused_with_the_fix() -> None:
         result = runner.invoke(app, ["inspect", handle.name])
     assert result.exit_code == 1
     assert "no partner for this file" in result.stderr and "add the partner to partners.yaml" in result.stderr
+
+
+def test_unexpected_errors_exit_2_with_one_line(monkeypatch: Any, capsys: Any) -> None:
+    """Exit 1 means "quarantined" to scripts; an infrastructure error must never look like it."""
+    import pytest
+
+    from dropgate.cli import main
+    from dropgate.local.ports import free_port
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    monkeypatch.setattr("sys.argv", ["dropgate", "status", "s3://drops/acme/x.xml"])
+    with pytest.raises(SystemExit) as exited:
+        main()
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("dropgate: EndpointConnectionError: Could not connect to the endpoint URL")
+    assert "Traceback" not in err

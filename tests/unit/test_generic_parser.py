@@ -129,7 +129,52 @@ def test_entities_are_never_expanded_nor_files_read() -> None:
     _, records, problems = parse(data)
     assert records == []
     assert problems and all("root:" not in (p.value or "") + p.message for p in problems)
+    (problem,) = problems
+    assert problem.kind == "security_limit" and "declares entities" in problem.message
+
+
+def test_entities_in_attributes_are_not_expanded_either() -> None:
+    data = b'<!DOCTYPE inventory [<!ENTITY e "P9">]><inventory><product id="&e;"><quantity>1</quantity></product></inventory>'
+    _, records, problems = parse(data)
+    assert records == []
+    assert [p.kind for p in problems] == ["security_limit"]
+
+
+def test_undeclared_entity_reference_in_text_is_reported_not_expanded() -> None:
+    # A DOCTYPE beyond the sniffed head: the parser itself still never expands the reference.
+    data = (
+        b"<!--" + b"x" * 70_000 + b'--><!DOCTYPE inventory [<!ENTITY word "expanded">]>'
+        b'<inventory><product id="A"><name>&word;</name><quantity>1</quantity></product></inventory>'
+    )
+    _, records, problems = parse(data)
+    assert records == []
     assert problems[0].field == "name" and "entity reference" in problems[0].message
+
+
+def test_namespaced_or_foreign_root_stops_before_parsing() -> None:
+    body = b"".join(b'<product id="P%d"><quantity>1</quantity></product>' % i for i in range(50_000))
+    data = b'<?xml version="1.0"?>\n<inventory xmlns="urn:other">' + body + b"</inventory>"
+    stream = io.BytesIO(data)
+    items = list(GenericInventoryParser().parse(stream))
+    assert stream.tell() <= 70_000  # the head only, not the whole document
+    (problem,) = items
+    assert problem.kind == "unknown_format"
+    assert problem.message.startswith("root element is <inventory> in namespace urn:other, expected <inventory>")
+
+
+def test_deep_nesting_is_a_security_limit_with_a_plain_message() -> None:
+    depth = 100_000
+    data = (
+        b'<inventory><product id="A"><quantity>1</quantity>'
+        + b"<x>" * depth
+        + b"</x>" * depth
+        + b"</product></inventory>"
+    )
+    _, records, problems = parse(data)
+    assert records == []
+    (problem,) = problems
+    assert problem.kind == "security_limit"
+    assert problem.message.startswith("the document exceeds a safety limit of the XML parser")
 
 
 def test_external_dtd_is_never_fetched() -> None:

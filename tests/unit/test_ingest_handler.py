@@ -78,3 +78,25 @@ def test_deadline_leaves_a_safety_margin() -> None:
     deadline = ingest._deadline(context)
     assert deadline is not None
     assert 45 < deadline - time.monotonic() <= 50
+
+
+class BusyIngestor(FakeIngestor):
+    def ingest(self, ref: ObjectRef, **_: Any) -> FileOutcome:
+        self.seen.append(ref)
+        return FileOutcome(
+            ref=ref,
+            status="duplicate",
+            in_progress=True,
+            reason="another invocation is processing this version right now",
+        )
+
+
+def test_in_progress_duplicate_is_retried_from_s3_but_not_from_sqs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """S3/EventBridge retry this invocation; from SQS the claim holder's own message is retried."""
+    monkeypatch.setattr(ingest, "lambda_ingestor", lambda: BusyIngestor(set()))
+    with pytest.raises(ingest.IngestFailed, match="processing this version right now"):
+        ingest.handler({"Records": [s3_record("acme/a.xml")]}, LocalLambdaContext())
+    event = lambda_sqs_event(
+        [sqs_message("m1", {"Records": [s3_record("acme/a.xml")]})], "arn:aws:sqs:us-east-1:1:q", "us-east-1"
+    )
+    assert ingest.handler(event, LocalLambdaContext()) == {"batchItemFailures": []}

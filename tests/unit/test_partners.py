@@ -25,6 +25,7 @@ def test_repository_partners_load_and_route_by_longest_prefix() -> None:
         ("{prefix: acme/, format: generic, key_template: '{sku}'}", "may only use {productId} and {partnerId}"),
         ("{prefix: acme/, format: generic, colour: red}", "partners.acme.colour: Extra inputs are not permitted"),
         ("{format: generic}", "partners.acme.prefix: Field required"),
+        ("{prefix: acme/, format: generic, snapshot: full}", "snapshot mode 'full'"),
     ],
 )
 def test_bad_configuration_names_partner_field_and_what_is_allowed(entry: str, says: str) -> None:
