@@ -16,6 +16,7 @@ CONTEXT_BEFORE = 2
 CONTEXT_AFTER = 1
 CONTEXT_PROBLEMS = 10
 _LINE_CHARS = 160
+_READ_LIMIT = 64 * 1024
 
 
 def history_table(entries: Iterable[LedgerEntry]) -> Group:
@@ -86,12 +87,17 @@ def context_lines(stream: BinaryIO, wanted: set[int]) -> dict[int, str]:
     if not wanted:
         return found
     last = max(wanted)
-    for number, raw in enumerate(stream, start=1):
-        if number in wanted:
+    number = 1
+    while number <= last:
+        # Bounded reads: a one-line 2 GB document must not be read into memory to show 160 characters.
+        raw = stream.readline(_READ_LIMIT)
+        if not raw:
+            break
+        if number in wanted and number not in found:
             text = raw.decode("utf-8", errors="replace").rstrip("\r\n")
             found[number] = text if len(text) <= _LINE_CHARS else text[:_LINE_CHARS] + " …"
-        if number >= last:
-            break
+        if raw.endswith(b"\n"):
+            number += 1
     return found
 
 

@@ -78,3 +78,14 @@ def test_unexpected_errors_exit_2_with_one_line(monkeypatch: Any, capsys: Any) -
     err = capsys.readouterr().err
     assert err.startswith("dropgate: EndpointConnectionError: Could not connect to the endpoint URL")
     assert "Traceback" not in err
+
+
+def test_context_lines_read_bounded_pieces_of_long_lines() -> None:
+    import io
+
+    from dropgate.render import context_lines
+
+    data = b"first\n" + b"<x>" * 100_000 + b"\nthird\nfourth\n"
+    found = context_lines(io.BytesIO(data), {1, 2, 3})
+    assert found[1] == "first" and found[3] == "third"
+    assert found[2].startswith("<x><x>") and found[2].endswith(" …") and len(found[2]) < 200
