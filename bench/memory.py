@@ -505,7 +505,7 @@ def main(argv: list[str] | None = None) -> int:
         "--timeout", type=float, default=1800.0, help="kill an ingest after this many seconds (default 1800)"
     )
     parser.add_argument(
-        "--repeat", type=int, default=1, metavar="K", help="measure each file K times (peak RSS varies by run)"
+        "--repeat", type=int, default=1, metavar="K", help="measure each file K times (to see run-to-run variation)"
     )
     parser.add_argument("--out-dir", type=Path, default=OUT, help="where files, logs and results go")
     args = parser.parse_args(argv)

@@ -16,7 +16,11 @@ from typing import BinaryIO
 from parsers.base import InputRejected, LimitExceeded
 
 GZIP_MAGIC = b"\x1f\x8b"
-_CHUNK = 256 * 1024
+_CHUNK = 64 * 1024
+#: The ratio is only judged past this much output, so a tiny file's header overhead never trips it.
+_RATIO_GRACE = 1024 * 1024
+#: Compressed input is fed in small pieces so the expansion ratio is judged early and precisely.
+_GZIP_INPUT_CHUNK = 8 * 1024
 
 
 class HashingReader(io.RawIOBase):
@@ -55,9 +59,11 @@ class HashingReader(io.RawIOBase):
 class BoundedGunzip(io.RawIOBase):
     """Streaming gunzip (multi-member) that stops at ``max_output`` decompressed bytes."""
 
-    def __init__(self, compressed: BinaryIO, *, max_output: int) -> None:
+    def __init__(self, compressed: BinaryIO, *, max_output: int, max_ratio: int = 200) -> None:
         self._src = compressed
         self._max = max_output
+        self._max_ratio = max_ratio
+        self.bytes_in = 0
         self._inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
         self._pending = b""
         self._eof = False
@@ -79,6 +85,13 @@ class BoundedGunzip(io.RawIOBase):
             if data:
                 break
         self.bytes_out += len(data)
+        if self.bytes_out > _RATIO_GRACE and self.bytes_out > self._max_ratio * max(self.bytes_in, 1):
+            raise LimitExceeded(
+                "max_compression_ratio",
+                self._max_ratio,
+                f"the gzip stream expands more than {self._max_ratio} times ({self.bytes_in:,} bytes became "
+                f"over {self.bytes_out:,}): a gzip bomb, refused",
+            )
         if self.bytes_out > self._max:
             raise LimitExceeded(
                 "max_decompressed_bytes",
@@ -97,13 +110,15 @@ class BoundedGunzip(io.RawIOBase):
             if inflater.eof:
                 rest = inflater.unused_data
                 if not rest:
-                    rest = self._src.read(_CHUNK)
+                    rest = self._src.read(_GZIP_INPUT_CHUNK)
+                    self.bytes_in += len(rest)
                     if not rest:
                         self._eof = True
                         return b""
                 self._inflater = inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)  # next gzip member
                 return inflater.decompress(rest, want)
-            chunk = self._src.read(_CHUNK)
+            chunk = self._src.read(_GZIP_INPUT_CHUNK)
+            self.bytes_in += len(chunk)
             if not chunk:
                 raise InputRejected(
                     "the gzip stream ends before its end marker: the upload was cut off; send the complete file"
@@ -116,7 +131,9 @@ class BoundedGunzip(io.RawIOBase):
 class Payload:
     """An object's bytes, opened for parsing: hashed as stored, gunzipped when gzip."""
 
-    def __init__(self, raw: BinaryIO, *, max_object_bytes: int, max_decompressed_bytes: int) -> None:
+    def __init__(
+        self, raw: BinaryIO, *, max_object_bytes: int, max_decompressed_bytes: int, max_compression_ratio: int = 200
+    ) -> None:
         self.hashing = HashingReader(raw, max_bytes=max_object_bytes)
         buffered = io.BufferedReader(self.hashing, buffer_size=_CHUNK)
         head = buffered.peek(2)[:2]
@@ -124,7 +141,8 @@ class Payload:
         self.gzip = head == GZIP_MAGIC
         if self.gzip:
             self.stream: BinaryIO = io.BufferedReader(
-                BoundedGunzip(buffered, max_output=max_decompressed_bytes), buffer_size=_CHUNK
+                BoundedGunzip(buffered, max_output=max_decompressed_bytes, max_ratio=max_compression_ratio),
+                buffer_size=_CHUNK,
             )
         else:
             self.stream = buffered

@@ -13,6 +13,8 @@ from pathlib import Path
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from parsers.limits import DEFAULT_LIMITS, Limits
+
 #: Any ``DROPGATE_KAFKA_<PROPERTY>`` variable is passed to librdkafka as ``<property>`` with
 #: underscores turned into dots, e.g. ``DROPGATE_KAFKA_SECURITY_PROTOCOL=SASL_SSL`` →
 #: ``security.protocol``; that is how MSK or Confluent Cloud are reached without code changes.
@@ -47,8 +49,15 @@ class Settings(BaseSettings):
     delivery_timeout_ms: int = Field(default=120_000, ge=1_000)
     linger_ms: int = Field(default=20, ge=0)
     compression: str = "lz4"
-    max_object_bytes: int = Field(default=2 * 1024**3, ge=1)
-    max_decompressed_bytes: int = Field(default=4 * 1024**3, ge=1)
+    # Safety limits (see parsers/limits.py); partners.yaml may override them per partner.
+    max_object_bytes: int = Field(default=DEFAULT_LIMITS.max_object_bytes, ge=1)
+    max_decompressed_bytes: int = Field(default=DEFAULT_LIMITS.max_decompressed_bytes, ge=1)
+    max_compression_ratio: int = Field(default=DEFAULT_LIMITS.max_compression_ratio, ge=2)
+    max_records: int = Field(default=DEFAULT_LIMITS.max_records, ge=1)
+    max_depth: int = Field(default=DEFAULT_LIMITS.max_depth, ge=3)
+    max_text_chars: int = Field(default=DEFAULT_LIMITS.max_text_chars, ge=16)
+    max_attributes: int = Field(default=DEFAULT_LIMITS.max_attributes, ge=4)
+    max_record_bytes: int = Field(default=DEFAULT_LIMITS.max_record_bytes, ge=64 * 1024)
     #: Problems kept in full per file; the total is always counted.
     max_problems: int = Field(default=1_000, ge=1)
     #: Largest event (key + value) accepted; Kafka's default message.max.bytes is 1,000,000.
@@ -64,6 +73,9 @@ class Settings(BaseSettings):
     changed_only: bool = False
     #: How long a file waits for another file of the same partner to finish publishing.
     partner_lock_wait_s: float = Field(default=60.0, ge=0)
+
+    def limits(self) -> Limits:
+        return Limits(**{name: getattr(self, name) for name in Limits.names()})
 
     def kafka_config(self) -> dict[str, str]:
         """librdkafka settings shared by the producer and the admin client."""

@@ -21,6 +21,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from parsers.generic import GenericInventoryParser
+from parsers.limits import DEFAULT_LIMITS, Limits
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = REPO / "fixtures" / "generic"
@@ -46,13 +47,13 @@ class FixedGenericParser(GenericInventoryParser):
 
     version = "2"
 
-    def parse(self, stream: BinaryIO) -> Any:
+    def parse(self, stream: BinaryIO, limits: Limits = DEFAULT_LIMITS) -> Any:
         fixed = re.sub(
             rb"<quantity>(\d{1,3}(?:,\d{3})+)</quantity>",
             lambda m: b"<quantity>" + m.group(1).replace(b",", b"") + b"</quantity>",
             stream.read(),
         )
-        return super().parse(io.BytesIO(fixed))
+        return super().parse(io.BytesIO(fixed), limits)
 
 
 def run_demo(console: Console | None = None) -> int:

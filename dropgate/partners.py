@@ -14,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from parsers import FORMATS
+from parsers.limits import Limits
 
 
 class PartnerConfigError(ValueError):
@@ -29,6 +30,19 @@ class Partner(BaseModel):
     key_template: str = "{productId}"
     policy: Literal["strict", "skip_invalid"] = "strict"
     snapshot: Literal["full", "delta"] = "delta"
+    #: Overrides of the deployment's safety limits for this partner, e.g. {max_records: 20000000}.
+    limits: dict[str, int] | None = None
+
+    @field_validator("limits")
+    @classmethod
+    def _known_limits(cls, value: dict[str, int] | None) -> dict[str, int] | None:
+        if value:
+            unknown = sorted(set(value) - set(Limits.names()))
+            if unknown:
+                raise ValueError(f"unknown limit(s) {', '.join(unknown)}; known: {', '.join(Limits.names())}")
+            if any(v < 1 for v in value.values()):
+                raise ValueError("limits must be positive whole numbers")
+        return value
 
     @field_validator("format")
     @classmethod

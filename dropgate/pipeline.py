@@ -39,7 +39,8 @@ from dropgate.quarantine import (
 from dropgate.spool import EventSpool, SpoolEntry
 from dropgate.storage import ObjectMeta, ObjectMissing, ObjectRef, ObjectStore
 from parsers import get_parser
-from parsers.base import Document, InputRejected, Parser, Problem, Record, truncate
+from parsers.base import Document, InputRejected, LimitExceeded, Parser, Problem, Record, truncate
+from parsers.limits import Limits
 
 #: Problems that make a file unusable as a whole, whatever the partner's policy.
 FATAL_KINDS = frozenset({"xml_syntax", "unknown_format", "encoding", "security_limit", "empty"})
@@ -56,6 +57,10 @@ def is_fatal(problem: Problem) -> bool:
 DEFAULT_FORMAT = "generic"
 
 Status = Literal["published", "quarantined", "duplicate", "ignored"]
+
+
+class DeadlineReached(RuntimeError):
+    """The invocation is about to time out; give up cleanly (the trigger retries the file)."""
 
 
 class EventSink(Protocol):
@@ -190,6 +195,7 @@ class Ingestor:
         partner_id: str | None = None,
         meta: ObjectMeta | None = None,
         read_from: ObjectRef | None = None,
+        deadline: float | None = None,
     ) -> Prepared:
         """Parse and validate the whole file into a spool. Publishes nothing. The caller closes
         ``prepared.spool``. ``read_from`` reads the bytes elsewhere (a byte-identical quarantine
@@ -204,7 +210,8 @@ class Ingestor:
         builder = _EventBuilder(
             ref, meta, partner, self.partners, parser, collector, max_event_bytes=self.settings.max_event_bytes
         )
-        limit = self.settings.max_object_bytes
+        limits = self.settings.limits().overridden(partner.limits if partner else None)
+        limit = limits.max_object_bytes
         if meta.size > limit:
             # Refused before a byte is read: the declared size is authoritative for a pinned version.
             collector.add(
@@ -218,7 +225,9 @@ class Ingestor:
             )
             sha256, size = "", meta.size
         else:
-            sha256, size, records = self._parse_into(ref, meta, parser, builder, spool, collector, read_from)
+            sha256, size, records = self._parse_into(
+                ref, meta, parser, builder, spool, collector, read_from, limits=limits, deadline=deadline
+            )
         return Prepared(
             ref=ref,
             meta=meta,
@@ -243,6 +252,9 @@ class Ingestor:
         spool: EventSpool,
         collector: _Problems,
         read_from: ObjectRef | None = None,
+        *,
+        limits: Limits,
+        deadline: float | None = None,
     ) -> tuple[str, int, int]:
         """Stream the object through the parser into the spool; returns (sha256, size, records)."""
         records = 0
@@ -253,15 +265,30 @@ class Ingestor:
             try:
                 payload = Payload(
                     raw,
-                    max_object_bytes=self.settings.max_object_bytes,
-                    max_decompressed_bytes=self.settings.max_decompressed_bytes,
+                    max_object_bytes=limits.max_object_bytes,
+                    max_decompressed_bytes=limits.max_decompressed_bytes,
+                    max_compression_ratio=limits.max_compression_ratio,
                 )
                 if payload.empty:
                     collector.add(Problem(kind="empty", message="the file is empty (0 bytes); send the complete file"))
                 else:
-                    for item in parser.parse(payload.stream):
+                    for item in parser.parse(payload.stream, limits):
                         if isinstance(item, Record):
                             records += 1
+                            if records > limits.max_records:
+                                raise LimitExceeded(
+                                    "max_records",
+                                    limits.max_records,
+                                    f"the file holds more than {limits.max_records:,} products; split it or raise "
+                                    "the partner's max_records",
+                                    line=item.line,
+                                    record=item.index,
+                                )
+                            if deadline is not None and records % 10_000 == 0 and time.monotonic() > deadline:
+                                raise DeadlineReached(
+                                    f"stopped reading {ref} after {records:,} products: the invocation is about to "
+                                    "time out; the retry will start over"
+                                )
                             built = builder.build(item)
                             if built is not None:
                                 spool.append(built[0], built[1], item.index, tombstone_as_of_ms=builder.as_of_ms)
@@ -340,7 +367,7 @@ class Ingestor:
                 in_progress=claim.in_progress,
             )
         try:
-            prepared = self.prepare(ref, partner_id=partner_id, meta=meta, read_from=copy_ref)
+            prepared = self.prepare(ref, partner_id=partner_id, meta=meta, read_from=copy_ref, deadline=deadline)
         except Exception as error:
             # Record the failure, which releases the claim, so the retry can do the work.
             failed = LedgerEntry(

@@ -219,6 +219,8 @@ class KafkaPublisher:
                 raise PublishError(self._error_message(sent, deliveries))
         except (PublishError, KafkaException):
             _discard_producer(producer)
+            # The broker may come back empty (or be another one): look the topic up again next time.
+            _TOPICS_READY.discard((self.bootstrap, self.topic))
             raise
         return PublishReport(sent=sent, acknowledged=deliveries.acknowledged, seconds=time.monotonic() - started)
 

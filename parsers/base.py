@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, BinaryIO, Literal, Protocol
 
+from parsers.limits import DEFAULT_LIMITS, Limits
+
 ProblemKind = Literal["xml_syntax", "validation", "unknown_format", "encoding", "security_limit", "empty"]
 
 #: Offending values are cut to this many characters in problems, so a 50 MB text node cannot
@@ -107,12 +109,13 @@ Item = Document | Record | Problem
 
 class Parser(Protocol):
     """A partner format. ``name`` and ``version`` go into every event and the ledger: bump the
-    version with every behavioural fix so a reprocess republishes what the fix changes."""
+    version with every behavioural fix so a reprocess republishes what the fix changes.
+    ``limits`` bound what one file may make the parser do (see ``parsers.limits``)."""
 
     name: str
     version: str
 
-    def parse(self, stream: BinaryIO) -> Iterator[Item]: ...
+    def parse(self, stream: BinaryIO, limits: Limits = DEFAULT_LIMITS) -> Iterator[Item]: ...
 
 
 class InputRejected(Exception):
@@ -133,14 +136,19 @@ class InputRejected(Exception):
 
 
 class LimitExceeded(InputRejected):
-    """A safety limit was hit while reading untrusted input (size, decompressed bytes, …)."""
+    """A safety limit was hit while reading untrusted input (size, depth, text length, …).
+
+    ``where`` locates it (line, record, product_id, path) when known. The offending content itself
+    is never carried: it may be 50 MB, or a secret an attacker hoped to echo back.
+    """
 
     kind: ProblemKind = "security_limit"
 
-    def __init__(self, limit: str, value: int, message: str) -> None:
+    def __init__(self, limit: str, value: int, message: str, **where: Any) -> None:
         super().__init__(message)
         self.limit = limit
         self.value = value
+        self.where = where
 
     def problem(self) -> Problem:
-        return Problem(kind=self.kind, message=self.message, field=self.limit, value=str(self.value))
+        return Problem(kind=self.kind, message=self.message, field=self.limit, value=str(self.value), **self.where)

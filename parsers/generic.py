@@ -15,14 +15,18 @@ Format rules (see README "The generic partner format"):
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 
 from lxml import etree
 
 from parsers import fields
-from parsers.base import Document, Item, Problem, Record, truncate
+from parsers.base import Document, Item, LimitExceeded, Problem, Record, truncate
 from parsers.fields import FieldError
+from parsers.limits import DEFAULT_LIMITS, Limits
 from parsers.xml_stream import (
+    RecordWindow,
+    check_attributes,
+    check_depth,
     entity_declaration_problem,
     has_entity_reference,
     release,
@@ -44,7 +48,7 @@ class GenericInventoryParser:
     name = "generic-xml"
     version = "1"
 
-    def parse(self, stream: BinaryIO) -> Iterator[Item]:
+    def parse(self, stream: BinaryIO, limits: Limits = DEFAULT_LIMITS) -> Iterator[Item]:
         stream, sniffed = sniff(stream)
         if sniffed.declares_entities:
             yield entity_declaration_problem()
@@ -57,12 +61,18 @@ class GenericInventoryParser:
         current_id: str | None = None
         inside_product = False
         seen_root = False
-        context = secure_iterparse(stream, events=("start", "end"), tag=(ROOT, PRODUCT))
+        window = RecordWindow(
+            stream,
+            limits.max_record_bytes,
+            after=lambda: f"after record {index}, productId {current_id}" if index else "before the first product",
+        )
+        context = secure_iterparse(cast(BinaryIO, window), events=("start", "end"), tag=(ROOT, PRODUCT))
         try:
             for event, element in context:
                 if event == "start":
                     if element.tag == ROOT and element.getparent() is None:
                         seen_root = True
+                        check_attributes(element, limits, path=f"/{ROOT}")
                         yield from _document(element)
                     elif element.tag == PRODUCT:
                         index += 1
@@ -71,7 +81,8 @@ class GenericInventoryParser:
                     continue
                 if element.tag == PRODUCT:
                     inside_product = False
-                    yield from _product(element, index)
+                    window.mark()
+                    yield from _product(element, index, limits)
                     release(element)
         except etree.XMLSyntaxError as error:
             if inside_product:
@@ -127,8 +138,9 @@ def _document(root: Any) -> Iterator[Item]:
 class _ProductReader:
     """Collects one product's fields and problems; a product with any problem yields no record."""
 
-    def __init__(self, element: Any, index: int) -> None:
+    def __init__(self, element: Any, index: int, limits: Limits) -> None:
         self.index = index
+        self.limits = limits
         self.line: int | None = element.sourceline
         self.path = f"/{ROOT}/{PRODUCT}[{index}]"
         self.product_id = (element.get("id") or "").strip()
@@ -148,16 +160,33 @@ class _ProductReader:
             )
         )
 
+    def where(self, element: Any, sub: str) -> dict[str, Any]:
+        return {
+            "line": element.sourceline,
+            "record": self.index,
+            "product_id": self.product_id or None,
+            "path": self.path + sub,
+        }
+
     def text(self, child: Any, field: str) -> str | None:
         if len(child) and has_entity_reference(child):
-            self.problem(
-                field,
-                f"<{field}> contains an entity reference; entities are never expanded, send the literal text",
-                element=child,
-                sub=f"/{field}",
+            self.problems.append(
+                Problem(
+                    kind="security_limit",
+                    message=f"<{field}> contains an entity reference; entities are never expanded: send literal text",
+                    field=field,
+                    **self.where(child, f"/{field}"),
+                )
             )
             return None
         text: str | None = child.text
+        if text is not None and len(text) > self.limits.max_text_chars:
+            raise LimitExceeded(
+                "max_text_chars",
+                self.limits.max_text_chars,
+                f"<{field}> holds {len(text):,} characters, over the limit of {self.limits.max_text_chars:,} per field",
+                **self.where(child, f"/{field}"),
+            )
         return text
 
     def convert(self, child: Any, field: str, converter: Any, raw: str | None, sub: str = "") -> Any:
@@ -168,8 +197,11 @@ class _ProductReader:
             return None
 
 
-def _product(element: Any, index: int) -> Iterator[Item]:
-    reader = _ProductReader(element, index)
+def _product(element: Any, index: int, limits: Limits) -> Iterator[Item]:
+    reader = _ProductReader(element, index, limits)
+    pid = reader.product_id or None
+    check_attributes(element, limits, path=reader.path, record=index, product_id=pid)
+    check_depth(element, limits, path=reader.path, record=index, product_id=pid)
     if not reader.product_id:
         reader.problem(
             "productId",
@@ -265,6 +297,7 @@ def _locations(reader: _ProductReader, element: Any) -> list[dict[str, Any]]:
             continue
         position += 1
         sub = f"/locations/location[{position}]"
+        check_attributes(loc, reader.limits, path=reader.path + sub, record=reader.index)
         loc_id = (loc.get("id") or "").strip()
         if not loc_id:
             reader.problem(

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import io
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, BinaryIO
 
 from lxml import etree
 
-from parsers.base import Problem, ProblemKind
+from parsers.base import LimitExceeded, Problem, ProblemKind
+from parsers.limits import Limits
 
 _LOCATION_SUFFIX = re.compile(r", line \d+, column \d+$")
 #: libxml2's words when a document hits one of its resource limits (we never lift them).
@@ -55,6 +56,8 @@ def syntax_problem(error: etree.XMLSyntaxError, *, record: int | None = None, pr
             "the document exceeds a safety limit of the XML parser (entity amplification, nesting depth or "
             f"text length); send plain, flat XML without entities. Parser said: {message}"
         )
+    elif (line, column) == (1, 1) and "Start tag expected" in message:
+        message = "the file is not XML: it does not start with '<' (is it another format, or compressed?)"
     elif kind == "encoding":
         message += " (the bytes do not match the declared encoding; declare the real one, e.g. UTF-8)"
     return Problem(
@@ -91,7 +94,7 @@ def release(element: Any) -> None:
 # -- sniffing the root before parsing ---------------------------------------------------------
 
 _SNIFF_BYTES = 64 * 1024
-_NAME = re.compile(rb"<([^\s/>!?]+)")
+_NAME = re.compile(rb"<([A-Za-z_][\w.\-]*(?::[A-Za-z_][\w.\-]*)?)[\s/>]")
 _XMLNS = re.compile(rb"""xmlns(?::([^\s=]+))?\s*=\s*(["'])(.*?)\2""", re.S)
 _BOMS = (b"\xef\xbb\xbf",)
 
@@ -138,6 +141,8 @@ def sniff(stream: BinaryIO) -> tuple[BinaryIO, Sniffed]:
     """
     head = stream.read(_SNIFF_BYTES)
     found = Sniffed()
+    if b"\x00" in head[:4]:  # UTF-16/32 without a BOM: leave it to the parser's encoding detection
+        return io.BufferedReader(_Replay(head, stream), buffer_size=_SNIFF_BYTES), found
     text = head
     for bom in _BOMS:
         text = text.removeprefix(bom)
@@ -195,3 +200,73 @@ def entity_declaration_problem() -> Problem:
         line=1,
         field="DOCTYPE",
     )
+
+
+def check_attributes(
+    element: Any, limits: Limits, *, path: str, record: int | None = None, product_id: str | None = None
+) -> None:
+    count = len(element.attrib)
+    if count > limits.max_attributes:
+        raise LimitExceeded(
+            "max_attributes",
+            limits.max_attributes,
+            f"<{local_name(element.tag)}> has {count:,} attributes, over the limit of {limits.max_attributes:,}",
+            line=element.sourceline,
+            record=record,
+            product_id=product_id,
+            path=path,
+        )
+
+
+def check_depth(
+    record_element: Any, limits: Limits, *, path: str, record: int | None = None, product_id: str | None = None
+) -> None:
+    """Nesting inside one record; cheap for flat records (the usual case: children without children)."""
+    stack = [(child, 2) for child in record_element if len(child)]
+    while stack:
+        element, depth = stack.pop()
+        if depth >= limits.max_depth:
+            raise LimitExceeded(
+                "max_depth",
+                limits.max_depth,
+                f"elements nest {depth + 1} deep inside one record, over the limit of {limits.max_depth}",
+                line=element.sourceline,
+                record=record,
+                product_id=product_id,
+                path=path,
+            )
+        stack.extend((child, depth + 1) for child in element if len(child))
+
+
+class RecordWindow(io.RawIOBase):
+    """Counts bytes read since the parser last completed a record; refuses to read past the window.
+
+    lxml keeps every element it has not been told to release, and it is only told at record
+    boundaries; so bytes between boundaries are what memory grows with. ``mark`` is called at each
+    record end.
+    """
+
+    def __init__(self, stream: BinaryIO, limit: int, *, after: Callable[[], str]) -> None:
+        self._stream = stream
+        self._limit = limit
+        self._since = 0
+        self._after = after
+
+    def readable(self) -> bool:
+        return True
+
+    def mark(self) -> None:
+        self._since = 0
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        data = self._stream.read(len(buffer))
+        self._since += len(data)
+        if self._since > self._limit:
+            raise LimitExceeded(
+                "max_record_bytes",
+                self._limit,
+                f"more than {self._limit:,} bytes of XML without completing a record ({self._after()}): a record "
+                "this large, or content that is not records, is refused",
+            )
+        memoryview(buffer)[: len(data)] = data
+        return len(data)

@@ -20,6 +20,7 @@ from dropgate.ledger import DynamoLedger
 from dropgate.provision import ensure_bucket, ensure_ledger_table
 from dropgate.storage import ObjectRef
 from parsers.generic import GenericInventoryParser
+from parsers.limits import DEFAULT_LIMITS, Limits
 from tests.conftest import TopicProbe, fixture_bytes, values_by_key
 
 pytestmark = pytest.mark.integration
@@ -33,7 +34,7 @@ class ThousandsTolerantParser(GenericInventoryParser):
 
     version = "2"
 
-    def parse(self, stream: Any) -> Any:
+    def parse(self, stream: Any, limits: Limits = DEFAULT_LIMITS) -> Any:
         text = stream.read()
         fixed = re.sub(
             rb"<quantity>(\d{1,3}(?:,\d{3})+)</quantity>",
@@ -42,7 +43,7 @@ class ThousandsTolerantParser(GenericInventoryParser):
         )
         import io
 
-        return super().parse(io.BytesIO(fixed))
+        return super().parse(io.BytesIO(fixed), limits)
 
 
 @pytest.fixture
