@@ -21,7 +21,9 @@ from dropgate.storage import ObjectRef
 from handlers.triggers import Ignored, from_eventbridge, from_s3_notification, from_sqs_body, kind_of
 
 logger = Logger(service="dropgate")
-processor = BatchProcessor(event_type=EventType.SQS)
+# Failed messages are always reported in batchItemFailures (never by raising), so the response has
+# one shape whether one message of a batch failed or all of them; SQS retries exactly those.
+processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
 #: Stop producing this long before Lambda's own timeout, so the failure is ours, logged and clean.
 SAFETY_MARGIN_S = 10.0

@@ -77,6 +77,16 @@ class TopicProbe:
     def messages(self) -> list[TopicMessage]:
         return read_topic({"bootstrap.servers": self.bootstrap}, self.topic)
 
+    def exists(self) -> bool:
+        from confluent_kafka.admin import AdminClient
+
+        admin = AdminClient({"bootstrap.servers": self.bootstrap})
+        return self.topic in admin.list_topics(timeout=10).topics
+
+    def published_nothing(self) -> bool:
+        """True when the topic was never created or holds no message."""
+        return not self.exists() or self.messages() == []
+
 
 @pytest.fixture
 def topic_probe(kafka_bootstrap: str, topic: str) -> TopicProbe:
