@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit cfn-lint bench clean schema
+.PHONY: demo test lint typecheck unit cfn-lint bench fuzz soak clean schema
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -33,6 +33,9 @@ unit: $(STAMP)
 
 schema: $(STAMP)
 	$(BIN)/dropgate schema > schemas/inventory.product-state.v1.json
+
+fuzz: $(STAMP)
+	DROPGATE_FUZZ_EXAMPLES=5000 $(BIN)/pytest tests/fuzz -q
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.memory
