@@ -37,6 +37,9 @@ schema: $(STAMP)
 fuzz: $(STAMP)
 	DROPGATE_FUZZ_EXAMPLES=5000 $(BIN)/pytest tests/fuzz -q
 
+soak: $(STAMP)
+	$(BIN)/python -m dropgate.local.soak --files 1000
+
 bench: $(STAMP)
 	$(BIN)/python -m bench.memory
 

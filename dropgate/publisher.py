@@ -143,11 +143,16 @@ class KafkaPublisher:
         self._replication = replication_factor
 
     # -- topic ---------------------------------------------------------------------------------
-    def ensure_topic(self, timeout: float = 15.0) -> None:
-        """Make sure the topic exists, creating it compacted when allowed. Once per process."""
+    def ensure_topic(self, timeout: float | None = None) -> None:
+        """Make sure the topic exists, creating it compacted when allowed. Once per process.
+
+        The lookup waits no longer than an event delivery would: an unreachable broker fails the
+        file as fast as a failed publish does."""
         marker = (self.bootstrap, self.topic)
         if marker in _TOPICS_READY:
             return
+        if timeout is None:
+            timeout = min(15.0, self._delivery_timeout_s)
         admin = AdminClient(self._admin_config)
         try:
             topics = admin.list_topics(timeout=timeout).topics

@@ -39,14 +39,17 @@ def tansu_binary() -> Path:
 class LocalBroker:
     """Start tansu on a free loopback port with in-memory storage; stop it on exit."""
 
-    def __init__(self, port: int | None = None) -> None:
+    def __init__(self, port: int | None = None, *, advertised_port: int | None = None) -> None:
         self.port = port or free_port()
-        self.bootstrap = f"127.0.0.1:{self.port}"
+        #: What clients are told to connect to: a fault proxy in front of the broker, or the broker.
+        self.advertised_port = advertised_port or self.port
+        self.bootstrap = f"127.0.0.1:{self.advertised_port}"
         self._process: subprocess.Popen[bytes] | None = None
         self._log = tempfile.TemporaryFile()  # noqa: SIM115 - closed in stop()
 
     def start(self) -> LocalBroker:
         url = f"tcp://127.0.0.1:{self.port}"
+        advertised = f"tcp://127.0.0.1:{self.advertised_port}"
         binary = tansu_binary()
         if not os.access(binary, os.X_OK):
             binary.chmod(binary.stat().st_mode | 0o111)
@@ -57,7 +60,7 @@ class LocalBroker:
                 "--listener-url",
                 url,
                 "--advertised-listener-url",
-                url,
+                advertised,
                 "--storage-engine",
                 "memory://tansu/",
             ],

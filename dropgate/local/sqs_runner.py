@@ -54,6 +54,8 @@ def drain_queue(
     wait_seconds: int = 1,
     idle_polls: int = 2,
     max_batches: int = 1000,
+    visibility_timeout: int | None = None,
+    between_batches: Callable[[RunStats], None] | None = None,
 ) -> RunStats:
     """Feed the queue to the handler until it has been empty for ``idle_polls`` receives."""
     attributes = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]
@@ -62,12 +64,16 @@ def drain_queue(
     stats = RunStats()
     idle = 0
     while idle < idle_polls and stats.batches < max_batches:
+        receive: dict[str, Any] = {}
+        if visibility_timeout is not None:  # how soon a failed message is retried
+            receive["VisibilityTimeout"] = visibility_timeout
         response = sqs.receive_message(
             QueueUrl=queue_url,
             MaxNumberOfMessages=batch_size,
             WaitTimeSeconds=wait_seconds,
             AttributeNames=["All"],
             MessageAttributeNames=["All"],
+            **receive,
         )
         messages = response.get("Messages", [])
         if not messages:
@@ -87,4 +93,6 @@ def drain_queue(
                 Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(done)],
             )
             stats.deleted += len(done)
+        if between_batches is not None:
+            between_batches(stats)
     return stats
