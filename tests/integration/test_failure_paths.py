@@ -3,19 +3,15 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import orjson
 import pytest
-from moto import mock_aws
 
 import parsers
 from dropgate.app import build_ingestor
 from dropgate.config import Settings
 from dropgate.ledger import DynamoLedger
-from dropgate.provision import ensure_bucket, ensure_ledger_table
 from dropgate.storage import ObjectRef
 from dropgate.topic_reader import materialise
 from tests.conftest import TopicProbe, fixture_bytes
@@ -24,16 +20,6 @@ from tests.integration.test_stale_guard import snapshot
 
 pytestmark = pytest.mark.integration
 BUCKET = "drops"
-
-
-@pytest.fixture
-def aws(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
-    monkeypatch.setenv("DROPGATE_BUCKET", BUCKET)
-    with mock_aws():
-        clients = {name: boto3.client(name) for name in ("s3", "dynamodb")}
-        ensure_bucket(clients["s3"], BUCKET)
-        ensure_ledger_table(clients["dynamodb"], settings.ledger_table)
-        yield clients
 
 
 def put(aws: dict[str, Any], body: bytes, key: str, bucket: str = BUCKET) -> ObjectRef:

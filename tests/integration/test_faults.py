@@ -12,7 +12,6 @@ from typing import Any
 
 import boto3
 import pytest
-from moto import mock_aws
 
 from dropgate.app import build_ingestor
 from dropgate.config import Settings
@@ -20,7 +19,6 @@ from dropgate.ledger import DynamoLedger
 from dropgate.local.broker import LocalBroker
 from dropgate.local.lambda_context import LocalLambdaContext
 from dropgate.local.sqs_runner import lambda_sqs_event
-from dropgate.provision import ensure_bucket, ensure_ledger_table
 from dropgate.publisher import PublishError
 from dropgate.storage import ObjectRef
 from dropgate.topic_reader import read_topic
@@ -32,16 +30,6 @@ BUCKET = "drops"
 
 def big_file(products: int) -> bytes:
     return snapshot(20, {f"P{i:06d}": i % 50 for i in range(products)})
-
-
-@pytest.fixture
-def aws(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
-    monkeypatch.setenv("DROPGATE_BUCKET", BUCKET)
-    with mock_aws():
-        clients = {name: boto3.client(name) for name in ("s3", "dynamodb")}
-        ensure_bucket(clients["s3"], BUCKET)
-        ensure_ledger_table(clients["dynamodb"], settings.ledger_table)
-        yield clients
 
 
 @pytest.fixture

@@ -3,19 +3,15 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import orjson
 import pytest
-from moto import mock_aws
 
 from dropgate.app import build_ingestor
 from dropgate.config import Settings
 from dropgate.ledger import DynamoLedger
 from dropgate.pipeline import Ingestor
-from dropgate.provision import ensure_bucket, ensure_ledger_table
 from dropgate.publisher import PublishError
 from dropgate.storage import ObjectRef
 from dropgate.topic_reader import materialise
@@ -23,16 +19,6 @@ from tests.conftest import TopicProbe, fixture_bytes, values_by_key
 
 pytestmark = pytest.mark.integration
 BUCKET = "drops"
-
-
-@pytest.fixture
-def aws(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
-    monkeypatch.setenv("DROPGATE_BUCKET", BUCKET)
-    with mock_aws():
-        clients = {name: boto3.client(name) for name in ("s3", "dynamodb")}
-        ensure_bucket(clients["s3"], BUCKET)
-        ensure_ledger_table(clients["dynamodb"], settings.ledger_table)
-        yield clients
 
 
 @pytest.fixture

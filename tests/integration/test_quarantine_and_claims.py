@@ -4,33 +4,19 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import boto3
 import pytest
-from moto import mock_aws
 
 from dropgate.app import build_ingestor
 from dropgate.config import Settings
 from dropgate.ledger import DynamoLedger
-from dropgate.provision import ensure_bucket, ensure_ledger_table
 from dropgate.storage import ObjectRef
 from tests.conftest import TopicProbe, fixture_bytes
 
 pytestmark = pytest.mark.integration
 BUCKET = "drops"
-
-
-@pytest.fixture
-def aws(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
-    monkeypatch.setenv("DROPGATE_BUCKET", BUCKET)
-    with mock_aws():
-        clients = {name: boto3.client(name) for name in ("s3", "dynamodb")}
-        ensure_bucket(clients["s3"], BUCKET)
-        ensure_ledger_table(clients["dynamodb"], settings.ledger_table)
-        yield clients
 
 
 def put(aws: dict[str, Any], body: bytes, key: str) -> ObjectRef:

@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import pytest
-from moto import mock_aws
 from typer.testing import CliRunner
 
 import parsers
@@ -17,7 +14,6 @@ from dropgate.app import build_ingestor
 from dropgate.cli import app
 from dropgate.config import Settings
 from dropgate.ledger import DynamoLedger
-from dropgate.provision import ensure_bucket, ensure_ledger_table
 from dropgate.storage import ObjectRef
 from parsers.generic import GenericInventoryParser
 from parsers.limits import DEFAULT_LIMITS, Limits
@@ -44,17 +40,6 @@ class ThousandsTolerantParser(GenericInventoryParser):
         import io
 
         return super().parse(io.BytesIO(fixed), limits)
-
-
-@pytest.fixture
-def aws(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
-    monkeypatch.setenv("DROPGATE_BUCKET", BUCKET)
-    monkeypatch.setenv("COLUMNS", "250")  # rich sizes tables from COLUMNS
-    with mock_aws():
-        clients = {name: boto3.client(name) for name in ("s3", "dynamodb")}
-        ensure_bucket(clients["s3"], BUCKET)
-        ensure_ledger_table(clients["dynamodb"], settings.ledger_table)
-        yield clients
 
 
 def quarantine(aws: dict[str, Any], settings: Settings, key: str = KEY) -> ObjectRef:

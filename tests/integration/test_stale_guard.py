@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import boto3
 import orjson
 import pytest
-from moto import mock_aws
 
 from dropgate.app import build_ingestor
 from dropgate.config import Settings
 from dropgate.ledger import DynamoLedger
-from dropgate.provision import ensure_bucket, ensure_ledger_table
 from dropgate.storage import ObjectRef
 from dropgate.topic_reader import materialise
 from tests.conftest import TopicProbe
@@ -42,16 +38,6 @@ TUESDAY = snapshot(17, {"A": 2, "B": 2, "C": None, "E": 2})
 WEDNESDAY = snapshot(18, {"A": 3, "E": 3, "F": 3})
 #: For every key, the state from the newest snapshot that mentions it.
 EXPECTED = {b"A": 3, b"B": 2, b"D": 1, b"E": 3, b"F": 3}  # C deleted on Tuesday
-
-
-@pytest.fixture
-def aws(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
-    monkeypatch.setenv("DROPGATE_BUCKET", BUCKET)
-    with mock_aws():
-        clients = {name: boto3.client(name) for name in ("s3", "dynamodb")}
-        ensure_bucket(clients["s3"], BUCKET)
-        ensure_ledger_table(clients["dynamodb"], settings.ledger_table)
-        yield clients
 
 
 def put(aws: dict[str, Any], body: bytes, key: str) -> ObjectRef:
