@@ -161,9 +161,17 @@ def _soak(files: int, *, seed: int, keys: int, bad_every: int, proxy: Any) -> So
     for object_key, body in uploads:
         clients["s3"].put_object(Bucket=BUCKET, Key=object_key, Body=body)
     # At-least-once: re-send some notifications, as S3 sometimes does.
-    peek = clients["sqs"].receive_message(QueueUrl=stack.queue_url, MaxNumberOfMessages=10, VisibilityTimeout=0)
-    sent_bodies = [m["Body"] for m in peek.get("Messages", []) if "Records" in m["Body"]]
-    for body in sent_bodies[: max(1, files // 20)]:
+    wanted = max(1, files // 20)
+    seen: set[str] = set()
+    for _ in range(wanted):  # peek (visibility 0: the messages stay) until enough distinct notifications
+        peek = clients["sqs"].receive_message(QueueUrl=stack.queue_url, MaxNumberOfMessages=10, VisibilityTimeout=0)
+        for message in peek.get("Messages", []):
+            if "Records" in message["Body"] and message["Body"] not in seen:
+                seen.add(message["Body"])
+                sent_bodies.append(message["Body"])
+        if len(sent_bodies) >= wanted:
+            break
+    for body in sent_bodies[:wanted]:
         for _ in range(2):
             clients["sqs"].send_message(QueueUrl=stack.queue_url, MessageBody=body)
             report.duplicates_injected += 1
