@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, PrivateAttr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from dropgate.broker_auth import BrokerAuth, auth_config
 from parsers.limits import DEFAULT_LIMITS, Limits
 
 #: Any ``DROPGATE_KAFKA_<PROPERTY>`` variable is passed to librdkafka as ``<property>`` with
@@ -31,11 +33,15 @@ def default_partners_path() -> str:
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="DROPGATE_", extra="ignore", populate_by_name=True)
+    _kafka: dict[str, Any] | None = PrivateAttr(default=None)
 
     kafka_bootstrap_servers: str = Field(
         default="localhost:9092",
         validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS", "kafka_bootstrap_servers"),
     )
+    #: none | scram-sha-512 (credentials from DROPGATE_BROKER_SECRET_ARN) | msk-iam (dropgate[msk])
+    broker_auth: BrokerAuth = "none"
+    broker_secret_arn: str | None = None
     topic: str = "inventory.product-state.v1"
     #: Create the topic (compacted) when it is missing; turn off where the platform team owns topics.
     create_topic: bool = True
@@ -77,10 +83,14 @@ class Settings(BaseSettings):
     def limits(self) -> Limits:
         return Limits(**{name: getattr(self, name) for name in Limits.names()})
 
-    def kafka_config(self) -> dict[str, str]:
-        """librdkafka settings shared by the producer and the admin client."""
-        config = {"bootstrap.servers": self.kafka_bootstrap_servers}
+    def kafka_config(self) -> dict[str, Any]:
+        """librdkafka settings shared by the producer and the admin client (auth included, read once)."""
+        if self._kafka is not None:
+            return self._kafka
+        config: dict[str, Any] = {"bootstrap.servers": self.kafka_bootstrap_servers}
+        config.update(auth_config(self.broker_auth, secret_arn=self.broker_secret_arn))
         for name, value in os.environ.items():
             if name.startswith(KAFKA_PASSTHROUGH_PREFIX) and len(name) > len(KAFKA_PASSTHROUGH_PREFIX):
                 config[name[len(KAFKA_PASSTHROUGH_PREFIX) :].lower().replace("_", ".")] = value
+        self._kafka = config
         return config
