@@ -25,6 +25,22 @@ PartnerOption = Annotated[
 ]
 
 
+def _with_progress(ingestor: Any, work: Any) -> Any:
+    """Run ``work`` with a live count of products read on a terminal; silent when piped."""
+    from rich.console import Console
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    console = Console(stderr=True)
+    if not console.is_terminal:
+        return work()
+    with Progress(
+        SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console, transient=True
+    ) as progress:
+        task = progress.add_task("reading products", total=None)
+        ingestor.progress = lambda n: progress.update(task, description=f"{n:,} products read and validated")
+        return work()
+
+
 def _fail(message: str, code: int = 2) -> typer.Exit:
     typer.echo(f"dropgate: {message}", err=True)
     return typer.Exit(code)
@@ -89,7 +105,7 @@ def ingest(
         else:
             ref, local = ObjectRef(bucket=None, key=target), True
         ingestor = build_ingestor(settings, local=local)
-        outcome = ingestor.ingest(ref, trigger="cli", partner_id=partner, force=force)
+        outcome = _with_progress(ingestor, lambda: ingestor.ingest(ref, trigger="cli", partner_id=partner, force=force))
     except (PartnerConfigError, ObjectMissing, ValueError, TopicError, PublishError) as error:
         raise _fail(str(error)) from None
     for problem in outcome.problems:

@@ -74,6 +74,7 @@ def run_demo(console: Console | None = None) -> int:
                 "DROPGATE_PARTNERS": str(REPO / "partners.yaml"),
                 # The handler's JSON logs are for CloudWatch; the demo shows tables instead.
                 "POWERTOOLS_LOG_LEVEL": "WARNING",
+                "POWERTOOLS_METRICS_DISABLED": "true",
             }
         )
         import parsers
@@ -103,7 +104,8 @@ def _run(console: Console) -> int:
     from dropgate.reprocess import Reprocessor
     from dropgate.storage import ObjectRef
     from dropgate.topic_reader import read_topic
-    from handlers.ingest import handler, logger
+    from handlers.ingest import handler
+    from handlers.observability import logger
 
     logger.setLevel("WARNING")  # the handler's JSON logs are for CloudWatch; the demo shows tables
     settings = Settings()

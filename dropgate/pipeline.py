@@ -13,7 +13,7 @@ state-event properties:
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, Protocol
@@ -178,6 +178,8 @@ class Ingestor:
         self.ledger = ledger
         self.quarantine: Quarantine = quarantine or NullQuarantine()
         self.guard: PublishGuard = guard or NullGuard()
+        #: Called with the number of products read so far, every 10,000 (a progress bar on a terminal).
+        self.progress: Callable[[int], None] | None = None
         self.partners = partners
         self.settings = settings
 
@@ -284,6 +286,8 @@ class Ingestor:
                                     line=item.line,
                                     record=item.index,
                                 )
+                            if records % 10_000 == 0 and self.progress is not None:
+                                self.progress(records)
                             if deadline is not None and records % 10_000 == 0 and time.monotonic() > deadline:
                                 raise DeadlineReached(
                                     f"stopped reading {ref} after {records:,} products: the invocation is about to "

@@ -12,15 +12,14 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from dropgate.app import lambda_ingestor
 from dropgate.storage import ObjectRef
+from handlers.observability import file_done, file_failed, file_finished, file_started, logger, metrics, tracer
 from handlers.triggers import Ignored, from_eventbridge, from_s3_notification, from_sqs_body, kind_of
 
-logger = Logger(service="dropgate")
 # Failed messages are always reported in batchItemFailures (never by raising), so the response has
 # one shape whether one message of a batch failed or all of them; SQS retries exactly those.
 processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
@@ -50,16 +49,16 @@ def _process(targets: list[ObjectRef | Ignored], trigger: str, context: Any) -> 
             logger.info("ignored notification", extra={"reason": target.reason, "trigger": trigger})
             results.append({"status": "ignored", "reason": target.reason})
             continue
-        logger.append_keys(bucket=target.bucket, key=target.key, version=target.version_id)
+        file_started(target, trigger)
         try:
             outcome = lambda_ingestor().ingest(target, trigger=trigger, deadline=_deadline(context))
         except Exception as error:
-            logger.exception("file failed; it will be retried", extra={"error": str(error)})
+            file_failed(target, error)
             failures.append(f"{target}: {error}")
+            file_done()
             continue
-        finally:
-            logger.remove_keys(["bucket", "key", "version"])
-        logger.info(outcome.summary(), extra={"outcome": outcome.status, "events": outcome.events})
+        file_finished(outcome)
+        file_done()
         if outcome.in_progress and trigger != "sqs":
             # S3/EventBridge retry this invocation, not the holder's: if the holder dies, this retry
             # must still find the work undone. (From SQS the holder's own message is retried.)
@@ -79,6 +78,8 @@ _CONTEXT: dict[str, Any] = {}
 
 
 @logger.inject_lambda_context(clear_state=True)
+@metrics.log_metrics(capture_cold_start_metric=True)
+@tracer.capture_lambda_handler(capture_response=False)
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     kind = kind_of(event)
     if kind == "sqs":

@@ -9,16 +9,13 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
-from aws_lambda_powertools import Logger
-
 from dropgate.app import aws_client, lambda_ingestor
 from dropgate.config import Settings
 from dropgate.ledger import DynamoLedger
 from dropgate.quarantine import S3Quarantine
 from dropgate.reprocess import Reprocessor, ReprocessResult
 from dropgate.storage import ObjectRef
-
-logger = Logger(service="dropgate")
+from handlers.observability import file_finished, logger, metrics, tracer
 
 
 @lru_cache(maxsize=1)
@@ -55,6 +52,8 @@ def _summary(result: ReprocessResult) -> dict[str, Any]:
 
 
 @logger.inject_lambda_context(clear_state=True)
+@metrics.log_metrics(capture_cold_start_metric=True)
+@tracer.capture_lambda_handler(capture_response=False)
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     dry_run = bool(event.get("dryRun", False))
     force = bool(event.get("force", False))
@@ -66,7 +65,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
             raise ValueError('payload needs "bucket" (or DROPGATE_BUCKET must be set)')
         ref = ObjectRef(bucket, event["key"], event.get("versionId"))
         result = worker.one(ref, dry_run=dry_run, force=force, changed_only=changed_only)
-        logger.info(result.outcome.summary(), extra={"resolved": result.resolved})
+        file_finished(result.outcome)
         return {"results": [_summary(result)]}
     if "partner" in event or "since" in event:
         results = worker.bulk(
@@ -77,6 +76,6 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
             changed_only=changed_only,
         )
         for result in results:
-            logger.info(result.outcome.summary(), extra={"resolved": result.resolved})
+            file_finished(result.outcome)
         return {"results": [_summary(r) for r in results]}
     raise ValueError('payload must be {"bucket", "key"} or {"partner", "since"}')

@@ -35,6 +35,7 @@ def _isolated_environment(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("DROPGATE_PARTNERS", str(REPO / "partners.yaml"))
     monkeypatch.setenv("POWERTOOLS_LOG_LEVEL", "WARNING")
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "true")
 
 
 @pytest.fixture(scope="session")

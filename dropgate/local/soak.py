@@ -104,6 +104,7 @@ def run_soak(files: int = 1000, *, seed: int = 7, keys: int = 150, bad_every: in
                 "DROPGATE_TOPIC": "soak.product-state.v1",
                 "DROPGATE_DELIVERY_TIMEOUT_MS": "2000",
                 "POWERTOOLS_LOG_LEVEL": "CRITICAL",
+                "POWERTOOLS_METRICS_DISABLED": "true",
             }
         )
         try:
@@ -127,7 +128,8 @@ def _soak(files: int, *, seed: int, keys: int, bad_every: int, proxy: Any) -> So
     from dropgate.provision import provision
     from dropgate.storage import ObjectRef
     from dropgate.topic_reader import materialise, read_topic
-    from handlers.ingest import handler, logger
+    from handlers.ingest import handler
+    from handlers.observability import logger
 
     logger.setLevel("CRITICAL")
     started = time.monotonic()

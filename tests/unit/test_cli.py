@@ -89,3 +89,17 @@ def test_context_lines_read_bounded_pieces_of_long_lines() -> None:
     found = context_lines(io.BytesIO(data), {1, 2, 3})
     assert found[1] == "first" and found[3] == "third"
     assert found[2].startswith("<x><x>") and found[2].endswith(" …") and len(found[2]) < 200
+
+
+def test_progress_is_reported_every_ten_thousand_products(tmp_path: Any) -> None:
+    from dropgate.app import build_ingestor
+    from dropgate.config import Settings
+    from dropgate.storage import ObjectRef
+
+    path = tmp_path / "many.xml"
+    path.write_text("<inventory>" + '<product id="P"><quantity>1</quantity></product>' * 25_000 + "</inventory>")
+    ingestor = build_ingestor(Settings(), local=True, publish=False)
+    seen: list[int] = []
+    ingestor.progress = seen.append
+    ingestor.prepare(ObjectRef(None, str(path)), partner_id="acme").spool.close()
+    assert seen == [10_000, 20_000]

@@ -100,3 +100,19 @@ def test_in_progress_duplicate_is_retried_from_s3_but_not_from_sqs(monkeypatch: 
         [sqs_message("m1", {"Records": [s3_record("acme/a.xml")]})], "arn:aws:sqs:us-east-1:1:q", "us-east-1"
     )
     assert ingest.handler(event, LocalLambdaContext()) == {"batchItemFailures": []}
+
+
+def test_one_summary_line_and_emf_metrics_per_file(
+    fake: FakeIngestor, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("POWERTOOLS_METRICS_DISABLED")
+    from handlers.observability import metrics
+
+    metrics.clear_metrics()  # disabled metrics are never flushed, so earlier tests' values linger
+    ingest.handler({"Records": [s3_record("acme/good.xml")]}, LocalLambdaContext())
+    blobs = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    (emf,) = blobs
+    names = {metric["Name"] for metric in emf["_aws"]["CloudWatchMetrics"][0]["Metrics"]}
+    assert {"FilesReceived", "FilesPublished", "EventsPublished", "PublishSeconds"} <= names
+    assert emf["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "dropgate"
+    assert (emf["FilesReceived"], emf["FilesPublished"], emf["EventsPublished"]) == ([1.0], [1.0], [2.0])

@@ -1,0 +1,72 @@
+"""What the functions tell CloudWatch: JSON logs with a correlation id per file, one summary line per
+file, EMF metrics, and X-Ray traces (Powertools Logger, Metrics, Tracer). Shared by both handlers.
+
+Locally (demo, soak, tests) ``POWERTOOLS_METRICS_DISABLED=true`` keeps EMF blobs off the terminal, and
+the tracer is off outside Lambda.
+"""
+
+from __future__ import annotations
+
+import os
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+
+from dropgate.pipeline import FileOutcome
+from dropgate.storage import ObjectRef
+
+SERVICE = "dropgate"
+logger = Logger(service=SERVICE)
+metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "dropgate"), service=SERVICE)
+tracer = Tracer(service=SERVICE)
+
+_STATUS_METRIC = {
+    "published": "FilesPublished",
+    "quarantined": "FilesQuarantined",
+    "duplicate": "FilesDuplicate",
+    "ignored": "FilesIgnored",
+}
+
+
+def file_started(ref: ObjectRef, trigger: str) -> None:
+    """Every log line until the next file carries this file's identity."""
+    logger.set_correlation_id(str(ref))
+    logger.append_keys(bucket=ref.bucket, key=ref.key, version=ref.version_id, trigger=trigger)
+    metrics.add_metric(name="FilesReceived", unit=MetricUnit.Count, value=1)
+
+
+def file_finished(outcome: FileOutcome) -> None:
+    """The one summary line per file, and its metrics."""
+    logger.info(
+        outcome.summary(),
+        extra={
+            "outcome": outcome.status,
+            "partner": outcome.partner,
+            "parser": outcome.parser,
+            "events": outcome.events,
+            "tombstones": outcome.tombstones,
+            "stale": outcome.stale,
+            "invalid": outcome.invalid,
+            "problems": outcome.problem_count,
+            "seconds": round(outcome.seconds, 3),
+            "diagnostics": outcome.diagnostics,
+        },
+    )
+    metrics.add_metric(name=_STATUS_METRIC.get(outcome.status, "FilesOther"), unit=MetricUnit.Count, value=1)
+    if outcome.status == "published":
+        metrics.add_metric(name="EventsPublished", unit=MetricUnit.Count, value=outcome.events)
+        metrics.add_metric(name="PublishSeconds", unit=MetricUnit.Seconds, value=outcome.seconds)
+    if outcome.invalid:
+        metrics.add_metric(name="RecordsInvalid", unit=MetricUnit.Count, value=outcome.invalid)
+    if outcome.stale:
+        metrics.add_metric(name="StaleSkipped", unit=MetricUnit.Count, value=outcome.stale)
+
+
+def file_failed(ref: ObjectRef, error: BaseException) -> None:
+    logger.exception("file failed; it will be retried", extra={"error": str(error)})
+    metrics.add_metric(name="FilesFailed", unit=MetricUnit.Count, value=1)
+
+
+def file_done() -> None:
+    logger.remove_keys(["bucket", "key", "version", "trigger"])
+    logger.set_correlation_id(None)
