@@ -332,6 +332,31 @@ def init() -> None:
 
 
 @app.command()
+def ftp(
+    host: Annotated[str, typer.Option(help="Address to listen on (keep it on loopback).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="FTP control port.")] = 2121,
+) -> None:
+    """A local FTP endpoint: each partner logs in with its id and its uploads land in the drop bucket.
+
+    Password: DROPGATE_FTP_PASSWORD (default dropgate-local). Uses the configured endpoints
+    (AWS_ENDPOINT_URL for moto's server) and DROPGATE_BUCKET.
+    """
+    from dropgate.app import aws_client
+    from dropgate.local.ftp_drop import default_password, start_ftp_drop
+    from dropgate.partners import PartnerDirectory
+
+    settings = Settings()
+    if not settings.bucket:
+        raise _fail("DROPGATE_BUCKET is not set: it names the drop bucket uploads land in")
+    partners = PartnerDirectory.load(settings.partners)
+    users = ", ".join(p.id for p in partners)
+    typer.echo(f"FTP drop on ftp://{host}:{port}/ for partners {users} → s3://{settings.bucket}/<prefix>; Ctrl-C stops")
+    start_ftp_drop(
+        partners, aws_client("s3"), settings.bucket, password=default_password(), host=host, port=port, background=False
+    )
+
+
+@app.command()
 def schema() -> None:
     """Print the JSON Schema of event values (as checked into schemas/)."""
     from dropgate.events import json_schema

@@ -1,0 +1,110 @@
+"""``dropgate ftp``: a local FTP endpoint in front of the drop bucket, as partners use SFTP on AWS.
+
+Each configured partner logs in with its partner id and lands in its own home directory; a file
+is put into the drop bucket, under the partner's prefix, only once its transfer completed. A
+transfer the server knows failed (the client's ABOR, an error on the data connection) is discarded
+and never lands. One whose connection just ends early (a cut line, a killed client) is
+indistinguishable from a complete one in FTP's stream mode, which has no length: it lands, and the
+parser quarantines it as truncated (XML that ends before its root closes, or a gzip stream without
+its end marker). Either way a cut-off upload is never published as a complete file. (On AWS,
+Transfer Family writes the object when the upload closes, with the same outcome.)
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dropgate.partners import PartnerDirectory
+
+
+@dataclass
+class FtpDrop:
+    """A running FTP drop; ``landed`` lists the S3 keys written, ``discarded`` the cut-off uploads."""
+
+    host: str
+    port: int
+    landed: list[str] = field(default_factory=list)
+    discarded: list[str] = field(default_factory=list)
+    _server: Any = None
+    _thread: threading.Thread | None = None
+    _root: tempfile.TemporaryDirectory[str] | None = None
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.close_all()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        if self._root is not None:
+            self._root.cleanup()
+
+
+def start_ftp_drop(
+    partners: PartnerDirectory,
+    s3: Any,
+    bucket: str,
+    *,
+    password: str,
+    host: str = "127.0.0.1",
+    port: int = 2121,
+    background: bool = True,
+) -> FtpDrop:
+    try:
+        from pyftpdlib.authorizers import DummyAuthorizer
+        from pyftpdlib.handlers import FTPHandler
+        from pyftpdlib.servers import FTPServer
+    except ImportError as error:
+        raise RuntimeError("the local FTP drop needs pyftpdlib: pip install -e '.[dev]'") from error
+
+    if background:
+        import logging
+
+        logging.getLogger("pyftpdlib").setLevel(logging.WARNING)  # one line per command: not in demos and tests
+    root = tempfile.TemporaryDirectory(prefix="dropgate-ftp-")
+    drop = FtpDrop(host=host, port=port, _root=root)
+    homes: dict[str, tuple[Path, str]] = {}
+    authorizer = DummyAuthorizer()
+    for partner in partners:
+        home = Path(root.name) / partner.id
+        home.mkdir()
+        homes[partner.id] = (home, partner.prefix)
+        authorizer.add_user(partner.id, password, str(home), perm="elwmd")  # list, write, mkdir, delete
+
+    class DropHandler(FTPHandler):  # type: ignore[misc]
+        def _target(self, file: str) -> tuple[Path, str]:
+            home, prefix = homes[self.username]
+            local = Path(file)
+            return local, prefix + local.relative_to(home).as_posix()
+
+        def on_file_received(self, file: str) -> None:
+            local, key = self._target(file)
+            with local.open("rb") as handle:
+                s3.upload_fileobj(handle, bucket, key)  # the whole file, once: one S3 notification
+            local.unlink()
+            drop.landed.append(key)
+
+        def on_incomplete_file_received(self, file: str) -> None:
+            local, key = self._target(file)
+            local.unlink(missing_ok=True)  # a transfer that failed never reaches the bucket
+            drop.discarded.append(key)
+
+    DropHandler.authorizer = authorizer
+    DropHandler.banner = "dropgate local FTP drop: files land in the drop bucket under your partner prefix"
+    DropHandler.permit_foreign_addresses = False
+    server = FTPServer((host, port), DropHandler)
+    drop.port = server.address[1]
+    drop._server = server
+    if background:
+        drop._thread = threading.Thread(target=server.serve_forever, kwargs={"handle_exit": False}, daemon=True)
+        drop._thread.start()
+    else:
+        server.serve_forever()
+    return drop
+
+
+def default_password() -> str:
+    return os.environ.get("DROPGATE_FTP_PASSWORD", "dropgate-local")

@@ -1,0 +1,107 @@
+"""A partner drops files over FTP: complete uploads become events; cut-off ones never publish."""
+
+from __future__ import annotations
+
+import ftplib
+import io
+import socket
+import struct
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+
+from dropgate.app import lambda_ingestor
+from dropgate.config import Settings
+from dropgate.ledger import DynamoLedger
+from dropgate.local.aws import LocalAws
+from dropgate.local.ftp_drop import FtpDrop, start_ftp_drop
+from dropgate.local.sqs_runner import drain_queue
+from dropgate.partners import PartnerDirectory
+from dropgate.provision import provision
+from dropgate.storage import ObjectRef
+from handlers.ingest import handler
+from tests.conftest import TopicProbe, fixture_bytes
+
+pytestmark = pytest.mark.e2e
+BUCKET = "dropgate-ftp-drops"
+PASSWORD = "test-password"
+
+
+@pytest.fixture
+def stack(kafka_env: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
+    with LocalAws() as aws:
+        for name, value in aws.environment().items():
+            monkeypatch.setenv(name, value)
+        monkeypatch.setenv("DROPGATE_BUCKET", BUCKET)
+        monkeypatch.setenv("DROPGATE_LEDGER_TABLE", "ftp-ledger")
+        lambda_ingestor.cache_clear()
+        settings = Settings()
+        clients = {name: boto3.client(name) for name in ("s3", "sqs", "dynamodb")}
+        queue_url = provision(settings, clients).queue_url
+        drop = start_ftp_drop(
+            PartnerDirectory.load(settings.partners), clients["s3"], BUCKET, password=PASSWORD, port=0
+        )
+        yield {"clients": clients, "queue_url": queue_url, "drop": drop}
+        drop.stop()
+        lambda_ingestor.cache_clear()
+
+
+def session(drop: FtpDrop) -> ftplib.FTP:
+    client = ftplib.FTP()  # noqa: S321 - the local drop is plain FTP on loopback, as partners' tools use
+    client.connect(drop.host, drop.port, timeout=10)
+    client.login("acme", PASSWORD)
+    return client
+
+
+def barrier(client: ftplib.FTP) -> None:
+    """The server runs one event loop: once NOOP is answered, the previous upload's hook is done."""
+    client.voidcmd("NOOP")
+
+
+def test_ftp_uploads_become_events_and_cut_uploads_never_publish(
+    stack: dict[str, Any], topic_probe: TopicProbe
+) -> None:
+    drop: FtpDrop = stack["drop"]
+    whole = fixture_bytes("good/acme-2026-11-20.xml")
+    client = session(drop)
+    client.storbinary("STOR inventory.xml", io.BytesIO(whole))
+    barrier(client)
+
+    # The line is cut mid-transfer (connection reset): FTP cannot tell it from the end of the file.
+    data = client.transfercmd("STOR cut.xml")
+    data.sendall(whole[: len(whole) // 2])
+    data.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    data.close()
+    client.voidresp()
+    barrier(client)
+    # A gzip upload that stops early: its stream lacks the end marker.
+    gz = fixture_bytes("good/acme-2026-11-21.xml.gz")
+    client.storbinary("STOR stopped-early.xml.gz", io.BytesIO(gz[: len(gz) // 2]))
+    barrier(client)
+    client.quit()
+
+    assert drop.landed == ["acme/inventory.xml", "acme/cut.xml", "acme/stopped-early.xml.gz"]
+
+    stats = drain_queue(stack["clients"]["sqs"], stack["queue_url"], handler, wait_seconds=0)
+    assert stats.failed == 0
+    sources = {m.headers["source-object"].decode().split("?")[0] for m in topic_probe.messages()}
+    assert sources == {f"s3://{BUCKET}/acme/inventory.xml"}
+    assert len(topic_probe.messages()) == 5
+
+    ledger = DynamoLedger(stack["clients"]["dynamodb"], "ftp-ledger")
+    (cut,) = ledger.history(ObjectRef(BUCKET, "acme/cut.xml"))
+    assert cut.status == "quarantined" and "[xml_syntax]" in (cut.reason or "")
+    (stopped,) = ledger.history(ObjectRef(BUCKET, "acme/stopped-early.xml.gz"))
+    assert stopped.status == "quarantined" and "the upload was cut off" in (stopped.reason or "")
+
+
+def test_partners_only_see_their_own_folder(stack: dict[str, Any]) -> None:
+    client = session(stack["drop"])
+    assert client.pwd() == "/"
+    with pytest.raises(ftplib.error_perm):
+        client.cwd("/../globex")
+    with pytest.raises(ftplib.error_perm):
+        client.login("acme", "wrong password")
+    client.close()
