@@ -123,6 +123,8 @@ def _run(console: Console) -> int:
         clients["s3"].put_object(Bucket=BUCKET, Key=key, Body=(FIXTURES / fixture).read_bytes())
         console.print(f"   uploaded s3://{BUCKET}/{key}")
 
+    _ftp_drop(console, settings, clients["s3"])
+
     console.print("\n[bold]2. The queue drives the ingest handler (SQS → Lambda event shape)[/]")
     stats = drain_queue(clients["sqs"], stack.queue_url, handler)
     console.print(
@@ -135,7 +137,7 @@ def _run(console: Console) -> int:
 
     console.print("\n[bold]4. The ledger: one outcome per file[/]")
     ledger = DynamoLedger(clients["dynamodb"], settings.ledger_table)
-    _show_ledger(console, ledger, [key for _fixture, key in DEMO_DROPS])
+    _show_ledger(console, ledger, [key for _fixture, key in DEMO_DROPS] + ["globex/nightly-update.xml"])
 
     console.print(f"\n[bold]5. Why {QUARANTINED_KEY} was quarantined[/]  (dropgate quarantine show)")
     quarantine = S3Quarantine(clients["s3"])
@@ -169,6 +171,29 @@ def _run(console: Console) -> int:
     still = ledger.with_status("quarantined")
     console.print(f"\n[bold green]{len(messages)} event(s) on the topic; {len(still)} file(s) still quarantined.[/]")
     return 0 if done.outcome.status == "published" else 1
+
+
+def _ftp_drop(console: Console, settings: Any, s3: Any) -> None:
+    """Globex uses FTP: its upload lands in globex/ once complete, and notifies like any drop."""
+    import ftplib
+
+    from dropgate.local.ftp_drop import start_ftp_drop
+    from dropgate.partners import PartnerDirectory
+
+    password = "demo"  # noqa: S105 - a throwaway server on loopback for the length of the demo
+    drop = start_ftp_drop(PartnerDirectory.load(settings.partners), s3, BUCKET, password=password, port=0)
+    try:
+        client = ftplib.FTP()  # noqa: S321 - a local, loopback-only stand-in for the partner's SFTP
+        client.connect(drop.host, drop.port, timeout=10)
+        client.login("globex", password)
+        with (FIXTURES / "good/globex-ftp-update.xml").open("rb") as handle:
+            client.storbinary("STOR nightly-update.xml", handle)
+        client.voidcmd("NOOP")  # answered only after the upload reached the bucket
+        client.quit()
+    finally:
+        drop.stop()
+    for key in drop.landed:
+        console.print(f"   globex uploaded over FTP (ftp://{drop.host}:{drop.port}/) → s3://{BUCKET}/{key}")
 
 
 def _show_topic(console: Console, messages: list[Any]) -> None:

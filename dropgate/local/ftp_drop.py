@@ -63,7 +63,12 @@ def start_ftp_drop(
     if background:
         import logging
 
-        logging.getLogger("pyftpdlib").setLevel(logging.WARNING)  # one line per command: not in demos and tests
+        # One line per command is for an operator watching `dropgate ftp`, not for demos and tests. A
+        # handler of our own also stops pyftpdlib from installing (and lowering the level of) its own.
+        ftp_logger = logging.getLogger("pyftpdlib")
+        ftp_logger.setLevel(logging.WARNING)
+        if not ftp_logger.handlers:
+            ftp_logger.addHandler(logging.NullHandler())
     root = tempfile.TemporaryDirectory(prefix="dropgate-ftp-")
     drop = FtpDrop(host=host, port=port, _root=root)
     homes: dict[str, tuple[Path, str]] = {}

@@ -121,4 +121,5 @@ def test_demo_runs_on_embedded_defaults() -> None:
     assert "dry run: would publish 3 event(s): new 3, changed 0, unchanged 0, stale 0" in shown
     assert "published: s3://dropgate-demo-drops/acme/erp-export-2026-11-22.xml" in shown
     assert "quarantined copy resolved: s3://dropgate-demo-drops/quarantine/resolved/" in shown
-    assert "13 event(s) on the topic; 0 file(s) still quarantined." in shown
+    assert "globex uploaded over FTP" in shown and "s3://dropgate-demo-drops/globex/nightly-update.xml" in shown
+    assert "15 event(s) on the topic; 0 file(s) still quarantined." in shown
