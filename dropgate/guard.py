@@ -174,7 +174,13 @@ class PartnerLock:
             try:
                 self._client.put_item(
                     TableName=self._table,
-                    Item={**self._key(partner), "owner": {"S": owner}, "until": {"N": f"{now + ttl_s:.3f}"}},
+                    Item={
+                        **self._key(partner),
+                        "owner": {"S": owner},
+                        "until": {"N": f"{now + ttl_s:.3f}"},
+                        # DynamoDB TTL sweeps abandoned leases later; `until` is what decides.
+                        "expiresAt": {"N": str(int(now + ttl_s) + 3600)},
+                    },
                     ConditionExpression="attribute_not_exists(pk) OR #until < :now",
                     ExpressionAttributeNames={"#until": "until"},
                     ExpressionAttributeValues={":now": {"N": f"{now:.3f}"}},

@@ -37,7 +37,17 @@ class LocalAws:
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request drowns everything
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
         self._server.start()
+        self.reset()
         return self
+
+    def reset(self) -> None:
+        """Forget every bucket, queue and table: moto's state is per process, not per server, so
+        without this a new local stack would inherit the previous one's leftovers."""
+        import urllib.request
+
+        request = urllib.request.Request(f"{self.endpoint}/moto-api/reset", method="POST")  # noqa: S310 - loopback
+        with urllib.request.urlopen(request, timeout=10):  # noqa: S310 - our own server on loopback
+            pass
 
     def environment(self) -> dict[str, str]:
         """What to export so boto3 (and dropgate) talk to this server."""

@@ -87,3 +87,33 @@ def test_every_sample_event_goes_through_the_handler(path: Path, monkeypatch: py
     }.get(path.name, [])
     assert [ref.key for ref in core.seen] == expected
     assert all(ref.bucket == "dropgate-drops" for ref in core.seen)
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "events" / "reprocess").glob("*.json")), ids=lambda p: p.name)
+def test_every_reprocess_event_goes_through_the_reprocess_handler(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from dropgate.pipeline import FileOutcome
+    from dropgate.reprocess import ReprocessResult
+    from dropgate.storage import ObjectRef
+    from handlers import reprocess
+
+    calls: list[tuple[str, Any]] = []
+
+    class FakeReprocessor:
+        def one(self, ref: ObjectRef, **flags: Any) -> ReprocessResult:
+            calls.append(("one", (ref, flags)))
+            return ReprocessResult(ref, FileOutcome(ref=ref, status="published", events=1), dry_run=flags["dry_run"])
+
+        def bulk(self, **options: Any) -> list[ReprocessResult]:
+            calls.append(("bulk", options))
+            return []
+
+    monkeypatch.setattr(reprocess, "reprocessor", lambda: FakeReprocessor())
+    payload = json.loads(path.read_text())
+    response = reprocess.handler(payload, LocalLambdaContext())
+    assert "results" in response
+    ((kind, detail),) = calls
+    if "key" in payload:
+        ref, flags = detail
+        assert kind == "one" and ref.key == payload["key"] and flags["dry_run"] == payload.get("dryRun", False)
+    else:
+        assert kind == "bulk" and detail["partner"] == payload["partner"] and detail["since"] == payload["since"]
