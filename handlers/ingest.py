@@ -9,6 +9,7 @@ recognised in the ledger and not redone).
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
@@ -26,6 +27,27 @@ processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failu
 
 #: Stop producing this long before Lambda's own timeout, so the failure is ours, logged and clean.
 SAFETY_MARGIN_S = 10.0
+
+
+#: Deliveries must give up this long before the function is killed.
+DELIVERY_MARGIN_S = 15.0
+_derived = False
+
+
+def derive_delivery_timeout(context: Any) -> None:
+    """At cold start, keep ``delivery.timeout.ms`` below the function's timeout, whatever was configured.
+
+    CloudFormation cannot compute it from the timeout, so the function does: the first invocation's
+    remaining time is the timeout. Must run before the ingestor (and its producer) is built."""
+    global _derived
+    remaining = getattr(context, "get_remaining_time_in_millis", None)
+    if remaining is None or _derived:
+        return
+    _derived = True
+    ceiling = int(float(remaining()) - DELIVERY_MARGIN_S * 1000)
+    configured = int(os.environ.get("DROPGATE_DELIVERY_TIMEOUT_MS", "120000"))
+    if 1000 <= ceiling < configured:
+        os.environ["DROPGATE_DELIVERY_TIMEOUT_MS"] = str(ceiling)
 
 
 def _deadline(context: Any) -> float | None:
@@ -81,6 +103,7 @@ _CONTEXT: dict[str, Any] = {}
 @metrics.log_metrics(capture_cold_start_metric=True)
 @tracer.capture_lambda_handler(capture_response=False)
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    derive_delivery_timeout(context)
     kind = kind_of(event)
     if kind == "sqs":
         _CONTEXT["context"] = context

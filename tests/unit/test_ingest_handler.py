@@ -116,3 +116,16 @@ def test_one_summary_line_and_emf_metrics_per_file(
     assert {"FilesReceived", "FilesPublished", "EventsPublished", "PublishSeconds"} <= names
     assert emf["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "dropgate"
     assert (emf["FilesReceived"], emf["FilesPublished"], emf["EventsPublished"]) == ([1.0], [1.0], [2.0])
+
+
+def test_delivery_timeout_is_derived_from_the_function_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ingest, "_derived", False)  # a cold start
+    monkeypatch.setenv("DROPGATE_DELIVERY_TIMEOUT_MS", "240000")
+    ingest.derive_delivery_timeout(LocalLambdaContext(timeout_s=60))  # a 60 s function
+    import os
+
+    assert 44_000 <= int(os.environ["DROPGATE_DELIVERY_TIMEOUT_MS"]) <= 45_000
+    monkeypatch.setenv("DROPGATE_DELIVERY_TIMEOUT_MS", "30000")
+    monkeypatch.setattr(ingest, "_derived", False)
+    ingest.derive_delivery_timeout(LocalLambdaContext(timeout_s=900))  # already below: left alone
+    assert os.environ["DROPGATE_DELIVERY_TIMEOUT_MS"] == "30000"
