@@ -15,6 +15,8 @@ from typing import Any, Literal, Protocol
 from dropgate.storage import ObjectRef
 
 Status = Literal["received", "published", "quarantined", "ignored"]
+#: Attempts kept per object version (the oldest are dropped; ``attemptCount`` counts every one).
+MAX_ATTEMPTS = 50
 #: Global secondary index on (status, updatedAt): `dropgate quarantine list` reads it.
 STATUS_INDEX = "by-status"
 
@@ -71,6 +73,7 @@ class LedgerEntry:
     last_error: str | None = None
     updated_at: str = field(default_factory=_now)
     attempts: list[dict[str, Any]] = field(default_factory=list)
+    attempt_count: int = 0
     claim_until: float | None = None
 
     @property
@@ -274,6 +277,7 @@ class DynamoLedger:
             update.set("tombstones", {"N": str(entry.tombstones)})
             update.set("problemCount", {"N": str(entry.problem_count)})
         update.append("attempts", {"M": _to_attr_map(attempt.as_item())})
+        update.add("attemptCount", 1)
         optional = {
             "partner": entry.partner,
             "parserName": entry.parser_name,
@@ -307,7 +311,14 @@ class DynamoLedger:
         if entry.parser_name and entry.parser_version:
             update.set("parserLabel", {"S": entry.parser_label})
         update.remove("claimUntil")  # the outcome is recorded: the version is free again
-        self._client.update_item(TableName=self._table, Key=self.key_of(ref), **update.build())
+        response = self._client.update_item(
+            TableName=self._table, Key=self.key_of(ref), ReturnValues="UPDATED_NEW", **update.build()
+        )
+        kept = len(response.get("Attributes", {}).get("attempts", {}).get("L", []))
+        if kept > MAX_ATTEMPTS:
+            # An item may not exceed 400 KB: keep the newest attempts (attemptCount counts them all).
+            drop = ", ".join(f"attempts[{i}]" for i in range(kept - MAX_ATTEMPTS))
+            self._client.update_item(TableName=self._table, Key=self.key_of(ref), UpdateExpression=f"REMOVE {drop}")
 
 
 class _Update:
@@ -317,6 +328,7 @@ class _Update:
     def __init__(self) -> None:
         self._clauses: list[str] = []
         self._removals: list[str] = []
+        self._adds: list[str] = []
         self._names: dict[str, str] = {}
         self._values: dict[str, Any] = {}
 
@@ -331,6 +343,10 @@ class _Update:
     def names_for(self, *names: str) -> tuple[dict[str, str], dict[str, Any]]:
         """Aliases for attributes used in a condition, and a values dict to extend."""
         return {name: self._name(name) for name in names}, {}
+
+    def add(self, name: str, amount: int) -> None:
+        n, v = self._alias(name, {"N": str(amount)})
+        self._adds.append(f"{n} {v}")
 
     def remove(self, name: str) -> None:
         self._removals.append(self._name(name))
@@ -356,6 +372,8 @@ class _Update:
 
     def build(self, extra_values: dict[str, Any] | None = None) -> dict[str, Any]:
         expression = "SET " + ", ".join(self._clauses)
+        if self._adds:
+            expression += " ADD " + ", ".join(self._adds)
         if self._removals:
             expression += " REMOVE " + ", ".join(self._removals)
         return {
@@ -419,5 +437,6 @@ def _entry_from_item(item: dict[str, Any]) -> LedgerEntry:
         last_error=data.get("lastError"),
         updated_at=data.get("updatedAt", ""),
         attempts=data.get("attempts", []),
+        attempt_count=data.get("attemptCount", len(data.get("attempts", []))),
         claim_until=data.get("claimUntil"),
     )

@@ -172,3 +172,18 @@ def test_unacknowledged_events_fail_the_file(aws: dict[str, Any], monkeypatch: p
     assert row.status == "received"  # never published, so a retry will do the work
     assert row.event_count == 0
     assert row.attempts[-1]["outcome"] == "failed"
+
+
+def test_the_ledger_keeps_the_newest_attempts_and_counts_them_all(aws: dict[str, Any], settings: Settings) -> None:
+    from dropgate.ledger import MAX_ATTEMPTS, Attempt, LedgerEntry
+
+    ledger = DynamoLedger(aws["dynamodb"], settings.ledger_table)
+    ref = ObjectRef(BUCKET, "acme/busy.xml", "v1")
+    for i in range(MAX_ATTEMPTS + 5):
+        entry = LedgerEntry(bucket=BUCKET, key=ref.key, version="v1", status="received")
+        ledger.record(ref, entry, Attempt(trigger="sqs", parser="generic-xml/1", outcome="failed", error=f"try {i}"))
+    row = ledger.get(ref)
+    assert row is not None
+    assert row.attempt_count == MAX_ATTEMPTS + 5
+    assert len(row.attempts) == MAX_ATTEMPTS
+    assert row.attempts[0]["error"] == "try 5" and row.attempts[-1]["error"] == f"try {MAX_ATTEMPTS + 4}"
