@@ -13,10 +13,25 @@ from __future__ import annotations
 import hashlib
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, Literal
+from typing import (
+    Annotated,
+    Any,
+    Literal,
+    NotRequired,  # pydantic needs these on Python < 3.12
+)
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    field_serializer,
+    field_validator,
+    model_validator,
+    with_config,
+)
+from typing_extensions import TypedDict
 
 from dropgate.key_index import TRACKED_FIELDS, state_hashes
 
@@ -191,3 +206,101 @@ def event_id(key: bytes, value: bytes | None) -> str:
     if value is not None:
         digest.update(value)
     return digest.hexdigest()
+
+
+# -- the hot path: one file's events without a model per record ------------------------------------
+#
+# ProductState is the contract; building one per record (with its Python validators and serializer)
+# costs more than parsing the record. For a file's records, a pydantic TypeAdapter over plain dicts
+# checks the same constraints in Rust, the model's cross-field rules are checked in a few lines here,
+# and what is constant per file (partner, asOf, lineage, parser) is serialized once. The bytes are
+# identical to ``serialize(ProductState(...))``; a test holds them to it.
+
+
+@with_config(ConfigDict(extra="forbid"))
+class _LocationFields(TypedDict):
+    locationId: Annotated[str, Field(min_length=1)]
+    quantity: Annotated[int, Field(ge=0, strict=True)]
+
+
+@with_config(ConfigDict(extra="forbid"))
+class _PriceFields(TypedDict):
+    amount: Annotated[str, Field(pattern=r"^[0-9]+(\.[0-9]+)?$")]
+    currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
+
+
+@with_config(ConfigDict(extra="forbid"))
+class _StateFields(TypedDict):
+    productId: Annotated[str, Field(min_length=1)]
+    sku: NotRequired[str | None]
+    name: NotRequired[str | None]
+    quantity: NotRequired[Annotated[int, Field(ge=0, strict=True)] | None]
+    availability: Availability
+    price: NotRequired[_PriceFields | None]
+    locations: NotRequired[list[_LocationFields]]
+
+
+_STATE_FIELDS: TypeAdapter[_StateFields] = TypeAdapter(_StateFields)
+
+
+class FileSerializer:
+    """Serializes one file's records: validated like ProductState, laid out byte for byte like it."""
+
+    def __init__(
+        self,
+        *,
+        partner_id: str,
+        as_of: datetime,
+        bucket: str | None,
+        key: str,
+        version_id: str | None,
+        parser_name: str,
+        parser_version: str,
+    ) -> None:
+        self.partner_id = partner_id
+        self.set_as_of(as_of)
+        self._source_head = (
+            b',"source":' + orjson.dumps({"bucket": bucket, "key": key, "versionId": version_id})[:-1] + b',"sha256":"'
+        )
+        self._parser_tail = b'},"parser":' + orjson.dumps({"name": parser_name, "version": parser_version}) + b"}"
+
+    def set_as_of(self, as_of: datetime) -> None:
+        if as_of.tzinfo is None:
+            raise ValueError("asOf must carry a timezone")
+        self.as_of_text = format_timestamp(as_of)
+        self.as_of_ms = epoch_ms(as_of)
+
+    def serialize(self, product_id: str, fields: dict[str, Any], record: int) -> SplitValue:
+        """Raises ``ValidationError`` (or ``ValueError`` for the cross-field rules) like the model would."""
+        checked = _STATE_FIELDS.validate_python({"productId": product_id, **fields})
+        if product_id != product_id.strip():
+            raise ValueError("productId must not have surrounding whitespace")
+        checked_locations = checked.get("locations") or []
+        locations: list[dict[str, Any]] = [
+            {"locationId": loc["locationId"], "quantity": loc["quantity"]} for loc in checked_locations
+        ]
+        if checked_locations:
+            ids = [loc["locationId"] for loc in checked_locations]
+            if ids != sorted(set(ids)):
+                raise ValueError("locations must be unique and sorted by locationId")
+            quantity = checked.get("quantity")
+            total = sum(loc["quantity"] for loc in checked_locations)
+            if quantity is not None and total != quantity:
+                raise ValueError(f"quantity {quantity} does not equal the sum of locations {total}")
+        price = checked.get("price")
+        body = {
+            "schemaVersion": SCHEMA_VERSION,
+            "productId": product_id,
+            "partnerId": self.partner_id,
+            "sku": checked.get("sku"),
+            "name": checked.get("name"),
+            "quantity": checked.get("quantity"),
+            "availability": checked["availability"].value,
+            "price": {"amount": price["amount"], "currency": price["currency"]} if price else None,
+            "locations": locations,
+            "asOf": self.as_of_text,
+        }
+        state_hash, field_hashes = state_hashes(orjson.dumps(body[name]) for name in TRACKED_FIELDS)
+        head = orjson.dumps(body)[:-1] + self._source_head
+        tail = b'","record":' + str(record).encode() + self._parser_tail
+        return SplitValue(head, tail, self.as_of_ms, state_hash, field_hashes)

@@ -16,14 +16,14 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal, Protocol
+from typing import Literal, Protocol
 
 from pydantic import ValidationError
 
 from dropgate import events
 from dropgate.byte_streams import Payload
 from dropgate.config import Settings
-from dropgate.events import ProductState, SplitValue
+from dropgate.events import SplitValue
 from dropgate.guard import NullGuard, PublishGuard, Verdicts
 from dropgate.ledger import Attempt, Ledger, LedgerEntry
 from dropgate.partners import Partner, PartnerDirectory
@@ -599,6 +599,7 @@ class _EventBuilder:
         self.parser_ref = {"name": parser.name, "version": parser.version}
         self.source = {"bucket": ref.bucket, "key": ref.key, "versionId": ref.version_id}
         self._unknown_partner_reported = False
+        self._serializer: events.FileSerializer | None = None
 
     @property
     def as_of_ms(self) -> int:
@@ -670,16 +671,18 @@ class _EventBuilder:
         key = events.render_key(partner.key_template, product_id=record.product_id, partner_id=partner.id)
         if record.fields is None:
             return key, None
-        data: dict[str, Any] = {
-            "productId": record.product_id,
-            "partnerId": partner.id,
-            **record.fields,
-            "asOf": self.as_of,
-            "source": {**self.source, "sha256": events.placeholder_sha(), "record": record.index},
-            "parser": self.parser_ref,
-        }
+        if self._serializer is None or self._serializer.partner_id != partner.id:
+            self._serializer = events.FileSerializer(
+                partner_id=partner.id,
+                as_of=self.as_of,
+                bucket=self.source["bucket"],
+                key=str(self.source["key"]),
+                version_id=self.source["versionId"],
+                parser_name=self.parser_ref["name"],
+                parser_version=self.parser_ref["version"],
+            )
         try:
-            state = ProductState.model_validate(data)
+            value = self._serializer.serialize(record.product_id, record.fields, record.index)
         except ValidationError as error:
             for err in error.errors():
                 loc = ".".join(str(part) for part in err["loc"])
@@ -696,7 +699,18 @@ class _EventBuilder:
                     )
                 )
             return None
-        value = events.serialize(state)
+        except ValueError as error:  # the contract's cross-field rules (locations, productId)
+            self.problems.add(
+                Problem(
+                    kind="validation",
+                    message=f"product: {error}",
+                    line=record.line,
+                    record=record.index,
+                    product_id=record.product_id,
+                    path=record.path,
+                )
+            )
+            return None
         size = len(key) + len(value.head) + 64 + len(value.tail)
         if size > self.max_event_bytes:
             self.problems.add(

@@ -119,3 +119,80 @@ def test_schema_validates_a_real_value() -> None:
 
     value = json.loads(events.serialize(ProductState.model_validate(state())).complete(SHA))
     jsonschema.validate(value, events.json_schema())
+
+
+def test_the_per_file_fast_path_is_byte_identical_to_the_model() -> None:
+    """The pipeline serializes without a model per record; it must never differ from the contract."""
+    import io
+    from datetime import timedelta, timezone
+
+    from dropgate.events import FileSerializer
+    from parsers.base import Record
+    from parsers.generic import GenericInventoryParser
+    from tests.conftest import GENERIC
+
+    as_of = datetime(2026, 11, 20, 8, 0, 0, 123000, tzinfo=timezone(timedelta(hours=2)))
+    fast = FileSerializer(
+        partner_id="acme",
+        as_of=as_of,
+        bucket=None,
+        key="a/b c.xml",
+        version_id=None,
+        parser_name="generic-xml",
+        parser_version="1",
+    )
+    records = []
+    for path in (GENERIC / "good").glob("*.xml"):
+        records += [i for i in GenericInventoryParser().parse(io.BytesIO(path.read_bytes())) if isinstance(i, Record)]
+    records = [r for r in records if r.fields is not None]
+    assert len(records) >= 6
+    for record in records:
+        assert record.fields is not None
+        model = ProductState.model_validate(
+            {
+                "productId": record.product_id,
+                "partnerId": "acme",
+                **record.fields,
+                "asOf": as_of,
+                "source": {
+                    "bucket": None,
+                    "key": "a/b c.xml",
+                    "versionId": None,
+                    "sha256": SHA,
+                    "record": record.index,
+                },
+                "parser": {"name": "generic-xml", "version": "1"},
+            }
+        )
+        expected, got = events.serialize(model), fast.serialize(record.product_id, record.fields, record.index)
+        assert got.complete(SHA) == expected.complete(SHA)
+        assert (got.as_of_ms, got.state, got.fields) == (expected.as_of_ms, expected.state, expected.fields)
+
+
+@pytest.mark.parametrize(
+    ("fields", "error"),
+    [
+        ({"quantity": -1, "availability": "in_stock"}, "greater than or equal to 0"),
+        (
+            {"quantity": 4, "availability": "in_stock", "locations": [{"locationId": "A", "quantity": 3}]},
+            "sum of locations 3",
+        ),
+        ({"availability": "maybe"}, "Input should be"),
+        ({"availability": "in_stock", "colour": "red"}, "Extra inputs are not permitted"),
+        ({"availability": "in_stock", "price": {"amount": "1,5", "currency": "USD"}}, "String should match pattern"),
+    ],
+)
+def test_the_fast_path_refuses_what_the_model_refuses(fields: dict[str, Any], error: str) -> None:
+    from dropgate.events import FileSerializer
+
+    fast = FileSerializer(
+        partner_id="acme",
+        as_of=datetime(2026, 1, 1, tzinfo=UTC),
+        bucket="b",
+        key="k",
+        version_id="v",
+        parser_name="p",
+        parser_version="1",
+    )
+    with pytest.raises(ValueError, match=error):
+        fast.serialize("P1", fields, 1)
