@@ -38,6 +38,8 @@ from parsers.xml_stream import (
 ROOT = "inventory"
 PRODUCT = "product"
 _SINGLE_FIELDS = ("sku", "name", "quantity", "availability", "price", "locations")
+#: Plain digits up to this length are quantities without further checks (18 digits fit in int64).
+_FAST_DIGITS = 18
 _TRUE = frozenset({"true", "1"})
 _FALSE = frozenset({"false", "0"})
 
@@ -201,7 +203,12 @@ def _product(element: Any, index: int, limits: Limits) -> Iterator[Item]:
     reader = _ProductReader(element, index, limits)
     pid = reader.product_id or None
     check_attributes(element, limits, path=reader.path, record=index, product_id=pid)
-    check_depth(element, limits, path=reader.path, record=index, product_id=pid)
+    for child in element:
+        # The usual record nests only locations/location (depth 3, always allowed): walk the whole
+        # subtree only when something else nests.
+        if len(child) and (child.tag != "locations" or any(len(grandchild) for grandchild in child)):
+            check_depth(element, limits, path=reader.path, record=index, product_id=pid)
+            break
     if not reader.product_id:
         reader.problem(
             "productId",
@@ -242,7 +249,11 @@ def _product(element: Any, index: int, limits: Limits) -> Iterator[Item]:
         if tag == "sku" or tag == "name":
             values[tag] = fields.text_value(reader.text(child, tag))
         elif tag == "quantity":
-            values[tag] = reader.convert(child, tag, fields.whole_number, reader.text(child, tag))
+            text = reader.text(child, tag)
+            if text is not None and len(text) <= _FAST_DIGITS and text.isascii() and text.isdigit():
+                values[tag] = int(text)  # the common case; anything else goes through the checked path
+            else:
+                values[tag] = reader.convert(child, tag, fields.whole_number, text)
         elif tag == "availability":
             values[tag] = reader.convert(child, tag, fields.availability, reader.text(child, tag))
         elif tag == "price":
@@ -297,7 +308,8 @@ def _locations(reader: _ProductReader, element: Any) -> list[dict[str, Any]]:
             continue
         position += 1
         sub = f"/locations/location[{position}]"
-        check_attributes(loc, reader.limits, path=reader.path + sub, record=reader.index)
+        if len(loc.attrib) > reader.limits.max_attributes:
+            check_attributes(loc, reader.limits, path=reader.path + sub, record=reader.index)
         loc_id = (loc.get("id") or "").strip()
         if not loc_id:
             reader.problem(
@@ -307,9 +319,11 @@ def _locations(reader: _ProductReader, element: Any) -> list[dict[str, Any]]:
                 sub=sub + "/@id",
             )
             continue
-        quantity = reader.convert(
-            loc, "locations.quantity", fields.whole_number, loc.get("quantity"), sub + "/@quantity"
-        )
+        raw = loc.get("quantity")
+        if raw is not None and len(raw) <= _FAST_DIGITS and raw.isascii() and raw.isdigit():
+            quantity: int | None = int(raw)
+        else:
+            quantity = reader.convert(loc, "locations.quantity", fields.whole_number, raw, sub + "/@quantity")
         if loc_id in found:
             reader.problem(
                 "locations.locationId",
