@@ -75,6 +75,8 @@ class Settings(BaseSettings):
     claim_ttl_s: float = Field(default=900.0, gt=0)
     #: Where per-partner key indexes live (stale guard); the drop bucket when unset.
     state_bucket: str | None = None
+    #: X-Ray tracing of the Lambda handlers (read by handlers/observability.py at import).
+    tracing: bool = False
     #: Publish only keys whose state changed since the last publish (the stale check always applies).
     changed_only: bool = False
     #: How long a file waits for another file of the same partner to finish publishing.

@@ -15,7 +15,7 @@ from dropgate.ledger import DynamoLedger
 from dropgate.quarantine import S3Quarantine
 from dropgate.reprocess import Reprocessor, ReprocessResult
 from dropgate.storage import ObjectRef
-from handlers.observability import file_finished, logger, metrics, tracer
+from handlers.observability import file_finished, logger, metrics, traced
 
 
 @lru_cache(maxsize=1)
@@ -53,7 +53,7 @@ def _summary(result: ReprocessResult) -> dict[str, Any]:
 
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics(capture_cold_start_metric=True)
-@tracer.capture_lambda_handler(capture_response=False)
+@traced
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     dry_run = bool(event.get("dryRun", False))
     force = bool(event.get("force", False))

@@ -129,3 +129,15 @@ def test_delivery_timeout_is_derived_from_the_function_timeout(monkeypatch: pyte
     monkeypatch.setattr(ingest, "_derived", False)
     ingest.derive_delivery_timeout(LocalLambdaContext(timeout_s=900))  # already below: left alone
     assert os.environ["DROPGATE_DELIVERY_TIMEOUT_MS"] == "30000"
+
+
+def test_tracing_is_opt_in(monkeypatch: pytest.MonkeyPatch) -> None:
+    from handlers.observability import traced
+
+    def handle(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        return {}
+
+    monkeypatch.delenv("DROPGATE_TRACING", raising=False)
+    assert traced(handle) is handle  # no X-Ray SDK on the cold-start path
+    monkeypatch.setenv("DROPGATE_TRACING", "true")
+    assert traced(handle) is not handle
