@@ -157,6 +157,8 @@ class ChildRun:
     stdout: str
     stderr: str
     timed_out: bool
+    #: user + system CPU seconds of the child (and anything it reaped), from the wrapper's wait4()
+    cpu_seconds: float | None = None
 
 
 #: Runs argv[2:] as its child and writes the child's exit code, wall time and rusage to argv[1],
@@ -174,7 +176,8 @@ _, status, usage = os.wait4(child.pid, 0)
 seconds = time.perf_counter() - started
 code = os.waitstatus_to_exitcode(status)
 with open(sys.argv[1], "w") as out:
-    json.dump({"pid": child.pid, "returncode": code, "seconds": seconds, "maxrss_kib": usage.ru_maxrss}, out)
+    json.dump({"pid": child.pid, "returncode": code, "seconds": seconds, "maxrss_kib": usage.ru_maxrss,
+               "utime": usage.ru_utime, "stime": usage.ru_stime}, out)
 sys.exit(code if code >= 0 else 128 - code)
 """
 
@@ -242,6 +245,7 @@ def run_measured(argv: list[str], env: dict[str, str], timeout: float, log_prefi
         stdout=out_path.read_text(errors="replace"),
         stderr=err_path.read_text(errors="replace"),
         timed_out=timed_out,
+        cpu_seconds=report["utime"] + report["stime"] if "utime" in report else None,
     )
 
 
