@@ -1,1 +1,2 @@
-"""Benchmarks: synthetic partner drops (``bench.generate``) and ingest time/memory (``bench.memory``)."""
+"""Benchmarks: synthetic partner drops (``bench.generate``), ingest time/memory (``bench.memory``), and dropgate
+against floors and peers (``bench.run``, what `make bench` runs)."""
