@@ -9,14 +9,13 @@ recognised in the ledger and not redone).
 
 from __future__ import annotations
 
-import os
-import time
 from typing import Any
 
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from dropgate.app import lambda_ingestor
+from dropgate.lambda_runtime import deadline, derive_delivery_timeout
 from dropgate.storage import ObjectRef
 from handlers.observability import file_done, file_failed, file_finished, file_started, logger, metrics, traced
 from handlers.triggers import Ignored, from_eventbridge, from_s3_notification, from_sqs_body, kind_of
@@ -24,37 +23,6 @@ from handlers.triggers import Ignored, from_eventbridge, from_s3_notification, f
 # Failed messages are always reported in batchItemFailures (never by raising), so the response has
 # one shape whether one message of a batch failed or all of them; SQS retries exactly those.
 processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
-
-#: Stop producing this long before Lambda's own timeout, so the failure is ours, logged and clean.
-SAFETY_MARGIN_S = 10.0
-
-
-#: Deliveries must give up this long before the function is killed.
-DELIVERY_MARGIN_S = 15.0
-_derived = False
-
-
-def derive_delivery_timeout(context: Any) -> None:
-    """At cold start, keep ``delivery.timeout.ms`` below the function's timeout, whatever was configured.
-
-    CloudFormation cannot compute it from the timeout, so the function does: the first invocation's
-    remaining time is the timeout. Must run before the ingestor (and its producer) is built."""
-    global _derived
-    remaining = getattr(context, "get_remaining_time_in_millis", None)
-    if remaining is None or _derived:
-        return
-    _derived = True
-    ceiling = int(float(remaining()) - DELIVERY_MARGIN_S * 1000)
-    configured = int(os.environ.get("DROPGATE_DELIVERY_TIMEOUT_MS", "120000"))
-    if 1000 <= ceiling < configured:
-        os.environ["DROPGATE_DELIVERY_TIMEOUT_MS"] = str(ceiling)
-
-
-def _deadline(context: Any) -> float | None:
-    remaining = getattr(context, "get_remaining_time_in_millis", None)
-    if remaining is None:
-        return None
-    return time.monotonic() + max(1.0, float(remaining()) / 1000 - SAFETY_MARGIN_S)
 
 
 class IngestFailed(RuntimeError):
@@ -73,7 +41,7 @@ def _process(targets: list[ObjectRef | Ignored], trigger: str, context: Any) -> 
             continue
         file_started(target, trigger)
         try:
-            outcome = lambda_ingestor().ingest(target, trigger=trigger, deadline=_deadline(context))
+            outcome = lambda_ingestor().ingest(target, trigger=trigger, deadline=deadline(context))
         except Exception as error:
             file_failed(target, error)
             failures.append(f"{target}: {error}")

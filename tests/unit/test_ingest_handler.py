@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 import handlers.ingest as ingest
+from dropgate import lambda_runtime
 from dropgate.local.lambda_context import LocalLambdaContext
 from dropgate.local.sqs_runner import lambda_sqs_event
 from dropgate.pipeline import FileOutcome
@@ -75,7 +76,7 @@ def test_deadline_leaves_a_safety_margin() -> None:
     import time
 
     context = LocalLambdaContext(timeout_s=60)
-    deadline = ingest._deadline(context)
+    deadline = lambda_runtime.deadline(context)
     assert deadline is not None
     assert 45 < deadline - time.monotonic() <= 50
 
@@ -119,15 +120,15 @@ def test_one_summary_line_and_emf_metrics_per_file(
 
 
 def test_delivery_timeout_is_derived_from_the_function_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(ingest, "_derived", False)  # a cold start
+    monkeypatch.setattr(lambda_runtime, "_derived", False)  # a cold start
     monkeypatch.setenv("DROPGATE_DELIVERY_TIMEOUT_MS", "240000")
-    ingest.derive_delivery_timeout(LocalLambdaContext(timeout_s=60))  # a 60 s function
+    lambda_runtime.derive_delivery_timeout(LocalLambdaContext(timeout_s=60))  # a 60 s function
     import os
 
     assert 44_000 <= int(os.environ["DROPGATE_DELIVERY_TIMEOUT_MS"]) <= 45_000
     monkeypatch.setenv("DROPGATE_DELIVERY_TIMEOUT_MS", "30000")
-    monkeypatch.setattr(ingest, "_derived", False)
-    ingest.derive_delivery_timeout(LocalLambdaContext(timeout_s=900))  # already below: left alone
+    monkeypatch.setattr(lambda_runtime, "_derived", False)
+    lambda_runtime.derive_delivery_timeout(LocalLambdaContext(timeout_s=900))  # already below: left alone
     assert os.environ["DROPGATE_DELIVERY_TIMEOUT_MS"] == "30000"
 
 
