@@ -11,9 +11,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, BinaryIO, Literal, Protocol
+from typing import TYPE_CHECKING, Any, BinaryIO, Literal, Protocol
 
 from parsers.limits import DEFAULT_LIMITS, Limits
+
+if TYPE_CHECKING:
+    from parsers.xml_stream import Sniffed
 
 ProblemKind = Literal["xml_syntax", "validation", "unknown_format", "encoding", "security_limit", "empty"]
 
@@ -81,6 +84,9 @@ class Document:
     partner: str | None = None
     #: The partner's snapshot time (e.g. ``generatedAt``), timezone-aware UTC, if the format has one.
     as_of: datetime | None = None
+    #: Whether the file itself says it is the whole catalogue (``full``, e.g. Amazon's
+    #: ``PurgeAndReplace``) or a change set (``delta``); ``None``: the partner's configuration decides.
+    snapshot: Literal["full", "delta"] | None = None
 
 
 @dataclass(slots=True)
@@ -114,6 +120,13 @@ class Parser(Protocol):
 
     name: str
     version: str
+    #: What the format's documents look like, for ``unknown_format`` messages and ``dropgate partners``,
+    #: e.g. ``<inventory> with no namespace``.
+    expects: str
+
+    def matches(self, sniffed: Sniffed) -> bool:
+        """Whether a document with this head is in this format (routing of files under no prefix)."""
+        ...
 
     def parse(self, stream: BinaryIO, limits: Limits = DEFAULT_LIMITS) -> Iterator[Item]: ...
 

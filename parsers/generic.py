@@ -25,6 +25,7 @@ from parsers.fields import FieldError
 from parsers.limits import DEFAULT_LIMITS, Limits
 from parsers.xml_stream import (
     RecordWindow,
+    Sniffed,
     check_attributes,
     check_depth,
     entity_declaration_problem,
@@ -49,6 +50,10 @@ class GenericInventoryParser:
 
     name = "generic-xml"
     version = "1"
+    expects = f"<{ROOT}> with no namespace (the generic inventory format)"
+
+    def matches(self, sniffed: Sniffed) -> bool:
+        return sniffed.root == ROOT and sniffed.namespace is None
 
     def parse(self, stream: BinaryIO, limits: Limits = DEFAULT_LIMITS) -> Iterator[Item]:
         stream, sniffed = sniff(stream)

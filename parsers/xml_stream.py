@@ -102,14 +102,32 @@ _BOMS = (b"\xef\xbb\xbf",)
 class Sniffed:
     """What the first bytes say: the root element, its namespace, and DOCTYPE facts."""
 
-    __slots__ = ("declares_entities", "has_doctype", "namespace", "prefix", "root")
+    __slots__ = ("declares_entities", "has_doctype", "head", "namespace", "namespaces", "prefix", "root")
 
     def __init__(self) -> None:
         self.root: str | None = None
         self.prefix: str | None = None
         self.namespace: str | None = None
+        #: Every namespace declared on the root element: prefix (``None`` for the default) → URI.
+        self.namespaces: dict[str | None, str] = {}
         self.has_doctype = False
         self.declares_entities = False
+        #: The bytes read (at most 64 KiB), for formats told apart by an element near the top.
+        self.head = b""
+
+    def declares(self, uri: str) -> bool:
+        """True if the root declares namespace ``uri`` under any prefix."""
+        return uri in self.namespaces.values()
+
+    def mentions(self, local: str) -> bool:
+        """True if an element named ``local`` (any prefix) starts within the sniffed head."""
+        return re.search(rb"<(?:[\w.\-]+:)?" + re.escape(local.encode()) + rb"[\s/>]", self.head) is not None
+
+    def describe(self) -> str:
+        """``<rss>`` or ``<cXML> in namespace urn:x`` for messages; ``an unreadable root`` when unknown."""
+        if self.root is None:
+            return "an unreadable root element"
+        return f"<{self.root}>" + (f" in namespace {self.namespace}" if self.namespace else " with no namespace")
 
 
 class _Replay(io.RawIOBase):
@@ -141,6 +159,7 @@ def sniff(stream: BinaryIO) -> tuple[BinaryIO, Sniffed]:
     """
     head = stream.read(_SNIFF_BYTES)
     found = Sniffed()
+    found.head = head
     if b"\x00" in head[:4]:  # UTF-16/32 without a BOM: leave it to the parser's encoding detection
         return io.BufferedReader(_Replay(head, stream), buffer_size=_SNIFF_BYTES), found
     text = head
@@ -184,10 +203,26 @@ def sniff(stream: BinaryIO) -> tuple[BinaryIO, Sniffed]:
                 start_tag = text[position : tag_end if tag_end >= 0 else len(text)]
                 for declared in _XMLNS.finditer(start_tag):
                     bound = (declared.group(1) or b"").decode("utf-8", errors="replace") or None
+                    uri = declared.group(3).decode("utf-8", errors="replace")
+                    found.namespaces[bound] = uri
                     if bound == found.prefix:
-                        found.namespace = declared.group(3).decode("utf-8", errors="replace") or None
+                        found.namespace = uri or None
             break
     return io.BufferedReader(_Replay(head, stream), buffer_size=_SNIFF_BYTES), found
+
+
+def unknown_format_problem(sniffed: Sniffed, expected: str, *, known: str | None = None) -> Problem:
+    """The file is not in the format it was routed to (or in any format, when ``known`` lists them)."""
+    message = f"root element is {sniffed.describe()}, expected {expected}"
+    if known:
+        message += f"; formats known: {known}"
+    return Problem(
+        kind="unknown_format",
+        message=message,
+        line=1 if sniffed.root else None,
+        path=f"/{sniffed.root}" if sniffed.root else None,
+        value=sniffed.namespace or sniffed.root,
+    )
 
 
 def entity_declaration_problem() -> Problem:

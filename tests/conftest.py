@@ -94,8 +94,9 @@ def topic_probe(kafka_bootstrap: str, topic: str) -> TopicProbe:
     return TopicProbe(kafka_bootstrap, topic)
 
 
-def fixture_bytes(relative: str) -> bytes:
-    return (GENERIC / relative).read_bytes()
+def fixture_bytes(relative: str, fmt: str = "generic") -> bytes:
+    """A fixture file: ``fixtures/<fmt>/<relative>`` (e.g. ``good/x.xml``)."""
+    return (GENERIC.parent / fmt / relative).read_bytes()
 
 
 def values_by_key(messages: list[TopicMessage]) -> dict[str, Any]:
