@@ -16,6 +16,7 @@ from dropgate.partners import PartnerDirectory
 from dropgate.pipeline import Ingestor
 from dropgate.publisher import KafkaPublisher
 from dropgate.quarantine import NullQuarantine, Quarantine, S3Quarantine
+from dropgate.snapshots import NullSnapshotStore, S3SnapshotStore, SnapshotStore
 from dropgate.storage import LocalFileStore, ObjectStore, S3ObjectStore
 
 
@@ -45,8 +46,10 @@ def build_ingestor(settings: Settings, *, local: bool = False, publish: bool = T
     ledger: Ledger
     quarantine: Quarantine
     guard: PublishGuard
+    snapshots: SnapshotStore
     if local:
         store, ledger, quarantine, guard = LocalFileStore(), NullLedger(), NullQuarantine(), NullGuard()
+        snapshots = NullSnapshotStore()
     else:
         s3 = aws_client("s3")
         store = S3ObjectStore(s3)
@@ -58,6 +61,7 @@ def build_ingestor(settings: Settings, *, local: bool = False, publish: bool = T
             lock_ttl_s=settings.claim_ttl_s,
             lock_wait_s=settings.partner_lock_wait_s,
         )
+        snapshots = S3SnapshotStore(s3, settings.state_bucket or settings.bucket)
     return Ingestor(
         store=store,
         sink=build_publisher(settings) if publish else None,
@@ -66,6 +70,7 @@ def build_ingestor(settings: Settings, *, local: bool = False, publish: bool = T
         settings=settings,
         quarantine=quarantine,
         guard=guard,
+        snapshots=snapshots,
     )
 
 

@@ -54,12 +54,13 @@ def inspect(
     """Parse a local file without AWS or Kafka: events on stdout (JSON lines), problems on stderr."""
     from dropgate.app import build_ingestor
     from dropgate.partners import PartnerConfigError
+    from dropgate.pipeline import PREVIEW_PARTNER
     from dropgate.storage import ObjectMissing
 
     settings = Settings()
     try:
         ingestor = build_ingestor(settings, local=True, publish=False)
-        prepared = ingestor.prepare(ObjectRef(bucket=None, key=str(file)), partner_id=partner)
+        prepared = ingestor.prepare(ObjectRef(bucket=None, key=str(file)), partner_id=partner, preview=True)
     except (PartnerConfigError, ObjectMissing) as error:
         raise _fail(str(error)) from None
     with prepared.spool:
@@ -83,6 +84,16 @@ def inspect(
                 err=True,
             )
             raise typer.Exit(1)
+        if prepared.partner is None:
+            typer.echo(
+                f"{file}: no partner claims this file (no --partner, and the document names none); events are shown "
+                f"with partnerId '{PREVIEW_PARTNER}' and key {{productId}}",
+                err=True,
+            )
+        if prepared.snapshot == "full":
+            typer.echo(
+                f"{file}: a full snapshot: products missing from it will be deleted when it is ingested", err=True
+            )
         typer.echo(f"{file}: ok, {prepared.spool.count} event(s), parser {prepared.parser_label}", err=True)
 
 
@@ -354,6 +365,44 @@ def ftp(
     start_ftp_drop(
         partners, aws_client("s3"), settings.bucket, password=default_password(), host=host, port=port, background=False
     )
+
+
+@app.command("partners")
+def partners_command() -> None:
+    """List the configured partners and the formats dropgate reads (validates DROPGATE_PARTNERS)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from dropgate.partners import PartnerConfigError, PartnerDirectory
+
+    settings = Settings()
+    try:
+        directory = PartnerDirectory.load(settings.partners)
+    except PartnerConfigError as error:
+        raise _fail(str(error)) from None
+    console = Console()
+    table = Table(title=f"partners ({settings.partners})", title_justify="left")
+    for column in ("partner", "prefix", "format", "parser", "snapshot", "policy", "key"):
+        table.add_column(column)
+    for partner in sorted(directory, key=lambda p: p.id):
+        parser = directory.parser(partner.format)
+        table.add_row(
+            partner.id,
+            partner.prefix,
+            partner.format,
+            f"{parser.name}/{parser.version}",
+            partner.snapshot,
+            partner.policy,
+            partner.key_template,
+        )
+    console.print(table)
+    formats = Table(title="formats (files under no prefix are routed by their root element)", title_justify="left")
+    for column in ("format", "parser", "root element"):
+        formats.add_column(column)
+    for name, parser in directory.parsers():
+        kind = "declarative" if name in directory.declared else "built-in"
+        formats.add_row(f"{name} ({kind})", f"{parser.name}/{parser.version}", parser.expects)
+    console.print(formats)
 
 
 @app.command()

@@ -1,20 +1,27 @@
 """Partner configuration: who drops where, in which format, under which policy.
 
-One declarative file (``partners.yaml``) so that a new partner in a known format is
-configuration, not code. It is validated at start-up: a bad entry fails loudly, naming the
-partner, the field and what is allowed, instead of failing the first file of that partner.
+One declarative file (``partners.yaml``; a path or an ``s3://`` URL in ``DROPGATE_PARTNERS``) so
+that a new partner in a known format is configuration, not code, and a partner in a new XML
+shape is configuration too (a declarative format under ``formats:``). It is validated at
+start-up: a bad entry fails loudly, naming the partner (or format), the field and what is
+allowed, instead of failing the first file of that partner.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from parsers import FORMATS
+import parsers
+from parsers.base import Parser
 from parsers.limits import Limits
+
+if TYPE_CHECKING:
+    from parsers.xml_stream import Sniffed
 
 
 class PartnerConfigError(ValueError):
@@ -29,6 +36,7 @@ class Partner(BaseModel):
     format: str
     key_template: str = "{productId}"
     policy: Literal["strict", "skip_invalid"] = "strict"
+    #: full: every file is the whole catalogue, so products missing from it are deleted (tombstones).
     snapshot: Literal["full", "delta"] = "delta"
     #: Overrides of the deployment's safety limits for this partner, e.g. {max_records: 20000000}.
     limits: dict[str, int] | None = None
@@ -44,13 +52,6 @@ class Partner(BaseModel):
                 raise ValueError("limits must be positive whole numbers")
         return value
 
-    @field_validator("format")
-    @classmethod
-    def _known_format(cls, value: str) -> str:
-        if value not in FORMATS:
-            raise ValueError(f"unknown format '{value}'; known formats: {', '.join(sorted(FORMATS))}")
-        return value
-
     @field_validator("key_template")
     @classmethod
     def _template(cls, value: str) -> str:
@@ -60,17 +61,6 @@ class Partner(BaseModel):
             raise ValueError(f"key_template '{value}' may only use {{productId}} and {{partnerId}} ({error})") from None
         if "p" not in rendered or "{productId}" not in value:
             raise ValueError("key_template must contain {productId}")
-        return value
-
-    @field_validator("snapshot")
-    @classmethod
-    def _snapshot_supported(cls, value: str) -> str:
-        if value == "full":
-            # Accepting it silently would leave deleted products live on the topic.
-            raise ValueError(
-                "snapshot mode 'full' (tombstones for products missing from a snapshot) is not "
-                "supported yet; use 'delta' and send deletions explicitly"
-            )
         return value
 
     @field_validator("prefix")
@@ -83,6 +73,8 @@ class Partner(BaseModel):
 
 class _PartnerFile(BaseModel):
     model_config = ConfigDict(extra="forbid")
+    #: Declarative formats (parsers.declarative), by name; partners refer to them like built-in ones.
+    formats: dict[str, dict[str, Any]] = Field(default_factory=dict)
     partners: dict[str, Partner]
 
     @model_validator(mode="before")
@@ -97,15 +89,34 @@ class _PartnerFile(BaseModel):
         return data
 
 
-class PartnerDirectory:
-    """Looks partners up by id or by the key a file was dropped under."""
+def _errors(error: ValidationError, where: str) -> list[str]:
+    """pydantic's errors as ``partner 'acme', field 'format': …`` lines."""
+    lines = []
+    for err in error.errors():
+        loc = [str(part) for part in err["loc"]]
+        message = err["msg"].removeprefix("Value error, ")
+        if where == "file" and len(loc) >= 2 and loc[0] in ("partners", "formats"):
+            owner = f"{loc[0][:-1]} '{loc[1]}'"
+            field = ".".join(loc[2:])
+        else:
+            owner, field = where, ".".join(loc)
+        lines.append(f"  {owner}" + (f", field '{field}'" if field else "") + f": {message}")
+    return lines
 
-    def __init__(self, partners: list[Partner]) -> None:
+
+class PartnerDirectory:
+    """Looks partners up by id or by the key a file was dropped under, and formats by name or by
+    what a document's head looks like."""
+
+    def __init__(self, partners: list[Partner], formats: dict[str, Callable[[], Parser]] | None = None) -> None:
         self._by_id = {p.id: p for p in partners}
         # Longest prefix first, so 'acme/eu/' wins over 'acme/'.
         self._by_prefix = sorted(partners, key=lambda p: len(p.prefix), reverse=True)
+        #: Declarative formats from the configuration (parser factories); built-in ones are looked up in
+        #: parsers.FORMATS at each call, so a parser fix (or the demo's stand-in) applies without a reload.
+        self.declared = dict(formats or {})
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self) -> Iterator[Partner]:
         return iter(self._by_id.values())
 
     def get(self, partner_id: str) -> Partner:
@@ -121,6 +132,37 @@ class PartnerDirectory:
     def prefixes(self) -> list[str]:
         return sorted(p.prefix for p in self._by_id.values())
 
+    # -- formats ---------------------------------------------------------------------------------
+    def format_names(self) -> list[str]:
+        return sorted(parsers.FORMATS) + sorted(self.declared)
+
+    def parser(self, format_name: str) -> Parser:
+        """The parser for a format name (declarative or built-in)."""
+        if format_name in self.declared:
+            return self.declared[format_name]()
+        return parsers.get_parser(format_name)
+
+    def parsers(self) -> Iterator[tuple[str, Parser]]:
+        """Every known format: declarative ones first (they are the more specific)."""
+        for name in sorted(self.declared):
+            yield name, self.declared[name]()
+        for name in sorted(parsers.FORMATS):
+            yield name, parsers.get_parser(name)
+
+    def known_formats(self) -> str:
+        """``generic (<inventory> with no namespace), …`` for unknown_format messages."""
+        return "; ".join(f"{name} ({parser.expects})" for name, parser in self.parsers())
+
+    def detect(self, sniffed: Sniffed) -> tuple[str, Parser, Partner | None] | None:
+        """The format a document's head matches, and the partner when only one partner uses that
+        format (a declarative format is usually one partner's); ``None`` when nothing matches."""
+        for name, parser in self.parsers():
+            if parser.matches(sniffed):
+                users = [p for p in self._by_id.values() if p.format == name]
+                return name, parser, users[0] if len(users) == 1 and name in self.declared else None
+        return None
+
+    # -- loading ---------------------------------------------------------------------------------
     @classmethod
     def from_yaml(cls, text: str, *, origin: str = "partners.yaml") -> PartnerDirectory:
         try:
@@ -130,17 +172,57 @@ class PartnerDirectory:
         try:
             parsed = _PartnerFile.model_validate(data)
         except ValidationError as error:
-            lines = []
-            for err in error.errors():
-                loc = ".".join(str(part) for part in err["loc"])
-                lines.append(f"  {loc}: {err['msg']}")
-            raise PartnerConfigError(f"{origin} is invalid:\n" + "\n".join(lines)) from None
-        return cls(list(parsed.partners.values()))
+            raise PartnerConfigError(f"{origin} is invalid:\n" + "\n".join(_errors(error, "file"))) from None
+        problems: list[str] = []
+        declared: dict[str, Callable[[], Parser]] = {}
+        for name, spec in parsed.formats.items():
+            if name in parsers.FORMATS:
+                problems.append(f"  format '{name}': the name is a built-in format's; choose another")
+                continue
+            try:
+                declared[name] = parsers.declarative_format(name, spec)
+            except ValidationError as error:
+                problems.extend(_errors(error, f"format '{name}'"))
+            except ValueError as error:
+                problems.append(f"  format '{name}': {error}")
+        known = sorted(parsers.FORMATS) + sorted(parsed.formats)
+        for partner in parsed.partners.values():
+            if partner.format not in known:
+                problems.append(
+                    f"  partner '{partner.id}', field 'format': unknown format '{partner.format}'; "
+                    f"known formats: {', '.join(known)}"
+                )
+        if problems:
+            raise PartnerConfigError(f"{origin} is invalid:\n" + "\n".join(problems))
+        return cls(list(parsed.partners.values()), declared)
 
     @classmethod
     def load(cls, location: str) -> PartnerDirectory:
-        """Load from a local path (S3 URLs arrive with the partner-configuration issue)."""
+        """Load from a local path or an ``s3://bucket/key`` URL (read once, at start-up)."""
+        if location.startswith("s3://"):
+            return cls.from_yaml(_read_s3(location), origin=location)
         path = Path(location)
         if not path.exists():
             raise PartnerConfigError(f"partner configuration not found at {location} (set DROPGATE_PARTNERS)")
         return cls.from_yaml(path.read_text(encoding="utf-8"), origin=str(path))
+
+
+def _read_s3(location: str) -> str:
+    import boto3
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    bucket, _, key = location.removeprefix("s3://").partition("/")
+    if not bucket or not key:
+        raise PartnerConfigError(f"DROPGATE_PARTNERS '{location}' is not an s3://BUCKET/KEY URL")
+    try:
+        body = boto3.session.Session().client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
+    except ClientError as error:
+        code = error.response.get("Error", {}).get("Code", "error")
+        raise PartnerConfigError(f"cannot read the partner configuration at {location}: {code}") from None
+    except BotoCoreError as error:
+        raise PartnerConfigError(f"cannot read the partner configuration at {location}: {error}") from None
+    try:
+        text: str = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise PartnerConfigError(f"the partner configuration at {location} is not UTF-8 text") from None
+    return text

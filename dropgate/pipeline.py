@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from pydantic import ValidationError
 
@@ -36,11 +36,21 @@ from dropgate.quarantine import (
     original_key,
     reprocess_command,
 )
+from dropgate.snapshots import (
+    CurrentKeys,
+    NullSnapshotStore,
+    SnapshotHeader,
+    SnapshotStore,
+    missing,
+    plan,
+    tombstone_entries,
+)
 from dropgate.spool import EventSpool, SpoolEntry
 from dropgate.storage import ObjectMeta, ObjectMissing, ObjectRef, ObjectStore
-from parsers import get_parser
 from parsers.base import Document, InputRejected, LimitExceeded, Parser, Problem, Record, truncate
 from parsers.limits import Limits
+from parsers.unknown import UnknownFormat
+from parsers.xml_stream import sniff
 
 #: Problems that make a file unusable as a whole, whatever the partner's policy.
 FATAL_KINDS = frozenset({"xml_syntax", "unknown_format", "encoding", "security_limit", "empty"})
@@ -54,9 +64,12 @@ def is_fatal(problem: Problem) -> bool:
     return problem.kind in FATAL_KINDS or problem.record is None
 
 
+#: Parses a file under no prefix whose head cannot be read (not XML, UTF-16, …): its problems say why.
 DEFAULT_FORMAT = "generic"
 
 Status = Literal["published", "quarantined", "duplicate", "ignored"]
+#: The partner id ``inspect`` shows for a file no partner claims.
+PREVIEW_PARTNER = "unassigned"
 
 
 class DeadlineReached(RuntimeError):
@@ -67,6 +80,16 @@ class EventSink(Protocol):
     topic: str
 
     def publish(self, messages: Iterator[OutMessage], *, deadline: float | None = None) -> PublishReport: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """Which partner a file belongs to and which parser reads it, and how that was decided."""
+
+    partner: Partner | None
+    parser: Parser
+    #: given (--partner), prefix, detected (root element and namespace), unknown (no format matched)
+    how: Literal["given", "prefix", "detected", "unknown"]
 
 
 @dataclass(slots=True)
@@ -86,6 +109,11 @@ class Prepared:
     records: int = 0
     #: Seen among all problems, also those past the cap.
     fatal: bool = False
+    #: full: this file is the partner's whole catalogue (from the document, else the partner).
+    snapshot: Literal["full", "delta"] = "delta"
+    as_of_ms: int = 0
+    #: What the snapshot step decided, for the outcome's notes.
+    snapshot_note: str = ""
 
     @property
     def parser_label(self) -> str:
@@ -121,6 +149,8 @@ class FileOutcome:
     parser: str | None = None
     events: int = 0
     tombstones: int = 0
+    #: Of the tombstones: products missing from this full snapshot that were in the previous one.
+    snapshot_deletes: int = 0
     invalid: int = 0
     stale: int = 0
     unchanged: int = 0
@@ -145,6 +175,8 @@ class FileOutcome:
         parts.append(f"events={self.events}")
         if self.tombstones:
             parts.append(f"tombstones={self.tombstones}")
+        if self.snapshot_deletes:
+            parts.append(f"snapshot_deletes={self.snapshot_deletes}")
         if self.stale:
             parts.append(f"stale_skipped={self.stale}")
         if self.unchanged:
@@ -172,8 +204,10 @@ class Ingestor:
         settings: Settings,
         quarantine: Quarantine | None = None,
         guard: PublishGuard | None = None,
+        snapshots: SnapshotStore | None = None,
     ) -> None:
         self.store = store
+        self.snapshots: SnapshotStore = snapshots or NullSnapshotStore()
         self.sink = sink
         self.ledger = ledger
         self.quarantine: Quarantine = quarantine or NullQuarantine()
@@ -184,10 +218,39 @@ class Ingestor:
         self.settings = settings
 
     # -- routing -------------------------------------------------------------------------------
-    def route(self, ref: ObjectRef, partner_id: str | None) -> Partner | None:
+    def route(
+        self, ref: ObjectRef, meta: ObjectMeta, *, partner_id: str | None = None, read_from: ObjectRef | None = None
+    ) -> Route:
+        """The partner and parser for a file: ``--partner``, else the key prefix, else the format its
+        root element and namespace match (reading only the file's head), else ``unknown_format``."""
         if partner_id is not None:
-            return self.partners.get(partner_id)
-        return self.partners.for_key(ref.key)
+            partner = self.partners.get(partner_id)
+            return Route(partner, self.partners.parser(partner.format), "given")
+        owner = self.partners.for_key(ref.key)
+        if owner is not None:
+            return Route(owner, self.partners.parser(owner.format), "prefix")
+        source, source_meta = (
+            (ref, meta) if read_from is None else (read_from, replace(meta, version_id=None, etag=None))
+        )
+        limits = self.settings.limits()
+        try:
+            with self.store.open(source, source_meta) as raw:
+                payload = Payload(
+                    raw,
+                    max_object_bytes=limits.max_object_bytes,
+                    max_decompressed_bytes=limits.max_decompressed_bytes,
+                    max_compression_ratio=limits.max_compression_ratio,
+                )
+                _, sniffed = sniff(payload.stream)
+        except InputRejected:
+            sniffed = None  # the parse proper reports what is wrong with the bytes
+        if sniffed is None or sniffed.root is None:
+            return Route(None, self.partners.parser(DEFAULT_FORMAT), "unknown")
+        found = self.partners.detect(sniffed)
+        if found is None:
+            return Route(None, UnknownFormat(sniffed, self.partners.known_formats()), "unknown")
+        _, parser, detected_owner = found
+        return Route(detected_owner, parser, "detected")
 
     # -- parse + validate ----------------------------------------------------------------------
     def prepare(
@@ -198,20 +261,26 @@ class Ingestor:
         meta: ObjectMeta | None = None,
         read_from: ObjectRef | None = None,
         deadline: float | None = None,
+        route: Route | None = None,
+        preview: bool = False,
     ) -> Prepared:
         """Parse and validate the whole file into a spool. Publishes nothing. The caller closes
         ``prepared.spool``. ``read_from`` reads the bytes elsewhere (a byte-identical quarantine
-        copy) while ``ref`` and ``meta`` still name the original version for lineage and the ledger."""
-        partner = self.route(ref, partner_id)
+        copy) while ``ref`` and ``meta`` still name the original version for lineage and the ledger.
+        ``preview`` (inspect) keys a file no partner claims as a stand-in partner would, instead of
+        reporting it."""
         meta = meta or self.store.head(ref)
         ref = ref.with_version(meta.version_id)
-        parser = get_parser(partner.format if partner else DEFAULT_FORMAT)
+        route = route or self.route(ref, meta, partner_id=partner_id, read_from=read_from)
+        partner, parser = route.partner, route.parser
         spool = EventSpool(self.settings.spool_dir)
         collector = _Problems(self.settings.max_problems)
         records = 0
         builder = _EventBuilder(
             ref, meta, partner, self.partners, parser, collector, max_event_bytes=self.settings.max_event_bytes
         )
+        if preview:
+            builder.fallback = Partner(id=PREVIEW_PARTNER, prefix=f"{PREVIEW_PARTNER}/", format=parser.name)
         limits = self.settings.limits().overridden(partner.limits if partner else None)
         limit = limits.max_object_bytes
         if meta.size > limit:
@@ -243,6 +312,8 @@ class Ingestor:
             problem_count=collector.total,
             records=records,
             fatal=collector.fatal,
+            snapshot=builder.snapshot or (builder.partner.snapshot if builder.partner else "delta"),
+            as_of_ms=builder.as_of_ms,
         )
 
     def _parse_into(
@@ -344,8 +415,8 @@ class Ingestor:
                 # Deleted before we got to it: retrying cannot help, so say so instead of failing forever.
                 return self._ignore(ref, trigger, started, str(missing))
         ref = ref.with_version(meta.version_id)
-        partner = self.route(ref, partner_id)
-        parser = get_parser(partner.format if partner else DEFAULT_FORMAT)
+        route = self.route(ref, meta, partner_id=partner_id, read_from=copy_ref)
+        partner, parser = route.partner, route.parser
         label = f"{parser.name}/{parser.version}"
         # The claim lives as long as this invocation can (Lambda kills it at the deadline), so a
         # crashed holder never blocks the retry for long.
@@ -371,7 +442,7 @@ class Ingestor:
                 in_progress=claim.in_progress,
             )
         try:
-            prepared = self.prepare(ref, partner_id=partner_id, meta=meta, read_from=copy_ref, deadline=deadline)
+            prepared = self.prepare(ref, meta=meta, read_from=copy_ref, deadline=deadline, route=route)
         except Exception as error:
             # Record the failure, which releases the claim, so the retry can do the work.
             failed = LedgerEntry(
@@ -470,11 +541,15 @@ class Ingestor:
                 ) as session:
                     selected = session.select(prepared.spool.replay(prepared.sha256))
                     report = self.sink.publish(prepared.messages(selected), deadline=deadline)
+                    deletes = self._snapshot_deletes(prepared, session, deadline=deadline)
             except Exception as error:
                 self._record(prepared, outcome, trigger, started, status="received", error=str(error))
                 raise
-            outcome.events = report.acknowledged
-            outcome.tombstones = prepared.spool.tombstones
+            outcome.events = report.acknowledged + deletes
+            outcome.tombstones = prepared.spool.tombstones + deletes
+            outcome.snapshot_deletes = deletes
+            if prepared.snapshot == "full":
+                outcome.notes.insert(0, prepared.snapshot_note)
             outcome.verdicts = session.verdicts
             outcome.stale = session.verdicts.stale
             outcome.unchanged = session.verdicts.unchanged if changed_only else 0
@@ -497,6 +572,48 @@ class Ingestor:
         outcome.seconds = time.monotonic() - started
         self._record(prepared, outcome, trigger, started, status=outcome.status)
         return outcome
+
+    def _snapshot_deletes(self, prepared: Prepared, session: Any, *, deadline: float | None) -> int:
+        """Tombstones for the keys of the partner's previous full snapshot that this one lacks.
+
+        Runs inside the guard session, so the partner lock covers reading the previous key set,
+        publishing and writing this file's key set; a crash before the write repeats the same
+        tombstones on retry (idempotent). Returns how many tombstones the broker acknowledged."""
+        assert self.sink is not None
+        partner = prepared.partner_id or "_unrouted"
+        bucket = prepared.ref.bucket
+        with (
+            CurrentKeys.from_entries(prepared.spool.replay(prepared.sha256), self.settings.spool_dir) as current,
+            self.snapshots.load(partner, bucket) as stored,
+        ):
+            decision = plan(
+                mode=prepared.snapshot,
+                problems=prepared.problem_count,
+                live=current.live,
+                as_of_ms=prepared.as_of_ms,
+                previous=stored.header if stored else None,
+                enabled=self.snapshots.enabled,
+            )
+            if not decision.delete:
+                prepared.snapshot_note = f"snapshot: {decision.reason}"
+                return 0
+            gone = _Counted(missing(stored.keys(), current.all_sorted()) if stored else iter(()))
+            selected = session.select(tombstone_entries(gone, prepared.as_of_ms))
+            report = self.sink.publish(prepared.messages(selected), deadline=deadline)
+            self.snapshots.save(
+                partner,
+                bucket,
+                SnapshotHeader(
+                    partner=partner, as_of_ms=prepared.as_of_ms, source=str(prepared.ref), count=current.live
+                ),
+                current.live_sorted(),
+            )
+        since = f"since {stored.header.source}" if stored else "(first snapshot recorded)"
+        prepared.snapshot_note = (
+            f"snapshot: {gone.count} product(s) missing {since}: {report.acknowledged} tombstone(s) published; "
+            f"{current.live} key(s) recorded as the partner's current snapshot"
+        )
+        return report.acknowledged
 
     def _diagnostics(self, prepared: Prepared, policy: str, published: int) -> Diagnostics:
         return Diagnostics(
@@ -557,6 +674,19 @@ class Ingestor:
         self.ledger.record(ref, entry, attempt)
 
 
+class _Counted:
+    """Passes items through and counts them (how many keys a snapshot lost, stale or not)."""
+
+    def __init__(self, items: Iterator[bytes]) -> None:
+        self._items = items
+        self.count = 0
+
+    def __iter__(self) -> Iterator[bytes]:
+        for item in self._items:
+            self.count += 1
+            yield item
+
+
 class _Problems:
     """Keeps the first ``cap`` problems and counts them all; a fatal problem is always kept
     (there are few: parsing stops at the first), so the cap can never hide why a file failed."""
@@ -600,12 +730,17 @@ class _EventBuilder:
         self.source = {"bucket": ref.bucket, "key": ref.key, "versionId": ref.version_id}
         self._unknown_partner_reported = False
         self._serializer: events.FileSerializer | None = None
+        #: Keys a file no partner claims (inspect's preview) instead of reporting it.
+        self.fallback: Partner | None = None
+        #: What the document says it is (Amazon's PurgeAndReplace); None: the partner decides.
+        self.snapshot: Literal["full", "delta"] | None = None
 
     @property
     def as_of_ms(self) -> int:
         return events.epoch_ms(self.as_of)
 
     def document(self, doc: Document) -> None:
+        self.snapshot = doc.snapshot
         if doc.as_of is not None:
             self.as_of = doc.as_of
             if doc.as_of > self.uploaded + FUTURE_TOLERANCE:
@@ -646,7 +781,7 @@ class _EventBuilder:
                 self.partner = None
 
     def build(self, record: Record) -> tuple[bytes, SplitValue | None] | None:
-        partner = self.partner
+        partner = self.partner or self.fallback
         if partner is None:
             if not self._unknown_partner_reported:
                 self._unknown_partner_reported = True

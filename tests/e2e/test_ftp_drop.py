@@ -10,20 +10,16 @@ import struct
 from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import pytest
 
-from dropgate.app import lambda_ingestor
-from dropgate.config import Settings
 from dropgate.ledger import DynamoLedger
-from dropgate.local.aws import LocalAws
 from dropgate.local.ftp_drop import FtpDrop, start_ftp_drop
 from dropgate.local.sqs_runner import drain_queue
 from dropgate.partners import PartnerDirectory
-from dropgate.provision import provision
 from dropgate.storage import ObjectRef
 from handlers.ingest import handler
 from tests.conftest import TopicProbe, fixture_bytes
+from tests.e2e.conftest import Stack
 
 pytestmark = pytest.mark.e2e
 BUCKET = "dropgate-ftp-drops"
@@ -31,22 +27,13 @@ PASSWORD = "test-password"
 
 
 @pytest.fixture
-def stack(kafka_env: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
-    with LocalAws() as aws:
-        for name, value in aws.environment().items():
-            monkeypatch.setenv(name, value)
-        monkeypatch.setenv("DROPGATE_BUCKET", BUCKET)
-        monkeypatch.setenv("DROPGATE_LEDGER_TABLE", "ftp-ledger")
-        lambda_ingestor.cache_clear()
-        settings = Settings()
-        clients = {name: boto3.client(name) for name in ("s3", "sqs", "dynamodb")}
-        queue_url = provision(settings, clients).queue_url
-        drop = start_ftp_drop(
-            PartnerDirectory.load(settings.partners), clients["s3"], BUCKET, password=PASSWORD, port=0
-        )
-        yield {"clients": clients, "queue_url": queue_url, "drop": drop}
-        drop.stop()
-        lambda_ingestor.cache_clear()
+def stack(local_stack: Stack) -> Iterator[dict[str, Any]]:
+    clients = local_stack.clients
+    drop = start_ftp_drop(
+        PartnerDirectory.load(local_stack.settings.partners), clients["s3"], BUCKET, password=PASSWORD, port=0
+    )
+    yield {"clients": clients, "queue_url": local_stack.queue_url, "drop": drop}
+    drop.stop()
 
 
 def session(drop: FtpDrop) -> ftplib.FTP:
@@ -96,7 +83,7 @@ def test_ftp_uploads_become_events_and_cut_uploads_never_publish(
     assert sources == {f"s3://{BUCKET}/acme/inventory.xml"}
     assert len(topic_probe.messages()) == 5
 
-    ledger = DynamoLedger(stack["clients"]["dynamodb"], "ftp-ledger")
+    ledger = DynamoLedger(stack["clients"]["dynamodb"], f"{BUCKET}-ledger")
     if cut_landed:
         (cut,) = ledger.history(ObjectRef(BUCKET, "acme/cut.xml"))
         assert cut.status == "quarantined" and "[xml_syntax]" in (cut.reason or "")

@@ -9,40 +9,26 @@ from __future__ import annotations
 
 import hashlib
 import io
-from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import pytest
 from rich.console import Console
 
-from dropgate.app import lambda_ingestor
-from dropgate.config import Settings
 from dropgate.ledger import DynamoLedger
-from dropgate.local.aws import LocalAws
 from dropgate.local.sqs_runner import drain_queue
-from dropgate.provision import provision
 from dropgate.storage import ObjectRef
 from dropgate.topic_reader import materialise
 from handlers.ingest import handler
 from tests.conftest import TopicProbe, fixture_bytes
+from tests.e2e.conftest import Stack
 
 pytestmark = pytest.mark.e2e
 BUCKET = "dropgate-e2e-drops"
 
 
 @pytest.fixture
-def stack(kafka_env: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
-    with LocalAws() as aws:
-        for name, value in aws.environment().items():
-            monkeypatch.setenv(name, value)
-        monkeypatch.setenv("DROPGATE_BUCKET", BUCKET)
-        monkeypatch.setenv("DROPGATE_LEDGER_TABLE", "e2e-ledger")
-        lambda_ingestor.cache_clear()
-        clients = {name: boto3.client(name) for name in ("s3", "sqs", "dynamodb")}
-        provisioned = provision(Settings(), clients)
-        yield {"clients": clients, "queue_url": provisioned.queue_url}
-        lambda_ingestor.cache_clear()
+def stack(local_stack: Stack) -> dict[str, Any]:
+    return {"clients": local_stack.clients, "queue_url": local_stack.queue_url}
 
 
 def test_upload_notification_queue_handler_topic(stack: dict[str, Any], topic_probe: TopicProbe) -> None:
@@ -97,7 +83,7 @@ def test_upload_notification_queue_handler_topic(stack: dict[str, Any], topic_pr
     assert newest["source"]["sha256"] == hashlib.sha256(fixture_bytes("good/acme-2026-11-21.xml.gz")).hexdigest()
     assert b"P0000002" not in state and b"P0000005" not in state  # tombstoned
 
-    ledger = DynamoLedger(stack["clients"]["dynamodb"], "e2e-ledger")
+    ledger = DynamoLedger(stack["clients"]["dynamodb"], f"{BUCKET}-ledger")
     statuses = {key: ledger.get(ObjectRef(BUCKET, key, versions[key])) for key in drops if not key.endswith(".part")}
     assert {key: (row.status, row.event_count) for key, row in statuses.items() if row} == {
         "acme/café inventory 2026-11-20.xml": ("published", 5),

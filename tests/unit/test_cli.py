@@ -47,19 +47,27 @@ def test_inspect_bad_file_exits_1_with_located_problems() -> None:
 def test_inspect_missing_file_and_unknown_partner_are_usage_errors() -> None:
     missing = runner.invoke(app, ["inspect", "no/such/file.xml"])
     assert missing.exit_code == 2 and "no/such/file.xml is not a file" in missing.stderr
-    partner = runner.invoke(app, ["inspect", str(GENERIC / "good/acme-2026-11-20.xml"), "--partner", "initech"])
-    assert partner.exit_code == 2 and "unknown partner 'initech'" in partner.stderr
+    partner = runner.invoke(app, ["inspect", str(GENERIC / "good/acme-2026-11-20.xml"), "--partner", "umbrella"])
+    assert partner.exit_code == 2 and "unknown partner 'umbrella'" in partner.stderr
 
 
-def test_inspect_file_of_no_known_partner_is_refused_with_the_fix() -> None:
-    import tempfile
+def test_inspect_previews_a_file_no_partner_claims_and_ingest_refuses_it_with_the_fix(tmp_path: Any) -> None:
+    from dropgate.app import build_ingestor
+    from dropgate.config import Settings
+    from dropgate.storage import ObjectRef
 
-    with tempfile.NamedTemporaryFile(suffix=".xml") as handle:
-        handle.write(b'<inventory><product id="A"><quantity>1</quantity></product></inventory>')
-        handle.flush()
-        result = runner.invoke(app, ["inspect", handle.name])
-    assert result.exit_code == 1
-    assert "no partner for this file" in result.stderr and "add the partner to partners.yaml" in result.stderr
+    path = tmp_path / "stray.xml"
+    path.write_bytes(b'<inventory><product id="A"><quantity>1</quantity></product></inventory>')
+    result = runner.invoke(app, ["inspect", str(path)])
+    assert result.exit_code == 0, result.stderr
+    [line] = [json.loads(line) for line in result.stdout.splitlines()]
+    assert line["key"] == "A" and line["value"]["partnerId"] == "unassigned"
+    assert "no partner claims this file" in result.stderr
+
+    prepared = build_ingestor(Settings(), local=True, publish=False).prepare(ObjectRef(None, str(path)))
+    with prepared.spool:
+        [problem] = prepared.problems
+    assert "no partner for this file" in problem.message and "add the partner to partners.yaml" in problem.message
 
 
 def test_unexpected_errors_exit_2_with_one_line(monkeypatch: Any, capsys: Any) -> None:

@@ -19,13 +19,24 @@ def test_repository_partners_load_and_route_by_longest_prefix() -> None:
     [
         (
             "{prefix: acme/, format: csv}",
-            "partners.acme.format: Value error, unknown format 'csv'; known formats: generic",
+            "partner 'acme', field 'format': unknown format 'csv'; known formats: amazon-inventory, cxml-product-activity, "
+            "generic, google-local-inventory, google-merchant",
         ),
-        ("{prefix: acme/, format: generic, policy: lenient}", "partners.acme.policy: Input should be 'strict' or"),
+        (
+            "{prefix: acme/, format: generic, policy: lenient}",
+            "partner 'acme', field 'policy': Input should be 'strict' or",
+        ),
+        (
+            "{prefix: acme/, format: generic, snapshot: weekly}",
+            "partner 'acme', field 'snapshot': Input should be 'full' or",
+        ),
         ("{prefix: acme/, format: generic, key_template: '{sku}'}", "may only use {productId} and {partnerId}"),
-        ("{prefix: acme/, format: generic, colour: red}", "partners.acme.colour: Extra inputs are not permitted"),
-        ("{format: generic}", "partners.acme.prefix: Field required"),
-        ("{prefix: acme/, format: generic, snapshot: full}", "snapshot mode 'full'"),
+        (
+            "{prefix: acme/, format: generic, colour: red}",
+            "partner 'acme', field 'colour': Extra inputs are not permitted",
+        ),
+        ("{format: generic}", "partner 'acme', field 'prefix': Field required"),
+        ("{prefix: acme/, format: generic, limits: {max_cats: 3}}", "unknown limit(s) max_cats; known:"),
     ],
 )
 def test_bad_configuration_names_partner_field_and_what_is_allowed(entry: str, says: str) -> None:
@@ -36,5 +47,44 @@ def test_bad_configuration_names_partner_field_and_what_is_allowed(entry: str, s
 
 def test_unknown_partner_lists_the_known_ones() -> None:
     partners = PartnerDirectory.load(str(REPO / "partners.yaml"))
-    with pytest.raises(PartnerConfigError, match="configured partners: acme, globex"):
-        partners.get("initech")
+    with pytest.raises(
+        PartnerConfigError, match="configured partners: acme, contoso, fabrikam, globex, initech, northwind, tailspin"
+    ):
+        partners.get("umbrella")
+
+
+def test_declarative_formats_are_checked_at_start_up_naming_the_format_and_field() -> None:
+    with pytest.raises(PartnerConfigError) as raised:
+        PartnerDirectory.from_yaml(
+            "partners:\n  initech: {prefix: initech/, format: stock}\n"
+            "formats:\n  stock:\n    version: '1'\n    root: StockReport\n    record: Item\n"
+            "    fields: {productId: {path: 'Code'}, quantity: {path: 'Qty', transforms: [price]}}\n"
+        )
+    assert "format 'stock'" in str(raised.value) and "fields.quantity.transforms" in str(raised.value)
+    with pytest.raises(PartnerConfigError, match="format 'generic': the name is a built-in format's"):
+        PartnerDirectory.from_yaml(
+            "partners: {}\nformats:\n  generic: {version: '1', root: x, record: y, fields: {productId: {path: z}}}\n"
+        )
+
+
+def test_partner_configuration_is_read_from_s3(monkeypatch: pytest.MonkeyPatch) -> None:
+    import boto3
+    from moto import mock_aws
+
+    with mock_aws():
+        s3 = boto3.client("s3", region_name="us-east-1")
+        s3.create_bucket(Bucket="dropgate-config")
+        s3.put_object(
+            Bucket="dropgate-config", Key="dropgate/partners.yaml", Body=(REPO / "partners.yaml").read_bytes()
+        )
+        partners = PartnerDirectory.load("s3://dropgate-config/dropgate/partners.yaml")
+        assert partners.get("initech").format == "initech-stock"
+        with pytest.raises(
+            PartnerConfigError, match=r"cannot read the partner configuration at s3://dropgate-config/nope\.yaml"
+        ):
+            PartnerDirectory.load("s3://dropgate-config/nope.yaml")
+        s3.put_object(
+            Bucket="dropgate-config", Key="bad.yaml", Body=b"partners:\n  acme: {prefix: acme/, format: csv}\n"
+        )
+        with pytest.raises(PartnerConfigError, match=r"s3://dropgate-config/bad.yaml is invalid:\n  partner 'acme'"):
+            PartnerDirectory.load("s3://dropgate-config/bad.yaml")

@@ -1,0 +1,478 @@
+"""The legacy Amazon MWS XML inventory feed (``<AmazonEnvelope>`` with ``MessageType`` Inventory).
+
+Partners who already produce this feed for Amazon can drop the same file here unchanged, so the
+rules follow Amazon's ``amzn-envelope.xsd``/``Inventory.xsd`` rather than inventing new ones.
+Streams with ``iterparse`` filtered to the few tags it needs; each ``<Message>`` is released once
+emitted, so memory stays flat however many messages the feed holds.
+
+Format rules:
+- the root is ``<AmazonEnvelope>`` with no namespace; ``<MessageType>`` must be ``Inventory``
+  (a price or product feed is refused as a whole, not message by message).
+- ``<PurgeAndReplace>`` true → the file is a full snapshot, false → a delta, absent → the
+  partner's configuration decides. It and ``<MessageType>`` precede the first ``<Message>``.
+- one record per ``<Message>``: ``OperationType`` ``Update`` (the default) or ``PartialUpdate`` is a
+  state, ``Delete`` a tombstone. ``Inventory/SKU`` is the ``productId`` (and ``sku``).
+- the stock is ``<Quantity>`` (a whole number; availability follows from it) or, without a count,
+  ``<Available>`` true/false; both at once is ambiguous and refused, neither is refused.
+- ``<Header>`` (the merchant id is Amazon's, not a dropgate partner id), ``FulfillmentLatency``,
+  ``RestockDate``, ``SwitchFulfillmentTo`` and other Amazon-only elements are ignored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import replace
+from typing import Any, BinaryIO, Literal, cast
+
+from lxml import etree
+
+from parsers import fields
+from parsers.base import Document, Item, LimitExceeded, Problem, Record, truncate
+from parsers.fields import FieldError
+from parsers.limits import DEFAULT_LIMITS, Limits
+from parsers.xml_stream import (
+    RecordWindow,
+    Sniffed,
+    check_attributes,
+    check_depth,
+    entity_declaration_problem,
+    has_entity_reference,
+    local_name,
+    release,
+    secure_iterparse,
+    sniff,
+    syntax_problem,
+    unknown_format_problem,
+)
+
+ROOT = "AmazonEnvelope"
+MESSAGE = "Message"
+MESSAGE_TYPE = "MessageType"
+PURGE = "PurgeAndReplace"
+PAYLOAD = "Inventory"
+SKU = "SKU"
+OPERATIONS = ("Update", "PartialUpdate", "Delete")
+#: Children of ``<Message>`` that are not its payload.
+_ENVELOPE_CHILDREN = frozenset({"MessageID", "OperationType"})
+#: The ``<Inventory>`` children dropgate reads → the contract field their problems are about.
+_FIELDS = {SKU: "productId", "Quantity": "quantity", "Available": "availability"}
+#: Plain digits up to this length are quantities without further checks (18 digits fit in int64).
+_FAST_DIGITS = 18
+#: ``xsd:boolean`` spellings, which is what Amazon's schema types these flags as.
+_TRUE = frozenset({"true", "1"})
+_FALSE = frozenset({"false", "0"})
+
+
+class AmazonInventoryParser:
+    """Parser for Amazon MWS inventory feeds. Bump ``version`` with every behavioural change."""
+
+    name = "amazon-inventory"
+    version = "1"
+    expects = f"<{ROOT}> with no namespace (Amazon inventory feed)"
+
+    def matches(self, sniffed: Sniffed) -> bool:
+        return sniffed.root == ROOT and sniffed.namespace is None
+
+    def parse(self, stream: BinaryIO, limits: Limits = DEFAULT_LIMITS) -> Iterator[Item]:
+        stream, sniffed = sniff(stream)
+        if sniffed.declares_entities:
+            yield entity_declaration_problem()
+            return
+        if sniffed.root is not None and not self.matches(sniffed):
+            # Stop before parsing: a foreign document would otherwise be read for nothing.
+            yield unknown_format_problem(sniffed, self.expects)
+            return
+        index = 0
+        current_id: str | None = None
+        inside_message = False
+        envelope: Any = None
+        header = _Header()
+        window = RecordWindow(
+            stream,
+            limits.max_record_bytes,
+            after=lambda: f"after message {index}, SKU {current_id}" if index else "before the first <Message>",
+        )
+        context = secure_iterparse(
+            cast(BinaryIO, window), events=("start", "end"), tag=(ROOT, MESSAGE_TYPE, PURGE, MESSAGE)
+        )
+        message: Any = None
+        try:
+            for event, element in context:
+                tag = element.tag
+                if event == "start":
+                    if tag == ROOT and element.getparent() is None:
+                        envelope = element
+                        check_attributes(element, limits, path=f"/{ROOT}")
+                    elif tag == MESSAGE and envelope is not None and element.getparent() is envelope:
+                        if not header.emitted:
+                            yield from header.document(envelope)
+                            if header.refused:
+                                return  # not an inventory feed: its messages would each be a problem
+                        index += 1
+                        message = element
+                        inside_message = True
+                    continue
+                if element is message:
+                    inside_message = False
+                    window.mark()
+                    items = _message(element, index, limits)
+                    current_id = items[-1].product_id if items else None
+                    yield from items
+                    release(element)
+                elif envelope is not None and element.getparent() is envelope:
+                    header.read(element, limits)
+        except etree.XMLSyntaxError as error:
+            if inside_message:
+                # The message is cut off, but what was parsed of it may already name the product.
+                payload = message.find(PAYLOAD)
+                sku = _sku_of(payload) if payload is not None else ""
+                yield syntax_problem(error, record=index, product_id=sku or None)
+            else:
+                problem = syntax_problem(error)
+                if index:
+                    after = f" (after message {index}" + (f", SKU {current_id})" if current_id else ")")
+                    problem = replace(problem, message=problem.message + after)
+                yield problem
+            return
+        if envelope is None:
+            yield _foreign_root(context.root, self.expects)
+        elif not header.emitted:
+            yield from header.document(envelope)  # a feed without messages: nothing changes, but say so
+        else:
+            yield from header.problems  # header elements after the first message
+
+
+def _foreign_root(root: Any, expects: str) -> Problem:
+    """The root the parser found when sniffing could not read it (UTF-16, a very long prolog)."""
+    tag = str(root.tag) if root is not None else "?"
+    namespace, _, local = tag[1:].partition("}") if tag.startswith("{") else ("", "", tag)
+    where = f"<{local}>" + (f" in namespace {namespace}" if namespace else " with no namespace")
+    return Problem(
+        kind="unknown_format",
+        message=f"root element is {where}, expected {expects}",
+        line=root.sourceline if root is not None else None,
+        path=f"/{local}",
+        value=truncate(namespace or local),
+    )
+
+
+class _Header:
+    """``MessageType`` and ``PurgeAndReplace``: read as they stream past, emitted as one Document."""
+
+    def __init__(self) -> None:
+        self.snapshot: Literal["full", "delta"] | None = None
+        self.seen: set[str] = set()
+        self.problems: list[Problem] = []
+        self.emitted = False
+        #: The feed is not an inventory feed: nothing after the Document is worth reading.
+        self.refused = False
+
+    def problem(self, element: Any, name: str, message: str, value: object) -> None:
+        self.problems.append(
+            Problem(
+                kind="validation",
+                message=message,
+                line=element.sourceline,
+                path=f"/{ROOT}/{name}",
+                field=name,
+                value=truncate(value),
+            )
+        )
+
+    def read(self, element: Any, limits: Limits) -> None:
+        name = str(element.tag)
+        raw = _text(element, name, limits, path=f"/{ROOT}/{name}")
+        if self.emitted:
+            self.problem(
+                element,
+                name,
+                f"<{name}> comes after the first <Message>, where it cannot apply to the messages before it; "
+                f"put <{MESSAGE_TYPE}> and <{PURGE}> between <Header> and the first <Message>",
+                raw,
+            )
+            return
+        if name in self.seen:
+            self.problem(element, name, f"<{name}> appears more than once; send it once per envelope", raw)
+            return
+        self.seen.add(name)
+        value = (raw or "").strip()
+        if name == MESSAGE_TYPE:
+            if value != PAYLOAD:
+                self.refused = True
+                self.problem(
+                    element,
+                    name,
+                    f"MessageType '{value}' is not accepted: only Inventory feeds are "
+                    f"(<{MESSAGE_TYPE}>{PAYLOAD}</{MESSAGE_TYPE}>); send price, product and other feeds elsewhere",
+                    raw,
+                )
+        elif value.lower() in _TRUE:
+            self.snapshot = "full"
+        elif value.lower() in _FALSE:
+            self.snapshot = "delta"
+        else:
+            self.problem(
+                element,
+                name,
+                f"PurgeAndReplace '{value}' must be true (the file is the whole inventory) or false (it holds changes)",
+                raw,
+            )
+
+    def document(self, envelope: Any) -> Iterator[Item]:
+        self.emitted = True
+        if MESSAGE_TYPE not in self.seen:
+            self.problems.append(
+                Problem(
+                    kind="validation",
+                    message=(
+                        f"the envelope has no <{MESSAGE_TYPE}>, so it cannot be told apart from a price or product "
+                        f"feed; add <{MESSAGE_TYPE}>{PAYLOAD}</{MESSAGE_TYPE}> after <Header>"
+                    ),
+                    line=envelope.sourceline,
+                    path=f"/{ROOT}/{MESSAGE_TYPE}",
+                    field=MESSAGE_TYPE,
+                )
+            )
+        yield from self.problems
+        self.problems = []
+        yield Document(root=ROOT, namespace=None, snapshot=self.snapshot)
+
+
+def _text(element: Any, name: str, limits: Limits, **where: Any) -> str | None:
+    """An element's text, refusing what no inventory value needs: megabytes of it."""
+    text: str | None = element.text
+    if text is not None and len(text) > limits.max_text_chars:
+        raise LimitExceeded(
+            "max_text_chars",
+            limits.max_text_chars,
+            f"<{name}> holds {len(text):,} characters, over the limit of {limits.max_text_chars:,} per field",
+            line=element.sourceline,
+            **where,
+        )
+    return text
+
+
+class _MessageReader:
+    """Collects one message's values and problems; a message with any problem yields no record."""
+
+    def __init__(self, element: Any, index: int, limits: Limits) -> None:
+        self.index = index
+        self.limits = limits
+        self.line: int | None = element.sourceline
+        self.path = f"/{ROOT}/{MESSAGE}[{index}]"
+        self.product_id = ""
+        self.problems: list[Problem] = []
+
+    def where(self, element: Any, sub: str) -> dict[str, Any]:
+        return {
+            "line": element.sourceline if element is not None else self.line,
+            "record": self.index,
+            "product_id": self.product_id or None,
+            "path": self.path + sub,
+        }
+
+    def problem(self, field: str, message: str, *, value: object = None, element: Any = None, sub: str = "") -> None:
+        self.problems.append(
+            Problem(kind="validation", message=message, field=field, value=truncate(value), **self.where(element, sub))
+        )
+
+    def text(self, child: Any, field: str, sub: str) -> str | None:
+        """Text of a value element; ``None`` (with a problem) when it holds an entity reference."""
+        text: str | None = child.text
+        if (text is None or len(text) <= self.limits.max_text_chars) and not len(child):
+            return text  # the usual short leaf: nothing to check
+        if len(child) and has_entity_reference(child):
+            self.problems.append(
+                Problem(
+                    kind="security_limit",
+                    message=f"<{child.tag}> holds an entity reference; entities are never expanded: send literal text",
+                    field=field,
+                    **self.where(child, sub),
+                )
+            )
+            return None
+        return _text(
+            child,
+            str(child.tag),
+            self.limits,
+            record=self.index,
+            product_id=self.product_id or None,
+            path=self.path + sub,
+        )
+
+
+def _message(element: Any, index: int, limits: Limits) -> list[Record | Problem]:
+    """One message's record, or its problems (a list: the caller needs the product id afterwards)."""
+    reader = _MessageReader(element, index, limits)
+    check_attributes(element, limits, path=reader.path, record=index)
+    operation: Any = None
+    payloads: list[Any] = []
+    nested = False
+    for child in element:
+        tag = child.tag
+        if tag == "OperationType":
+            operation = child
+            nested = nested or len(child) > 0
+        elif tag not in _ENVELOPE_CHILDREN and isinstance(tag, str):
+            payloads.append(child)
+        elif len(child):
+            nested = True
+    inventory = payloads[0] if len(payloads) == 1 and payloads[0].tag == PAYLOAD else None
+    found: dict[str, Any] = {}
+    if inventory is not None:
+        check_attributes(inventory, limits, path=reader.path + f"/{PAYLOAD}", record=index)
+        found, deeper = _inventory_children(reader, inventory)
+        if nested or deeper:
+            # Usually Message → Inventory → leaves (depth 3, always allowed): walk only what nests deeper.
+            check_depth(element, limits, path=reader.path, record=index)
+    elif not payloads:
+        reader.problem(
+            "Inventory",
+            f"the message has no <{PAYLOAD}>; each message carries one, e.g. "
+            f"<{PAYLOAD}><{SKU}>ABC-123</{SKU}><Quantity>10</Quantity></{PAYLOAD}>",
+        )
+    else:
+        shown = ", ".join(f"<{local_name(p.tag)}>" for p in payloads)
+        reader.product_id = next((_sku_of(p) for p in payloads if _sku_of(p)), "")
+        reader.problem(
+            "Inventory",
+            f"the message carries {shown}; a message of an inventory feed carries exactly one <{PAYLOAD}>",
+            value=local_name(payloads[0].tag),
+            element=payloads[0],
+            sub=f"/{local_name(payloads[0].tag)}",
+        )
+
+    operation_name = "Update"  # Amazon's default when OperationType is absent
+    if operation is not None:
+        operation_name = (reader.text(operation, "OperationType", "/OperationType") or "").strip()
+        if operation_name not in OPERATIONS:
+            reader.problem(
+                "OperationType",
+                f"OperationType '{operation_name}' is not one of {', '.join(OPERATIONS)} "
+                "(Update and PartialUpdate carry the stock; Delete removes the product)",
+                value=operation_name,
+                element=operation,
+                sub="/OperationType",
+            )
+    if inventory is not None and not reader.product_id and SKU not in found:
+        reader.problem(
+            "productId",
+            f"the message has no <{SKU}>; every message needs a non-empty one, e.g. <{SKU}>ABC-123</{SKU}>",
+            element=inventory,
+            sub=f"/{PAYLOAD}",
+        )
+    if operation_name == "Delete":
+        if not reader.problems:
+            return [Record(index=index, product_id=reader.product_id, fields=None, line=reader.line, path=reader.path)]
+        return list(reader.problems)
+    stock = _stock(reader, inventory, found) if inventory is not None else None
+    if reader.problems or stock is None:
+        return list(reader.problems)
+    quantity, availability = stock
+    record = Record(
+        index=index,
+        product_id=reader.product_id,
+        fields={
+            "sku": reader.product_id,
+            "name": None,
+            "quantity": quantity,
+            "availability": availability,
+            "price": None,
+            "locations": [],
+        },
+        line=reader.line,
+        path=reader.path,
+    )
+    return [record]
+
+
+def _sku_of(payload: Any) -> str:
+    """The SKU of a payload dropgate does not read, so its problem still names the product."""
+    element = payload.find(SKU)
+    return truncate(str(element.text or "").strip()) or "" if element is not None else ""
+
+
+def _inventory_children(reader: _MessageReader, inventory: Any) -> tuple[dict[str, Any], bool]:
+    """SKU, Quantity and Available, each at most once (other Amazon elements are not ours), and
+    whether anything in ``<Inventory>`` nests further.
+
+    Reads the SKU on the way, so problems found later name the product.
+    """
+    found: dict[str, Any] = {}
+    nested = False
+    for child in inventory:
+        tag = child.tag
+        if len(child):
+            nested = True
+        field = _FIELDS.get(tag) if isinstance(tag, str) else None
+        if field is None:
+            continue
+        sub = f"/{PAYLOAD}/{tag}"
+        if tag in found:
+            reader.problem(field, f"<{tag}> appears more than once; send it once per message", element=child, sub=sub)
+            continue
+        found[tag] = child
+        if tag == SKU:
+            raw = reader.text(child, field, sub)
+            reader.product_id = (raw or "").strip()
+            if not reader.product_id and not (len(child) and has_entity_reference(child)):
+                reader.problem(
+                    field,
+                    f"<{SKU}> is empty; every message needs a non-empty SKU, e.g. <{SKU}>ABC-123</{SKU}>",
+                    value=raw,
+                    element=child,
+                    sub=sub,
+                )
+    return found, nested
+
+
+def _stock(reader: _MessageReader, inventory: Any, found: dict[str, Any]) -> tuple[int | None, str] | None:
+    """Quantity (availability follows from it) or Available (no count): exactly one of them."""
+    quantity_el = found.get("Quantity")
+    available_el = found.get("Available")
+    if quantity_el is not None and available_el is not None:
+        reader.problem(
+            "availability",
+            "<Inventory> has both <Quantity> and <Available>, which is ambiguous; send <Quantity> when you have a "
+            "count, or only <Available>true</Available> / <Available>false</Available> when you do not",
+            value=available_el.text,
+            element=available_el,
+            sub=f"/{PAYLOAD}/Available",
+        )
+        return None
+    if quantity_el is not None:
+        sub = f"/{PAYLOAD}/Quantity"
+        text = reader.text(quantity_el, "quantity", sub)
+        if text is not None and len(text) <= _FAST_DIGITS and text.isascii() and text.isdigit():
+            quantity = int(text)  # the common case; anything else goes through the checked path
+        else:
+            try:
+                quantity = fields.whole_number(text)
+            except FieldError as error:
+                reader.problem("quantity", f"Quantity {error}", value=text, element=quantity_el, sub=sub)
+                return None
+        return quantity, "in_stock" if quantity > 0 else "out_of_stock"
+    if available_el is not None:
+        sub = f"/{PAYLOAD}/Available"
+        raw = reader.text(available_el, "availability", sub)
+        flag = (raw or "").strip().lower()
+        if flag in _TRUE:
+            return None, "in_stock"
+        if flag in _FALSE:
+            return None, "out_of_stock"
+        reader.problem(
+            "availability",
+            f"Available '{(raw or '').strip()}' must be true (in stock) or false (out of stock)",
+            value=raw,
+            element=available_el,
+            sub=sub,
+        )
+        return None
+    reader.problem(
+        "quantity",
+        "the message sets no stock: send <Quantity> (a whole number, e.g. <Quantity>10</Quantity>) or, without "
+        "a count, <Available>true</Available> or <Available>false</Available>",
+        element=inventory,
+        sub=f"/{PAYLOAD}",
+    )
+    return None

@@ -1,0 +1,440 @@
+"""cXML ProductActivityMessage: the supplier inventory report of Ariba-style procurement networks.
+
+Suppliers already send this document to their buyers' networks, so accepting it unchanged spares
+them a second export. Real files start with ``<!DOCTYPE cXML SYSTEM "http://xml.cxml.org/…/Fulfill.dtd">``:
+that DTD is never fetched nor loaded (``secure_iterparse``), so the file parses offline and a hostile
+DOCTYPE cannot make dropgate connect anywhere. Streams with ``iterparse`` filtered to the tags it
+needs and releases each ``<ProductActivityDetails>`` once emitted.
+
+Format rules:
+- the root is ``<cXML>`` with no namespace carrying ``<Message><ProductActivityMessage>``; any other
+  cXML document (OrderRequest, ShipNoticeRequest, …) is not inventory and is an unknown format.
+- ``ProductActivityHeader/@creationDate`` is the snapshot time (``asOf``), else the root's
+  ``timestamp``; the one used must be ISO 8601 with a zone.
+- one record per ``<ProductActivityDetails>``: ``ItemID/SupplierPartID`` is the ``productId`` (and
+  ``sku``), ``Description`` the name, ``Inventory/UnrestrictedUseQuantity/@quantity`` the quantity
+  (the stock free to sell; blocked, in-inspection and consignment stock are not).
+- cXML quantities are decimals: ``120`` and ``120.0`` are 120 units, ``1.5`` is refused (dropgate
+  counts whole units), and a dot is always the decimal mark (``1.000`` is one unit, not a thousand).
+- availability is ``in_stock`` when the quantity is > 0, else ``out_of_stock``.
+- ``BuyerPartID``, ``UnitOfMeasure``, ``Classification`` and other elements are ignored.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import datetime
+from typing import Any, BinaryIO, cast
+
+from lxml import etree
+
+from parsers import fields
+from parsers.base import Document, Item, LimitExceeded, Problem, Record, truncate
+from parsers.fields import FieldError
+from parsers.limits import DEFAULT_LIMITS, Limits
+from parsers.xml_stream import (
+    RecordWindow,
+    Sniffed,
+    check_attributes,
+    check_depth,
+    entity_declaration_problem,
+    has_entity_reference,
+    local_name,
+    release,
+    secure_iterparse,
+    sniff,
+    syntax_problem,
+    unknown_format_problem,
+)
+
+ROOT = "cXML"
+MESSAGE = "Message"
+ACTIVITY = "ProductActivityMessage"
+HEADER = "ProductActivityHeader"
+DETAILS = "ProductActivityDetails"
+PART_ID = "SupplierPartID"
+ACTIVITY_PATH = f"/{ROOT}/{MESSAGE}/{ACTIVITY}"
+#: cXML's other top-level payload wrappers: a document holding one of them is never inventory.
+_OTHER_PAYLOADS = ("Request", "Response")
+#: ``sniff`` reads at most this much; a shorter head is the whole document, so its verdict is final.
+_SNIFF_BYTES = 64 * 1024
+#: A plain cXML decimal: digits, optionally a dot and more digits (``120``, ``120.000``, ``1.5``).
+_DECIMAL = re.compile(r"(?=\.?[0-9])(?P<units>[0-9]*)(?:\.(?P<fraction>[0-9]*))?")
+_PAYLOAD_NAME = re.compile(rb"<(?:Message|Request|Response)\b[^>]*>\s*<([A-Za-z_][\w.\-]*)")
+
+
+class CxmlProductActivityParser:
+    """Parser for cXML ProductActivityMessage documents. Bump ``version`` with every behavioural change."""
+
+    name = "cxml-product-activity"
+    version = "1"
+    expects = f"<{ROOT}> with no namespace holding a <{ACTIVITY}> (cXML supplier inventory)"
+
+    def matches(self, sniffed: Sniffed) -> bool:
+        return sniffed.root == ROOT and sniffed.namespace is None and sniffed.mentions(ACTIVITY)
+
+    def parse(self, stream: BinaryIO, limits: Limits = DEFAULT_LIMITS) -> Iterator[Item]:
+        stream, sniffed = sniff(stream)
+        if sniffed.declares_entities:
+            yield entity_declaration_problem()
+            return
+        if sniffed.root is not None and not self.matches(sniffed) and _head_is_conclusive(sniffed):
+            # Stop before parsing: an OrderRequest or a foreign document would be read for nothing.
+            yield _not_activity(sniffed, self.expects)
+            return
+        index = 0
+        current_id: str | None = None
+        inside_details = False
+        root: Any = None
+        head = _Head()
+        window = RecordWindow(
+            stream,
+            limits.max_record_bytes,
+            after=lambda: (
+                f"after record {index}, SupplierPartID {current_id}" if index else f"before the first <{DETAILS}>"
+            ),
+        )
+        tags = (ROOT, MESSAGE, *_OTHER_PAYLOADS, ACTIVITY, HEADER, DETAILS)
+        context = secure_iterparse(cast(BinaryIO, window), events=("start", "end"), tag=tags)
+        details: Any = None
+        try:
+            for event, element in context:
+                tag = element.tag
+                if event == "start":
+                    if tag == ROOT and element.getparent() is None:
+                        root = element
+                        check_attributes(element, limits, path=f"/{ROOT}")
+                        head.timestamp = element.get("timestamp")
+                        head.root_line = element.sourceline
+                    elif tag in _OTHER_PAYLOADS and root is not None and element.getparent() is root:
+                        yield _not_activity(sniffed, self.expects, payload=tag, line=element.sourceline)
+                        return
+                    elif tag == ACTIVITY and _is_activity(element, root):
+                        head.seen_activity = True
+                    elif tag == DETAILS and head.seen_activity and _in_activity(element, root):
+                        if not head.emitted:
+                            yield from head.document()
+                        index += 1
+                        details = element
+                        inside_details = True
+                    continue
+                if element is details:
+                    inside_details = False
+                    window.mark()
+                    items = _details(element, index, limits)
+                    current_id = items[-1].product_id if items else None
+                    yield from items
+                    release(element)
+                elif tag == HEADER and head.seen_activity and _in_activity(element, root):
+                    head.read(element)
+                elif tag == ACTIVITY and head.seen_activity and not head.emitted:
+                    yield from head.document()  # an activity message without details: nothing to change
+                elif tag == MESSAGE and root is not None and element.getparent() is root and not head.seen_activity:
+                    payload = next((local_name(child.tag) for child in element if isinstance(child.tag, str)), None)
+                    yield _not_activity(sniffed, self.expects, payload=payload, line=element.sourceline)
+                    return
+        except etree.XMLSyntaxError as error:
+            if inside_details:
+                # The product is cut off, but what was parsed of it may already name it.
+                part = details.find(f"ItemID/{PART_ID}")
+                part_id = truncate((part.text or "").strip()) if part is not None else None
+                yield syntax_problem(error, record=index, product_id=part_id or None)
+            else:
+                problem = syntax_problem(error)
+                if index:
+                    after = f" (after record {index}" + (f", SupplierPartID {current_id})" if current_id else ")")
+                    problem = replace(problem, message=problem.message + after)
+                yield problem
+            return
+        if root is None:
+            yield _foreign_root(context.root, self.expects)
+        elif not head.seen_activity:
+            yield _not_activity(sniffed, self.expects, line=root.sourceline)
+        else:
+            yield from head.late
+
+
+def _head_is_conclusive(sniffed: Sniffed) -> bool:
+    """Whether the head alone proves the document is not a product activity message.
+
+    A cXML ``<Header>`` is normally a few hundred bytes, but credentials and signatures can push the
+    payload past the sniffed head; then the parser finds out while streaming instead.
+    """
+    if sniffed.root != ROOT or sniffed.namespace is not None:
+        return True
+    return len(sniffed.head) < _SNIFF_BYTES or any(sniffed.mentions(name) for name in _OTHER_PAYLOADS)
+
+
+def _not_activity(sniffed: Sniffed, expects: str, *, payload: str | None = None, line: int | None = None) -> Problem:
+    problem = unknown_format_problem(sniffed, expects)
+    if sniffed.root != ROOT or sniffed.namespace is not None:
+        return problem
+    if payload is None:
+        found = _PAYLOAD_NAME.search(sniffed.head)
+        payload = found.group(1).decode("utf-8", errors="replace") if found else None
+    carries = f"<{payload}>" if payload else f"no <{ACTIVITY}>"
+    return replace(
+        problem,
+        message=(
+            f"this cXML document carries {carries}, not an inventory report; only cXML {ACTIVITY} documents "
+            f"are accepted here (expected {expects})"
+        ),
+        line=line or problem.line,
+        value=truncate(payload) if payload else problem.value,
+    )
+
+
+def _foreign_root(root: Any, expects: str) -> Problem:
+    """The root the parser found when sniffing could not read it (UTF-16, a very long prolog)."""
+    tag = str(root.tag) if root is not None else "?"
+    namespace, _, local = tag[1:].partition("}") if tag.startswith("{") else ("", "", tag)
+    where = f"<{local}>" + (f" in namespace {namespace}" if namespace else " with no namespace")
+    return Problem(
+        kind="unknown_format",
+        message=f"root element is {where}, expected {expects}",
+        line=root.sourceline if root is not None else None,
+        path=f"/{local}",
+        value=truncate(namespace or local),
+    )
+
+
+def _is_activity(element: Any, root: Any) -> bool:
+    parent = element.getparent()
+    return root is not None and parent is not None and parent.tag == MESSAGE and parent.getparent() is root
+
+
+def _in_activity(element: Any, root: Any) -> bool:
+    """A direct child of ``/cXML/Message/ProductActivityMessage`` (a details or the header)."""
+    parent = element.getparent()
+    return parent is not None and parent.tag == ACTIVITY and _is_activity(parent, root)
+
+
+class _Head:
+    """The snapshot time: ``creationDate`` of the activity header, else the root's ``timestamp``."""
+
+    def __init__(self) -> None:
+        self.timestamp: str | None = None
+        self.root_line: int | None = None
+        self.creation: str | None = None
+        self.header_line: int | None = None
+        self.seen_header = False
+        self.seen_activity = False
+        self.emitted = False
+        #: Problems found after the Document went out (a header after the first details).
+        self.late: list[Problem] = []
+
+    def read(self, header: Any) -> None:
+        if self.emitted or self.seen_header:
+            self.late.append(
+                Problem(
+                    kind="validation",
+                    message=(
+                        f"<{HEADER}> must come once, before the first <{DETAILS}>: its creationDate dates the "
+                        "whole report"
+                    ),
+                    line=header.sourceline,
+                    path=f"{ACTIVITY_PATH}/{HEADER}",
+                    field=HEADER,
+                    value=truncate(header.get("creationDate")),
+                )
+            )
+            return
+        self.seen_header = True
+        self.creation = header.get("creationDate")
+        self.header_line = header.sourceline
+
+    def document(self) -> Iterator[Item]:
+        self.emitted = True
+        if self.creation is not None:
+            used = (self.creation, "creationDate", self.header_line, f"{ACTIVITY_PATH}/{HEADER}/@creationDate")
+        elif self.timestamp is not None:
+            used = (self.timestamp, "timestamp", self.root_line, f"/{ROOT}/@timestamp")
+        else:
+            used = None
+        as_of: datetime | None = None
+        if used is not None:
+            raw, name, line, path = used
+            try:
+                as_of = fields.timestamp(raw)
+            except FieldError as error:
+                yield Problem(
+                    kind="validation",
+                    message=f"{name} {error}; it is the time the inventory was taken",
+                    line=line,
+                    path=path,
+                    field=name,
+                    value=truncate(raw),
+                )
+        yield from self.late
+        self.late = []
+        yield Document(root=ROOT, namespace=None, as_of=as_of)
+
+
+def _text(element: Any, limits: Limits, **where: Any) -> str | None:
+    """An element's text, refusing what no inventory value needs: megabytes of it."""
+    text: str | None = element.text
+    if text is not None and len(text) > limits.max_text_chars:
+        raise LimitExceeded(
+            "max_text_chars",
+            limits.max_text_chars,
+            f"<{element.tag}> holds {len(text):,} characters, over the limit of {limits.max_text_chars:,} per field",
+            line=element.sourceline,
+            **where,
+        )
+    return text
+
+
+def whole_units(raw: str | None) -> int:
+    """A cXML quantity (a decimal) as whole units: ``120.0`` is 120, ``1.5`` is refused.
+
+    The dot is always cXML's decimal mark, so ``1.000`` is one unit; the shared
+    ``fields.whole_number`` would call it ambiguous, which it is not in this format.
+    """
+    text = (raw or "").strip()
+    decimal = _DECIMAL.fullmatch(text)
+    if decimal:
+        if not (decimal.group("fraction") or "").strip("0"):
+            return fields.whole_number(decimal.group("units") or "0")
+        raise FieldError(
+            f"'{text}' is a fraction of a unit; inventory counts whole units: send e.g. 120 (or 120.0), and a "
+            "unit of measure small enough that the stock is a whole number"
+        )
+    if "," in text:
+        raise FieldError(f"'{text}' uses a comma; cXML quantities use a dot as the decimal mark and no separators")
+    return fields.whole_number(text)  # negative, empty or not a number: its message says which
+
+
+class _DetailsReader:
+    """Collects one details element's values and problems; any problem means no record."""
+
+    def __init__(self, element: Any, index: int, limits: Limits) -> None:
+        self.index = index
+        self.limits = limits
+        self.line: int | None = element.sourceline
+        self.path = f"{ACTIVITY_PATH}/{DETAILS}[{index}]"
+        self.product_id = ""
+        self.problems: list[Problem] = []
+
+    def where(self, element: Any, sub: str) -> dict[str, Any]:
+        return {
+            "line": element.sourceline if element is not None else self.line,
+            "record": self.index,
+            "product_id": self.product_id or None,
+            "path": self.path + sub,
+        }
+
+    def problem(self, field: str, message: str, *, value: object = None, element: Any = None, sub: str = "") -> None:
+        self.problems.append(
+            Problem(kind="validation", message=message, field=field, value=truncate(value), **self.where(element, sub))
+        )
+
+    def text(self, element: Any, field: str, sub: str) -> str | None:
+        """Direct text of an element; ``None`` (with a problem) when it holds an entity reference."""
+        if len(element) and has_entity_reference(element):
+            self.problems.append(
+                Problem(
+                    kind="security_limit",
+                    message=f"<{element.tag}> holds an entity reference; entities are never expanded: send plain text",
+                    field=field,
+                    **self.where(element, sub),
+                )
+            )
+            return None
+        return _text(element, self.limits, record=self.index, product_id=self.product_id or None, path=self.path + sub)
+
+    def only(self, parent: Any, tag: str, field: str, sub: str) -> Any:
+        """The one child ``tag`` of ``parent``; a second one is a problem (which of them would be right?)."""
+        found = parent.findall(tag)
+        for extra in found[1:]:
+            self.problem(field, f"<{tag}> appears more than once; send it once", element=extra, sub=f"{sub}/{tag}")
+        return found[0] if found else None
+
+
+def _details(element: Any, index: int, limits: Limits) -> list[Record | Problem]:
+    """One product's record, or its problems (a list: the caller needs the product id afterwards)."""
+    reader = _DetailsReader(element, index, limits)
+    check_attributes(element, limits, path=reader.path, record=index)
+    check_depth(element, limits, path=reader.path, record=index)
+
+    item_id = reader.only(element, "ItemID", "productId", "")
+    part = reader.only(item_id, PART_ID, "productId", "/ItemID") if item_id is not None else None
+    if part is not None:
+        reader.product_id = (reader.text(part, "productId", f"/ItemID/{PART_ID}") or "").strip()
+    if not reader.product_id and not (part is not None and len(part) and has_entity_reference(part)):
+        reader.problem(
+            "productId",
+            f"the product has no {PART_ID}; every <{DETAILS}> needs <ItemID><{PART_ID}>SP-100</{PART_ID}></ItemID>",
+            value=part.text if part is not None else None,
+            element=part if part is not None else item_id,
+            sub=f"/ItemID/{PART_ID}" if item_id is not None else "/ItemID",
+        )
+
+    name = None
+    description = reader.only(element, "Description", "name", "")
+    if description is not None:
+        name = _description(reader, description)
+
+    count: int | None = None
+    inventory = reader.only(element, "Inventory", "quantity", "")
+    unrestricted = (
+        reader.only(inventory, "UnrestrictedUseQuantity", "quantity", "/Inventory") if inventory is not None else None
+    )
+    raw = unrestricted.get("quantity") if unrestricted is not None else None
+    sub = "/Inventory/UnrestrictedUseQuantity"
+    if raw is None:
+        reader.problem(
+            "quantity",
+            "the product has no stock quantity; send "
+            '<Inventory><UnrestrictedUseQuantity quantity="120"><UnitOfMeasure>EA</UnitOfMeasure>'
+            "</UnrestrictedUseQuantity></Inventory>",
+            element=unrestricted if unrestricted is not None else inventory,
+            sub=sub if unrestricted is not None else "/Inventory" if inventory is not None else "",
+        )
+    else:
+        try:
+            count = whole_units(raw)
+        except FieldError as error:
+            reader.problem("quantity", f"quantity {error}", value=raw, element=unrestricted, sub=f"{sub}/@quantity")
+
+    if reader.problems or count is None:
+        return list(reader.problems)
+    record = Record(
+        index=index,
+        product_id=reader.product_id,
+        fields={
+            "sku": reader.product_id,
+            "name": name,
+            "quantity": count,
+            "availability": "in_stock" if count > 0 else "out_of_stock",
+            "price": None,
+            "locations": [],
+        },
+        line=reader.line,
+        path=reader.path,
+    )
+    return [record]
+
+
+def _description(reader: _DetailsReader, description: Any) -> str | None:
+    """cXML descriptions are mixed content (text and an optional ``<ShortName>``): the text, else the short name.
+
+    The text is what buyers see as the item's description; the short name is only a fallback.
+    """
+    parts = [reader.text(description, "name", "/Description") or ""]
+    short_name: str | None = None
+    for child in description:
+        if child.tag == "ShortName" and short_name is None:
+            short_name = fields.text_value(reader.text(child, "name", "/Description/ShortName"))
+        parts.append(child.tail or "")
+    text = "".join(parts).strip()
+    if len(text) > reader.limits.max_text_chars:
+        raise LimitExceeded(
+            "max_text_chars",
+            reader.limits.max_text_chars,
+            f"<Description> holds {len(text):,} characters, over the limit of {reader.limits.max_text_chars:,} "
+            "per field",
+            **reader.where(description, "/Description"),
+        )
+    return text or short_name

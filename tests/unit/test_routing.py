@@ -1,0 +1,97 @@
+"""Routing: the partner from the key prefix, else the format from the root element and namespace."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from dropgate.app import build_ingestor
+from dropgate.config import Settings
+from dropgate.pipeline import Ingestor
+from dropgate.storage import ObjectRef
+from tests.conftest import REPO, fixture_bytes
+
+
+@pytest.fixture
+def ingestor(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Ingestor:
+    monkeypatch.chdir(tmp_path)  # local keys are relative paths, so partner prefixes apply
+    return build_ingestor(Settings(partners=str(REPO / "partners.yaml")), local=True, publish=False)
+
+
+def drop(key: str, body: bytes) -> ObjectRef:
+    path = Path(key)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(body)
+    return ObjectRef(None, key)
+
+
+def route(ingestor: Ingestor, ref: ObjectRef) -> tuple[str | None, str, str]:
+    found = ingestor.route(ref, ingestor.store.head(ref))
+    return (found.partner.id if found.partner else None, found.parser.name, found.how)
+
+
+@pytest.mark.parametrize(
+    ("fixture", "fmt", "parser"),
+    [
+        ("good/acme-2026-11-20.xml", "generic", "generic-xml"),
+        ("good/inventory-update.xml", "amazon", "amazon-inventory"),
+        ("good/product-activity.xml", "cxml", "cxml-product-activity"),
+    ],
+)
+def test_a_file_under_no_prefix_is_routed_by_its_root_element(
+    ingestor: Ingestor, fixture: str, fmt: str, parser: str
+) -> None:
+    assert route(ingestor, drop(f"inbox/{Path(fixture).name}", fixture_bytes(fixture, fmt))) == (
+        None,
+        parser,
+        "detected",
+    )
+
+
+def test_a_declarative_format_routes_to_the_one_partner_that_uses_it(ingestor: Ingestor) -> None:
+    ref = drop("inbox/stock.xml", fixture_bytes("good/initech-stock.xml", "declarative"))
+    assert route(ingestor, ref) == ("initech", "initech-stock", "detected")
+    prepared = ingestor.prepare(ref)
+    with prepared.spool:
+        assert prepared.problems == []
+        assert [e.key for e in prepared.spool.replay(prepared.sha256)][:2] == [b"initech:INI-1001", b"initech:INI-1002"]
+
+
+def test_the_prefix_wins_and_a_wrong_format_under_it_is_unknown_format(ingestor: Ingestor) -> None:
+    ref = drop("tailspin/feed.xml", fixture_bytes("good/acme-2026-11-20.xml"))
+    assert route(ingestor, ref) == ("tailspin", "amazon-inventory", "prefix")
+    prepared = ingestor.prepare(ref)
+    with prepared.spool:
+        [problem] = prepared.problems
+    assert problem.kind == "unknown_format"
+    assert problem.message.startswith("root element is <inventory> with no namespace, expected <AmazonEnvelope>")
+
+
+def test_a_file_matching_no_format_names_its_root_namespace_and_the_known_formats(ingestor: Ingestor) -> None:
+    ref = drop("inbox/orders.xml", b'<?xml version="1.0"?>\n<Orders xmlns="urn:example:orders:2"><Order/></Orders>')
+    assert route(ingestor, ref) == (None, "unknown-format", "unknown")
+    prepared = ingestor.prepare(ref)
+    with prepared.spool:
+        [problem] = prepared.problems
+    assert problem.kind == "unknown_format" and problem.path == "/Orders" and problem.value == "urn:example:orders:2"
+    assert "root element is <Orders> in namespace urn:example:orders:2" in problem.message
+    for known in ("generic (<inventory>", "amazon-inventory (", "cxml-product-activity (", "initech-stock ("):
+        assert known in problem.message
+
+
+def test_bytes_that_are_not_xml_under_no_prefix_say_so(ingestor: Ingestor) -> None:
+    ref = drop("inbox/export.csv.xml", b"sku,quantity\nA,1\n")
+    assert route(ingestor, ref) == (None, "generic-xml", "unknown")
+    prepared = ingestor.prepare(ref)
+    with prepared.spool:
+        [problem] = prepared.problems
+    assert problem.kind == "xml_syntax" and "the file is not XML" in problem.message
+
+
+def test_a_detected_built_in_format_without_a_partner_is_quarantined_with_the_fix(ingestor: Ingestor) -> None:
+    prepared = ingestor.prepare(drop("inbox/feed.xml", fixture_bytes("good/inventory-update.xml", "amazon")))
+    with prepared.spool:
+        assert prepared.parser.name == "amazon-inventory"
+        [problem] = prepared.problems
+    assert "no partner for this file" in problem.message and "tailspin/" in problem.message
