@@ -53,7 +53,7 @@ def ensure_queues(sqs: Any) -> tuple[str, str, str]:
     return queue_url, queue_arn, dlq_url
 
 
-def ensure_notifications(s3: Any, sqs: Any, bucket: str, queue_url: str, queue_arn: str, prefixes: list[str]) -> None:
+def ensure_notifications(s3: Any, sqs: Any, bucket: str, queue_url: str, queue_arn: str) -> None:
     policy = {
         "Version": "2012-10-17",
         "Statement": [
@@ -67,24 +67,17 @@ def ensure_notifications(s3: Any, sqs: Any, bucket: str, queue_url: str, queue_a
         ],
     }
     sqs.set_queue_attributes(QueueUrl=queue_url, Attributes={"Policy": json.dumps(policy)})
-    configurations = []
-    for prefix in prefixes:
-        for suffix in DROP_SUFFIXES:
-            configurations.append(
-                {
-                    "Id": f"dropgate-{prefix.strip('/').replace('/', '-')}-{suffix.strip('.').replace('.', '-')}",
-                    "QueueArn": queue_arn,
-                    "Events": ["s3:ObjectCreated:*"],
-                    "Filter": {
-                        "Key": {
-                            "FilterRules": [
-                                {"Name": "prefix", "Value": prefix},
-                                {"Name": "suffix", "Value": suffix},
-                            ]
-                        }
-                    },
-                }
-            )
+    # By suffix only, as the SAM template does: a file under no partner prefix must still reach the
+    # handler, which routes it by its root element (or quarantines it as unknown_format).
+    configurations = [
+        {
+            "Id": f"dropgate-{suffix.strip('.').replace('.', '-')}",
+            "QueueArn": queue_arn,
+            "Events": ["s3:ObjectCreated:*"],
+            "Filter": {"Key": {"FilterRules": [{"Name": "suffix", "Value": suffix}]}},
+        }
+        for suffix in DROP_SUFFIXES
+    ]
     s3.put_bucket_notification_configuration(
         Bucket=bucket, NotificationConfiguration={"QueueConfigurations": configurations}
     )
@@ -128,13 +121,11 @@ def ensure_ledger_table(dynamodb: Any, table: str) -> None:
 def provision(settings: Settings, clients: dict[str, Any]) -> Provisioned:
     if not settings.bucket:
         raise ValueError("DROPGATE_BUCKET is not set; it names the drop bucket to create")
-    partners = PartnerDirectory.load(settings.partners)
+    PartnerDirectory.load(settings.partners)  # a bad partner configuration fails here, before anything is created
     s3, sqs, dynamodb = clients["s3"], clients["sqs"], clients["dynamodb"]
     ensure_bucket(s3, settings.bucket)
     queue_url, queue_arn, dlq_url = ensure_queues(sqs)
-    # Notifications overlap-check: S3 refuses two rules with overlapping prefixes and suffixes.
-    prefixes = partners.prefixes()
-    ensure_notifications(s3, sqs, settings.bucket, queue_url, queue_arn, prefixes)
+    ensure_notifications(s3, sqs, settings.bucket, queue_url, queue_arn)
     ensure_ledger_table(dynamodb, settings.ledger_table)
     publisher = KafkaPublisher(
         settings.kafka_config(),
