@@ -193,3 +193,37 @@ def test_reprocess_reads_the_quarantine_copy_when_the_original_version_is_gone(
     row = DynamoLedger(aws["dynamodb"], settings.ledger_table).get(ref)
     assert row is not None and row.status == "published"
     assert exists(aws, f"quarantine/resolved/{KEY}")
+
+
+def test_a_new_declarative_format_version_makes_reprocess_republish(
+    aws: dict[str, Any], settings: Settings, topic_probe: TopicProbe, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    """The version in partners.yaml goes into events and the ledger; bumping it is a parser fix."""
+    from tests.conftest import REPO
+
+    config = tmp_path / "partners.yaml"
+    original = (REPO / "partners.yaml").read_text(encoding="utf-8")
+    config.write_text(original, encoding="utf-8")
+    monkeypatch.setenv("DROPGATE_PARTNERS", str(config))
+    key = "initech/stock.xml"
+    version = aws["s3"].put_object(Bucket=BUCKET, Key=key, Body=fixture_bytes("good/initech-stock.xml", "declarative"))
+    first = runner.invoke(app, ["ingest", f"s3://{BUCKET}/{key}"])
+    assert first.exit_code == 0, first.output
+    assert "parser=initech-stock/1 events=5" in first.stdout
+
+    same = runner.invoke(app, ["reprocess", f"s3://{BUCKET}/{key}"])
+    assert same.exit_code == 0, same.output
+    assert "duplicate" in same.stdout and "initech-stock/1" in same.stdout
+
+    assert '    version: "1"\n    root: StockReport' in original
+    config.write_text(
+        original.replace('    version: "1"\n    root: StockReport', '    version: "2"\n    root: StockReport')
+    )
+    again = runner.invoke(app, ["reprocess", f"s3://{BUCKET}/{key}"])
+    assert again.exit_code == 0, again.output
+    assert "published" in again.stdout and "parser=initech-stock/2 events=5" in again.stdout
+
+    values = [v for v in values_by_key(topic_probe.messages()).values() if v is not None]
+    assert {v["parser"]["version"] for v in values} == {"2"}
+    row = DynamoLedger(aws["dynamodb"], settings.ledger_table).get(ObjectRef(BUCKET, key, version["VersionId"]))
+    assert row is not None and (row.status, row.parser_name, row.parser_version) == ("published", "initech-stock", "2")
