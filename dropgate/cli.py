@@ -166,6 +166,7 @@ def _describe(result: Any) -> str:
         lines = [f"{outcome.ref}: {counts}"]
         if result.note:
             lines.append(f"  {result.note}")
+        lines.extend(f"  {note}" for note in outcome.notes)
         if outcome.problems:
             lines.append(f"  and would still be quarantined: {outcome.reason}")
         if verdicts:

@@ -493,6 +493,12 @@ class Ingestor:
                 ) as session:
                     for _entry in session.select(prepared.spool.replay(prepared.sha256)):
                         pass
+                    if not prepared.problems:
+                        outcome.snapshot_deletes = self._snapshot_deletes(
+                            prepared, session, deadline=None, dry_run=True
+                        )
+                if prepared.snapshot == "full":
+                    outcome.notes.append(prepared.snapshot_note or "snapshot: a file with problems never deletes")
                 outcome.verdicts = session.verdicts
                 outcome.events = session.verdicts.published
                 outcome.stale = session.verdicts.stale
@@ -573,13 +579,17 @@ class Ingestor:
         self._record(prepared, outcome, trigger, started, status=outcome.status)
         return outcome
 
-    def _snapshot_deletes(self, prepared: Prepared, session: Any, *, deadline: float | None) -> int:
+    def _snapshot_deletes(
+        self, prepared: Prepared, session: Any, *, deadline: float | None, dry_run: bool = False
+    ) -> int:
         """Tombstones for the keys of the partner's previous full snapshot that this one lacks.
 
         Runs inside the guard session, so the partner lock covers reading the previous key set,
         publishing and writing this file's key set; a crash before the write repeats the same
-        tombstones on retry (idempotent). Returns how many tombstones the broker acknowledged."""
-        assert self.sink is not None
+        tombstones on retry (idempotent). Returns how many tombstones the broker acknowledged
+        (``dry_run``: how many would be published, and nothing is written)."""
+        if prepared.snapshot != "full":
+            return 0  # before any work: a delta file must not pay for sorting its keys
         partner = prepared.partner_id or "_unrouted"
         bucket = prepared.ref.bucket
         with (
@@ -599,6 +609,14 @@ class Ingestor:
                 return 0
             gone = _Counted(missing(stored.keys(), current.all_sorted()) if stored else iter(()))
             selected = session.select(tombstone_entries(gone, prepared.as_of_ms))
+            if dry_run:
+                would = sum(1 for _ in selected)
+                since = f"since {stored.header.source}" if stored else "(no snapshot recorded yet)"
+                prepared.snapshot_note = (
+                    f"snapshot: {gone.count} product(s) missing {since}: would publish {would} tombstone(s)"
+                )
+                return would
+            assert self.sink is not None
             report = self.sink.publish(prepared.messages(selected), deadline=deadline)
             self.snapshots.save(
                 partner,

@@ -61,7 +61,16 @@ def test_second_full_snapshot_tombstones_exactly_the_three_products_it_lacks(
     assert "first snapshot recorded" in first.notes[0]
     assert stored_keys(aws) == [b"A", b"B", b"C", b"D", b"E"]
 
-    second = ingestor.ingest(put(aws, TUESDAY, "initech/tue.xml"), trigger="test")
+    tuesday = put(aws, TUESDAY, "initech/tue.xml")
+    preview = ingestor.dry_run(tuesday)
+    [note] = preview.notes
+    assert preview.snapshot_deletes == 3
+    assert note.startswith("snapshot: 3 product(s) missing since s3://drops/initech/mon.xml?versionId=")
+    assert note.endswith(": would publish 3 tombstone(s)")
+    assert len(topic_probe.messages()) == 5  # the dry run published nothing
+    assert stored_keys(aws) == [b"A", b"B", b"C", b"D", b"E"]  # and stored nothing
+
+    second = ingestor.ingest(tuesday, trigger="test")
     assert (second.status, second.events, second.tombstones, second.snapshot_deletes) == ("published", 6, 3, 3)
     assert "3 product(s) missing since s3://drops/initech/mon.xml" in second.notes[0]
 
