@@ -33,7 +33,7 @@ import json, sys
 from dropgate.cli import main
 code = 0
 try:
-    sys.argv = ["dropgate", "inspect", sys.argv[1], "--partner", "acme"]
+    sys.argv = ["dropgate", "inspect", sys.argv[1], "--partner", sys.argv[2]]
     main()
 except SystemExit as exit_:
     code = exit_.code or 0
@@ -180,11 +180,16 @@ def cases(listener: Listener, secret: Path) -> dict[str, tuple[str, Callable[[Pa
     }
 
 
-def run_inspect(path: Path) -> tuple[dict[str, int], str, str, float]:
+def run_inspect(path: Path, partner: str = "acme") -> tuple[dict[str, int], str, str, float]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     started = time.monotonic()
     done = subprocess.run(
-        [sys.executable, "-c", _WRAPPER, str(path)], capture_output=True, text=True, env=env, timeout=60, check=False
+        [sys.executable, "-c", _WRAPPER, str(path), partner],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
     )
     seconds = time.monotonic() - started
     err, _, stats = done.stderr.rpartition("\n@@")
@@ -291,3 +296,76 @@ def test_gzip_bomb_names_the_limit(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     _stats, _out, err, seconds = run_inspect(path)
     assert "[security_limit]" in err and "expands more than 200 times" in err
     assert seconds < MAX_SECONDS
+
+
+#: Each format's smallest valid document; {doctype} before the root, {text} in a text field of the one
+#: record, {nest} inside the record.
+FORMAT_SHAPES = {
+    "northwind": (
+        "rss",
+        '{doctype}<rss version="2.0" xmlns:g="http://base.google.com/ns/1.0"><channel><item><g:id>A</g:id>'
+        "<title>{text}</title><g:availability>in_stock</g:availability>{nest}</item></channel></rss>",
+    ),
+    "contoso": (
+        "rss",
+        '{doctype}<rss version="2.0" xmlns:g="http://base.google.com/ns/1.0"><channel><item>'
+        "<g:store_code>{text}</g:store_code><g:id>A</g:id><g:quantity>1</g:quantity>{nest}</item></channel></rss>",
+    ),
+    "tailspin": (
+        "AmazonEnvelope",
+        "{doctype}<AmazonEnvelope><Header><DocumentVersion>1.01</DocumentVersion><MerchantIdentifier>M</MerchantIdentifier>"
+        "</Header><MessageType>Inventory</MessageType><Message><MessageID>1</MessageID><OperationType>Update"
+        "</OperationType><Inventory><SKU>{text}</SKU><Quantity>1</Quantity>{nest}</Inventory></Message></AmazonEnvelope>",
+    ),
+    "fabrikam": (
+        "cXML",
+        '{doctype}<cXML payloadID="p" timestamp="2026-11-20T08:00:00Z"><Header/><Message><ProductActivityMessage>'
+        "<ProductActivityDetails><ItemID><SupplierPartID>A</SupplierPartID></ItemID><Description>{text}</Description>"
+        '<Inventory><UnrestrictedUseQuantity quantity="1"/></Inventory>{nest}</ProductActivityDetails>'
+        "</ProductActivityMessage></Message></cXML>",
+    ),
+    "initech": (
+        "s:StockReport",
+        '{doctype}<s:StockReport xmlns:s="urn:initech:stock:1"><s:Items><s:Item><s:Code>A</s:Code>'
+        "<s:Description>{text}</s:Description><s:OnHand>1</s:OnHand>{nest}</s:Item></s:Items></s:StockReport>",
+    ),
+}
+FORMAT_ATTACKS = ["billion_laughs", "external_entity_url", "external_dtd_entity", "text_node_5mb", "nested_100k"]
+
+
+def format_attack(partner: str, attack: str, listener: Listener) -> str:
+    root, shape = FORMAT_SHAPES[partner]
+    url = f"http://127.0.0.1:{listener.port}"
+    lol = '<!ENTITY lol0 "lol">' + "".join(f'<!ENTITY lol{i} "{f"&lol{i - 1};" * 10}">' for i in range(1, 10))
+    doctype, text, nest = "", "ok", ""
+    if attack == "billion_laughs":
+        doctype, text = f"<!DOCTYPE {root} [{lol}]>", "&lol9;"
+    elif attack == "external_entity_url":
+        doctype, text = f'<!DOCTYPE {root} [<!ENTITY s SYSTEM "{url}/secret">]>', "&s;"
+    elif attack == "external_dtd_entity":
+        doctype, text = f'<!DOCTYPE {root} SYSTEM "{url}/evil.dtd">', "&fromdtd;"
+    elif attack == "text_node_5mb":
+        text = "A" * 5_000_000
+    else:
+        nest = "<x>" * 100_000 + "</x>" * 100_000
+    return shape.format(doctype=doctype, text=text, nest=nest)
+
+
+@pytest.mark.parametrize("attack", FORMAT_ATTACKS)
+@pytest.mark.parametrize("partner", sorted(FORMAT_SHAPES))
+def test_every_format_refuses_the_same_attacks(partner: str, attack: str, listener: Listener, tmp_path: Path) -> None:
+    path = tmp_path / f"{partner}-{attack}.xml"
+    path.write_text(format_attack(partner, attack, listener), encoding="utf-8")
+    clean = tmp_path / f"{partner}-clean.xml"
+    clean.write_text(FORMAT_SHAPES[partner][1].format(doctype="", text="ok", nest=""), encoding="utf-8")
+    before = listener.connections
+    ok_stats, ok_out, ok_err, _ = run_inspect(clean, partner)
+    assert ok_stats["code"] == 0 and ok_out.count("\n") == 1, ok_err  # the shape itself is valid
+    stats, stdout, stderr, seconds = run_inspect(path, partner)
+    assert stats["code"] == 1, stderr
+    assert stdout == ""
+    assert stderr.splitlines()[0].startswith("[security_limit]"), stderr
+    assert seconds < MAX_SECONDS
+    assert stats["rss_kb"] / 1024 < MAX_RSS_MB
+    assert "lollollol" not in stderr and "A" * 200 not in stderr
+    assert listener.connections == before

@@ -111,3 +111,45 @@ def test_progress_is_reported_every_ten_thousand_products(tmp_path: Any) -> None
     ingestor.progress = seen.append
     ingestor.prepare(ObjectRef(None, str(path)), partner_id="acme").spool.close()
     assert seen == [10_000, 20_000]
+
+
+def test_inspect_finds_every_format_without_a_partner() -> None:
+    from tests.conftest import FIXTURES
+
+    expected = {
+        "google-merchant/good/merchant-feed.xml": ("google-merchant/1", 5),
+        "google-local/good/local-inventory.xml": ("google-local-inventory/1", 5),
+        "amazon/good/inventory-update.xml": ("amazon-inventory/1", 6),
+        "cxml/good/product-activity.xml": ("cxml-product-activity/1", 4),
+        "declarative/good/initech-stock.xml": ("initech-stock/1", 5),
+    }
+    for fixture, (parser, count) in expected.items():
+        result = runner.invoke(app, ["inspect", str(FIXTURES / fixture)])
+        assert result.exit_code == 0, result.stderr
+        assert f"ok, {count} event(s), parser {parser}" in result.stderr
+        assert len(result.stdout.splitlines()) == count
+
+
+def test_partners_lists_partners_and_formats_and_refuses_a_bad_configuration(tmp_path: Any, monkeypatch: Any) -> None:
+    monkeypatch.setenv("COLUMNS", "250")
+    listed = runner.invoke(app, ["partners"])
+    assert listed.exit_code == 0, listed.stderr
+    rows = [[cell.strip() for cell in line.split("│")[1:-1]] for line in listed.stdout.splitlines() if "│" in line]
+    assert [
+        "initech",
+        "initech/",
+        "initech-stock",
+        "initech-stock/1",
+        "full",
+        "strict",
+        "{partnerId}:{productId}",
+    ] in rows
+    assert (
+        "google-local-inventory (built-in)" in listed.stdout and "<AmazonEnvelope> with no namespace" in listed.stdout
+    )
+    bad = tmp_path / "partners.yaml"
+    bad.write_text("partners:\n  acme: {prefix: acme/, format: generic, snapshot: weekly}\n")
+    monkeypatch.setenv("DROPGATE_PARTNERS", str(bad))
+    refused = runner.invoke(app, ["partners"])
+    assert refused.exit_code == 2
+    assert "partner 'acme', field 'snapshot': Input should be 'full' or 'delta'" in refused.stderr
