@@ -24,15 +24,19 @@ from parsers.generic import GenericInventoryParser
 from parsers.limits import DEFAULT_LIMITS, Limits
 
 REPO = Path(__file__).resolve().parent.parent
-FIXTURES = REPO / "fixtures" / "generic"
+FIXTURES = REPO / "fixtures"
 
-#: (fixture, key in the drop bucket): good drops of two partners (one gzipped), and one that the
-#: current parser refuses.
+#: (fixture, key in the drop bucket): good drops of two partners (one gzipped); a Google Merchant
+#: feed and an Amazon inventory feed; a declarative-format file dropped under no prefix (routed by
+#: its root element); and one file that the current parser refuses.
 DEMO_DROPS = [
-    ("good/acme-2026-11-20.xml", "acme/inventory-2026-11-20.xml"),
-    ("good/acme-2026-11-21.xml.gz", "acme/inventory 2026-11-21.xml.gz"),
-    ("good/globex-stock.xml", "globex/stock.xml"),
-    ("bad/acme-thousands-separator.xml", "acme/erp-export-2026-11-22.xml"),
+    ("generic/good/acme-2026-11-20.xml", "acme/inventory-2026-11-20.xml"),
+    ("generic/good/acme-2026-11-21.xml.gz", "acme/inventory 2026-11-21.xml.gz"),
+    ("generic/good/globex-stock.xml", "globex/stock.xml"),
+    ("google-merchant/good/merchant-feed.xml", "northwind/feeds/merchant-feed.xml"),
+    ("amazon/good/inventory-update.xml", "tailspin/inventory-update.xml"),
+    ("declarative/good/initech-stock.xml", "inbox/initech-stock.xml"),
+    ("generic/bad/acme-thousands-separator.xml", "acme/erp-export-2026-11-22.xml"),
 ]
 QUARANTINED_KEY = "acme/erp-export-2026-11-22.xml"
 BUCKET = "dropgate-demo-drops"
@@ -129,7 +133,7 @@ def _run(console: Console) -> int:
     stats = drain_queue(clients["sqs"], stack.queue_url, handler)
     console.print(
         f"   {stats.messages} notification(s) in {stats.batches} batch(es); {stats.deleted} done, "
-        f"{stats.failed} left for retry (the first is S3's own s3:TestEvent, ignored)\n"
+        f"{stats.failed} left for retry (S3's own s3:TestEvent and our quarantine copies are ignored)\n"
     )
 
     console.print("[bold]3. What landed on the topic, per file[/]")
@@ -186,7 +190,7 @@ def _ftp_drop(console: Console, settings: Any, s3: Any) -> None:
         client = ftplib.FTP()  # noqa: S321 - a local, loopback-only stand-in for the partner's SFTP
         client.connect(drop.host, drop.port, timeout=10)
         client.login("globex", password)
-        with (FIXTURES / "good/globex-ftp-update.xml").open("rb") as handle:
+        with (FIXTURES / "generic/good/globex-ftp-update.xml").open("rb") as handle:
             client.storbinary("STOR nightly-update.xml", handle)
         client.voidcmd("NOOP")  # answered only after the upload reached the bucket
         client.quit()

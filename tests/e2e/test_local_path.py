@@ -110,4 +110,6 @@ def test_demo_runs_on_embedded_defaults() -> None:
     assert "published: s3://dropgate-demo-drops/acme/erp-export-2026-11-22.xml" in shown
     assert "quarantined copy resolved: s3://dropgate-demo-drops/quarantine/resolved/" in shown
     assert "globex uploaded over FTP" in shown and "s3://dropgate-demo-drops/globex/nightly-update.xml" in shown
-    assert "15 event(s) on the topic; 0 file(s) still quarantined." in shown
+    assert "northwind:SKU-10042" in shown and "tailspin:ABC-125" in shown  # Google Merchant and Amazon feeds
+    assert "initech:INI-1001" in shown  # a declarative format, dropped under no prefix, routed by its root
+    assert "31 event(s) on the topic; 0 file(s) still quarantined." in shown
