@@ -21,28 +21,29 @@ Format rules:
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import replace
 from typing import Any, BinaryIO, Literal, cast
 
 from lxml import etree
 
 from parsers import fields
-from parsers.base import Document, Item, LimitExceeded, Problem, Record, truncate
+from parsers.base import Document, Item, Problem, Record, truncate
 from parsers.fields import FieldError
 from parsers.limits import DEFAULT_LIMITS, Limits
+from parsers.records import RecordReader
 from parsers.xml_stream import (
     RecordWindow,
     Sniffed,
     check_attributes,
     check_depth,
-    entity_declaration_problem,
+    foreign_root_problem,
     has_entity_reference,
     local_name,
     release,
     secure_iterparse,
-    sniff,
+    sniff_document,
     syntax_problem,
-    unknown_format_problem,
+    syntax_problem_after,
+    too_much_text,
 )
 
 ROOT = "AmazonEnvelope"
@@ -56,8 +57,6 @@ OPERATIONS = ("Update", "PartialUpdate", "Delete")
 _ENVELOPE_CHILDREN = frozenset({"MessageID", "OperationType"})
 #: The ``<Inventory>`` children dropgate reads → the contract field their problems are about.
 _FIELDS = {SKU: "productId", "Quantity": "quantity", "Available": "availability"}
-#: Plain digits up to this length are quantities without further checks (18 digits fit in int64).
-_FAST_DIGITS = 18
 #: ``xsd:boolean`` spellings, which is what Amazon's schema types these flags as.
 _TRUE = frozenset({"true", "1"})
 _FALSE = frozenset({"false", "0"})
@@ -74,13 +73,9 @@ class AmazonInventoryParser:
         return sniffed.root == ROOT and sniffed.namespace is None
 
     def parse(self, stream: BinaryIO, limits: Limits = DEFAULT_LIMITS) -> Iterator[Item]:
-        stream, sniffed = sniff(stream)
-        if sniffed.declares_entities:
-            yield entity_declaration_problem()
-            return
-        if sniffed.root is not None and not self.matches(sniffed):
-            # Stop before parsing: a foreign document would otherwise be read for nothing.
-            yield unknown_format_problem(sniffed, self.expects)
+        stream, _, refused = sniff_document(stream, accepts=self.matches, expects=self.expects)
+        if refused is not None:
+            yield refused
             return
         index = 0
         current_id: str | None = None
@@ -128,32 +123,14 @@ class AmazonInventoryParser:
                 sku = _sku_of(payload) if payload is not None else ""
                 yield syntax_problem(error, record=index, product_id=sku or None)
             else:
-                problem = syntax_problem(error)
-                if index:
-                    after = f" (after message {index}" + (f", SKU {current_id})" if current_id else ")")
-                    problem = replace(problem, message=problem.message + after)
-                yield problem
+                yield syntax_problem_after(error, index, current_id, record="message", key="SKU")
             return
         if envelope is None:
-            yield _foreign_root(context.root, self.expects)
+            yield foreign_root_problem(context.root, self.expects, truncate_value=True)
         elif not header.emitted:
             yield from header.document(envelope)  # a feed without messages: nothing changes, but say so
         else:
             yield from header.problems  # header elements after the first message
-
-
-def _foreign_root(root: Any, expects: str) -> Problem:
-    """The root the parser found when sniffing could not read it (UTF-16, a very long prolog)."""
-    tag = str(root.tag) if root is not None else "?"
-    namespace, _, local = tag[1:].partition("}") if tag.startswith("{") else ("", "", tag)
-    where = f"<{local}>" + (f" in namespace {namespace}" if namespace else " with no namespace")
-    return Problem(
-        kind="unknown_format",
-        message=f"root element is {where}, expected {expects}",
-        line=root.sourceline if root is not None else None,
-        path=f"/{local}",
-        value=truncate(namespace or local),
-    )
 
 
 class _Header:
@@ -181,7 +158,9 @@ class _Header:
 
     def read(self, element: Any, limits: Limits) -> None:
         name = str(element.tag)
-        raw = _text(element, name, limits, path=f"/{ROOT}/{name}")
+        raw: str | None = element.text
+        if raw is not None and len(raw) > limits.max_text_chars:
+            raise too_much_text(f"<{name}>", len(raw), limits, line=element.sourceline, path=f"/{ROOT}/{name}")
         if self.emitted:
             self.problem(
                 element,
@@ -238,72 +217,9 @@ class _Header:
         yield Document(root=ROOT, namespace=None, snapshot=self.snapshot)
 
 
-def _text(element: Any, name: str, limits: Limits, **where: Any) -> str | None:
-    """An element's text, refusing what no inventory value needs: megabytes of it."""
-    text: str | None = element.text
-    if text is not None and len(text) > limits.max_text_chars:
-        raise LimitExceeded(
-            "max_text_chars",
-            limits.max_text_chars,
-            f"<{name}> holds {len(text):,} characters, over the limit of {limits.max_text_chars:,} per field",
-            line=element.sourceline,
-            **where,
-        )
-    return text
-
-
-class _MessageReader:
-    """Collects one message's values and problems; a message with any problem yields no record."""
-
-    def __init__(self, element: Any, index: int, limits: Limits) -> None:
-        self.index = index
-        self.limits = limits
-        self.line: int | None = element.sourceline
-        self.path = f"/{ROOT}/{MESSAGE}[{index}]"
-        self.product_id = ""
-        self.problems: list[Problem] = []
-
-    def where(self, element: Any, sub: str) -> dict[str, Any]:
-        return {
-            "line": element.sourceline if element is not None else self.line,
-            "record": self.index,
-            "product_id": self.product_id or None,
-            "path": self.path + sub,
-        }
-
-    def problem(self, field: str, message: str, *, value: object = None, element: Any = None, sub: str = "") -> None:
-        self.problems.append(
-            Problem(kind="validation", message=message, field=field, value=truncate(value), **self.where(element, sub))
-        )
-
-    def text(self, child: Any, field: str, sub: str) -> str | None:
-        """Text of a value element; ``None`` (with a problem) when it holds an entity reference."""
-        text: str | None = child.text
-        if (text is None or len(text) <= self.limits.max_text_chars) and not len(child):
-            return text  # the usual short leaf: nothing to check
-        if len(child) and has_entity_reference(child):
-            self.problems.append(
-                Problem(
-                    kind="security_limit",
-                    message=f"<{child.tag}> holds an entity reference; entities are never expanded: send literal text",
-                    field=field,
-                    **self.where(child, sub),
-                )
-            )
-            return None
-        return _text(
-            child,
-            str(child.tag),
-            self.limits,
-            record=self.index,
-            product_id=self.product_id or None,
-            path=self.path + sub,
-        )
-
-
 def _message(element: Any, index: int, limits: Limits) -> list[Record | Problem]:
     """One message's record, or its problems (a list: the caller needs the product id afterwards)."""
-    reader = _MessageReader(element, index, limits)
+    reader = RecordReader(element, index, limits, f"/{ROOT}/{MESSAGE}[{index}]")
     check_attributes(element, limits, path=reader.path, record=index)
     operation: Any = None
     payloads: list[Any] = []
@@ -392,7 +308,7 @@ def _sku_of(payload: Any) -> str:
     return truncate(str(element.text or "").strip()) or "" if element is not None else ""
 
 
-def _inventory_children(reader: _MessageReader, inventory: Any) -> tuple[dict[str, Any], bool]:
+def _inventory_children(reader: RecordReader, inventory: Any) -> tuple[dict[str, Any], bool]:
     """SKU, Quantity and Available, each at most once (other Amazon elements are not ours), and
     whether anything in ``<Inventory>`` nests further.
 
@@ -426,7 +342,7 @@ def _inventory_children(reader: _MessageReader, inventory: Any) -> tuple[dict[st
     return found, nested
 
 
-def _stock(reader: _MessageReader, inventory: Any, found: dict[str, Any]) -> tuple[int | None, str] | None:
+def _stock(reader: RecordReader, inventory: Any, found: dict[str, Any]) -> tuple[int | None, str] | None:
     """Quantity (availability follows from it) or Available (no count): exactly one of them."""
     quantity_el = found.get("Quantity")
     available_el = found.get("Available")
@@ -443,14 +359,11 @@ def _stock(reader: _MessageReader, inventory: Any, found: dict[str, Any]) -> tup
     if quantity_el is not None:
         sub = f"/{PAYLOAD}/Quantity"
         text = reader.text(quantity_el, "quantity", sub)
-        if text is not None and len(text) <= _FAST_DIGITS and text.isascii() and text.isdigit():
-            quantity = int(text)  # the common case; anything else goes through the checked path
-        else:
-            try:
-                quantity = fields.whole_number(text)
-            except FieldError as error:
-                reader.problem("quantity", f"Quantity {error}", value=text, element=quantity_el, sub=sub)
-                return None
+        try:
+            quantity = fields.whole_number(text)
+        except FieldError as error:
+            reader.problem("quantity", f"Quantity {error}", value=text, element=quantity_el, sub=sub)
+            return None
         return quantity, "in_stock" if quantity > 0 else "out_of_stock"
     if available_el is not None:
         sub = f"/{PAYLOAD}/Available"

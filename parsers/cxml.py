@@ -31,21 +31,25 @@ from typing import Any, BinaryIO, cast
 from lxml import etree
 
 from parsers import fields
-from parsers.base import Document, Item, LimitExceeded, Problem, Record, truncate
+from parsers.base import Document, Item, Problem, Record, truncate
 from parsers.fields import FieldError
 from parsers.limits import DEFAULT_LIMITS, Limits
+from parsers.records import RecordReader
 from parsers.xml_stream import (
+    SNIFF_BYTES,
     RecordWindow,
     Sniffed,
     check_attributes,
     check_depth,
-    entity_declaration_problem,
+    foreign_root_problem,
     has_entity_reference,
     local_name,
     release,
     secure_iterparse,
-    sniff,
+    sniff_document,
     syntax_problem,
+    syntax_problem_after,
+    too_much_text,
     unknown_format_problem,
 )
 
@@ -58,8 +62,6 @@ PART_ID = "SupplierPartID"
 ACTIVITY_PATH = f"/{ROOT}/{MESSAGE}/{ACTIVITY}"
 #: cXML's other top-level payload wrappers: a document holding one of them is never inventory.
 _OTHER_PAYLOADS = ("Request", "Response")
-#: ``sniff`` reads at most this much; a shorter head is the whole document, so its verdict is final.
-_SNIFF_BYTES = 64 * 1024
 #: A plain cXML decimal: digits, optionally a dot and more digits (``120``, ``120.000``, ``1.5``).
 _DECIMAL = re.compile(r"(?=\.?[0-9])(?P<units>[0-9]*)(?:\.(?P<fraction>[0-9]*))?")
 _PAYLOAD_NAME = re.compile(rb"<(?:Message|Request|Response)\b[^>]*>\s*<([A-Za-z_][\w.\-]*)")
@@ -76,13 +78,15 @@ class CxmlProductActivityParser:
         return sniffed.root == ROOT and sniffed.namespace is None and sniffed.mentions(ACTIVITY)
 
     def parse(self, stream: BinaryIO, limits: Limits = DEFAULT_LIMITS) -> Iterator[Item]:
-        stream, sniffed = sniff(stream)
-        if sniffed.declares_entities:
-            yield entity_declaration_problem()
-            return
-        if sniffed.root is not None and not self.matches(sniffed) and _head_is_conclusive(sniffed):
-            # Stop before parsing: an OrderRequest or a foreign document would be read for nothing.
-            yield _not_activity(sniffed, self.expects)
+        # An OrderRequest or a foreign document is refused before parsing, unless the head is too short to tell.
+        stream, sniffed, refused = sniff_document(
+            stream,
+            accepts=lambda head: self.matches(head) or not _head_is_conclusive(head),
+            expects=self.expects,
+            refuse=_not_activity,
+        )
+        if refused is not None:
+            yield refused
             return
         index = 0
         current_id: str | None = None
@@ -142,14 +146,10 @@ class CxmlProductActivityParser:
                 part_id = truncate((part.text or "").strip()) if part is not None else None
                 yield syntax_problem(error, record=index, product_id=part_id or None)
             else:
-                problem = syntax_problem(error)
-                if index:
-                    after = f" (after record {index}" + (f", SupplierPartID {current_id})" if current_id else ")")
-                    problem = replace(problem, message=problem.message + after)
-                yield problem
+                yield syntax_problem_after(error, index, current_id, key=PART_ID)
             return
         if root is None:
-            yield _foreign_root(context.root, self.expects)
+            yield foreign_root_problem(context.root, self.expects, truncate_value=True)
         elif not head.seen_activity:
             yield _not_activity(sniffed, self.expects, line=root.sourceline)
         else:
@@ -164,7 +164,7 @@ def _head_is_conclusive(sniffed: Sniffed) -> bool:
     """
     if sniffed.root != ROOT or sniffed.namespace is not None:
         return True
-    return len(sniffed.head) < _SNIFF_BYTES or any(sniffed.mentions(name) for name in _OTHER_PAYLOADS)
+    return len(sniffed.head) < SNIFF_BYTES or any(sniffed.mentions(name) for name in _OTHER_PAYLOADS)
 
 
 def _not_activity(sniffed: Sniffed, expects: str, *, payload: str | None = None, line: int | None = None) -> Problem:
@@ -183,20 +183,6 @@ def _not_activity(sniffed: Sniffed, expects: str, *, payload: str | None = None,
         ),
         line=line or problem.line,
         value=truncate(payload) if payload else problem.value,
-    )
-
-
-def _foreign_root(root: Any, expects: str) -> Problem:
-    """The root the parser found when sniffing could not read it (UTF-16, a very long prolog)."""
-    tag = str(root.tag) if root is not None else "?"
-    namespace, _, local = tag[1:].partition("}") if tag.startswith("{") else ("", "", tag)
-    where = f"<{local}>" + (f" in namespace {namespace}" if namespace else " with no namespace")
-    return Problem(
-        kind="unknown_format",
-        message=f"root element is {where}, expected {expects}",
-        line=root.sourceline if root is not None else None,
-        path=f"/{local}",
-        value=truncate(namespace or local),
     )
 
 
@@ -272,20 +258,6 @@ class _Head:
         yield Document(root=ROOT, namespace=None, as_of=as_of)
 
 
-def _text(element: Any, limits: Limits, **where: Any) -> str | None:
-    """An element's text, refusing what no inventory value needs: megabytes of it."""
-    text: str | None = element.text
-    if text is not None and len(text) > limits.max_text_chars:
-        raise LimitExceeded(
-            "max_text_chars",
-            limits.max_text_chars,
-            f"<{element.tag}> holds {len(text):,} characters, over the limit of {limits.max_text_chars:,} per field",
-            line=element.sourceline,
-            **where,
-        )
-    return text
-
-
 def whole_units(raw: str | None) -> int:
     """A cXML quantity (a decimal) as whole units: ``120.0`` is 120, ``1.5`` is refused.
 
@@ -306,43 +278,10 @@ def whole_units(raw: str | None) -> int:
     return fields.whole_number(text)  # negative, empty or not a number: its message says which
 
 
-class _DetailsReader:
+class _DetailsReader(RecordReader):
     """Collects one details element's values and problems; any problem means no record."""
 
-    def __init__(self, element: Any, index: int, limits: Limits) -> None:
-        self.index = index
-        self.limits = limits
-        self.line: int | None = element.sourceline
-        self.path = f"{ACTIVITY_PATH}/{DETAILS}[{index}]"
-        self.product_id = ""
-        self.problems: list[Problem] = []
-
-    def where(self, element: Any, sub: str) -> dict[str, Any]:
-        return {
-            "line": element.sourceline if element is not None else self.line,
-            "record": self.index,
-            "product_id": self.product_id or None,
-            "path": self.path + sub,
-        }
-
-    def problem(self, field: str, message: str, *, value: object = None, element: Any = None, sub: str = "") -> None:
-        self.problems.append(
-            Problem(kind="validation", message=message, field=field, value=truncate(value), **self.where(element, sub))
-        )
-
-    def text(self, element: Any, field: str, sub: str) -> str | None:
-        """Direct text of an element; ``None`` (with a problem) when it holds an entity reference."""
-        if len(element) and has_entity_reference(element):
-            self.problems.append(
-                Problem(
-                    kind="security_limit",
-                    message=f"<{element.tag}> holds an entity reference; entities are never expanded: send plain text",
-                    field=field,
-                    **self.where(element, sub),
-                )
-            )
-            return None
-        return _text(element, self.limits, record=self.index, product_id=self.product_id or None, path=self.path + sub)
+    entity_advice = "send plain text"
 
     def only(self, parent: Any, tag: str, field: str, sub: str) -> Any:
         """The one child ``tag`` of ``parent``; a second one is a problem (which of them would be right?)."""
@@ -354,7 +293,7 @@ class _DetailsReader:
 
 def _details(element: Any, index: int, limits: Limits) -> list[Record | Problem]:
     """One product's record, or its problems (a list: the caller needs the product id afterwards)."""
-    reader = _DetailsReader(element, index, limits)
+    reader = _DetailsReader(element, index, limits, f"{ACTIVITY_PATH}/{DETAILS}[{index}]")
     check_attributes(element, limits, path=reader.path, record=index)
     check_depth(element, limits, path=reader.path, record=index)
 
@@ -430,11 +369,5 @@ def _description(reader: _DetailsReader, description: Any) -> str | None:
         parts.append(child.tail or "")
     text = "".join(parts).strip()
     if len(text) > reader.limits.max_text_chars:
-        raise LimitExceeded(
-            "max_text_chars",
-            reader.limits.max_text_chars,
-            f"<Description> holds {len(text):,} characters, over the limit of {reader.limits.max_text_chars:,} "
-            "per field",
-            **reader.where(description, "/Description"),
-        )
+        raise too_much_text("<Description>", len(text), reader.limits, **reader.where(description, "/Description"))
     return text or short_name

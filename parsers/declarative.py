@@ -28,7 +28,7 @@ from lxml import etree
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from parsers import fields
-from parsers.base import Document, Item, LimitExceeded, Problem, Record, truncate
+from parsers.base import Document, Item, Problem, Record, truncate
 from parsers.fields import AVAILABILITY_VALUES, FieldError
 from parsers.limits import DEFAULT_LIMITS, Limits
 from parsers.xml_stream import (
@@ -36,13 +36,14 @@ from parsers.xml_stream import (
     Sniffed,
     check_attributes,
     check_depth,
-    entity_declaration_problem,
+    foreign_root_problem,
     has_entity_reference,
     local_name,
     secure_iterparse,
-    sniff,
+    sniff_document,
     syntax_problem,
-    unknown_format_problem,
+    syntax_problem_after,
+    too_much_text,
 )
 
 #: Contract fields a format may map, in the order they are read. ``currency`` is the price's.
@@ -59,8 +60,6 @@ _CONVERTING = {
 _NCNAME = r"[A-Za-z_][\w.\-]*"
 _QNAME = re.compile(rf"(?:({_NCNAME}):)?({_NCNAME})")
 _ATTRIBUTE = re.compile(rf"@(?:({_NCNAME}):)?({_NCNAME})")
-#: Plain digits up to this length are quantities without further checks (18 digits fit in int64).
-_FAST_DIGITS = 18
 _YAML_BOOLEAN_HINT = "YAML reads yes/no/on/off/true/false unquoted as booleans; quote it"
 
 
@@ -305,11 +304,7 @@ def _apply(name: str, value: Any) -> Any:
 
 
 def _quantity(value: Any) -> int:
-    if isinstance(value, int):
-        return value
-    if len(value) <= _FAST_DIGITS and value.isascii() and value.isdigit():
-        return int(value)
-    return fields.whole_number(value)
+    return value if isinstance(value, int) else fields.whole_number(value)
 
 
 def _price_pair(value: Any) -> tuple[str, str]:
@@ -583,13 +578,9 @@ class XPathParser:
         return sniffed.root == self.spec.root and sniffed.namespace == self.spec.namespace
 
     def parse(self, stream: BinaryIO, limits: Limits = DEFAULT_LIMITS) -> Iterator[Item]:
-        stream, sniffed = sniff(stream)
-        if sniffed.declares_entities:
-            yield entity_declaration_problem()
-            return
-        if sniffed.root is not None and not self.matches(sniffed):
-            # Stop before parsing: a foreign document would otherwise be read for nothing.
-            yield unknown_format_problem(sniffed, self.expects)
+        stream, _, refused = sniff_document(stream, accepts=self.matches, expects=self.expects)
+        if refused is not None:
+            yield refused
             return
         rules = self.rules
         record_tag = rules.step_tags[-1]
@@ -612,7 +603,7 @@ class XPathParser:
             for event, element in context:
                 if not seen_root:
                     if element.getparent() is not None or element.tag != rules.root_tag:
-                        yield self._foreign_root(element.getroottree().getroot())
+                        yield foreign_root_problem(element.getroottree().getroot(), self.expects)
                         return
                     seen_root = True
                     check_attributes(element, limits, path=f"/{self.spec.root}")
@@ -638,14 +629,10 @@ class XPathParser:
             if current is not None:
                 yield syntax_problem(error, record=index, product_id=current_id or self._partial_id(current))
             else:
-                problem = syntax_problem(error)
-                if index:
-                    after = f" (after record {index}" + (f", productId {current_id})" if current_id else ")")
-                    problem = _with_message(problem, problem.message + after)
-                yield problem
+                yield syntax_problem_after(error, index, current_id)
             return
         if not seen_root and context.root is not None:
-            yield self._foreign_root(context.root)
+            yield foreign_root_problem(context.root, self.expects)
 
     @staticmethod
     def _is_record(element: Any, tags: tuple[str, ...], *, local: bool = False) -> bool:
@@ -671,14 +658,6 @@ class XPathParser:
         except (etree.XPathError, ValueError):
             return None
         return (raw or "").strip() or None
-
-    def _foreign_root(self, root: Any) -> Problem:
-        found = Sniffed()
-        tag = str(root.tag)
-        found.root = local_name(tag)
-        found.namespace = tag[1:].partition("}")[0] if tag.startswith("{") else None
-        problem = unknown_format_problem(found, self.expects)
-        return _with_line(problem, root.sourceline)
 
     def _misplaced(self, element: Any) -> Problem:
         """The record path's local names match but a namespace does not: name the first step that differs."""
@@ -724,14 +703,6 @@ class XPathParser:
                         value=truncate(raw),
                     )
         yield Document(root=self.spec.root, namespace=self.spec.namespace, as_of=as_of)
-
-
-def _with_message(problem: Problem, message: str) -> Problem:
-    return Problem(**{**{f: getattr(problem, f) for f in Problem.__slots__}, "message": message})
-
-
-def _with_line(problem: Problem, line: int | None) -> Problem:
-    return Problem(**{**{f: getattr(problem, f) for f in Problem.__slots__}, "line": line})
 
 
 def _release_chain(element: Any) -> None:
@@ -800,11 +771,10 @@ class _RecordReader:
             )
             return None, node
         if raw is not None and len(raw) > self.limits.max_text_chars:
-            raise LimitExceeded(
-                "max_text_chars",
-                self.limits.max_text_chars,
-                f"{field} ({path.text}) holds {len(raw):,} characters, over the limit of "
-                f"{self.limits.max_text_chars:,} per field",
+            raise too_much_text(
+                f"{field} ({path.text})",
+                len(raw),
+                self.limits,
                 line=(node.sourceline if node is not None else None) or self.line,
                 record=self.index,
                 product_id=self.product_id,

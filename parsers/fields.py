@@ -15,7 +15,8 @@ _WHOLE = re.compile(r"[0-9]+")
 _DECIMAL = re.compile(r"[0-9]+(\.[0-9]+)?")
 _CURRENCY = re.compile(r"[A-Z]{3}")
 #: 18 digits fits a signed 64-bit integer, which is what downstream consumers (Java, SQL) hold.
-_MAX_QUANTITY_DIGITS = 18
+#: Plain ASCII digits up to this length are therefore quantities without further checks.
+MAX_QUANTITY_DIGITS = 18
 
 
 class FieldError(ValueError):
@@ -24,12 +25,14 @@ class FieldError(ValueError):
 
 def whole_number(raw: str | None) -> int:
     """A quantity: digits only after trimming. ``1,234`` is refused, not guessed."""
+    if raw is not None and len(raw) <= MAX_QUANTITY_DIGITS and raw.isascii() and raw.isdigit():
+        return int(raw)  # the common case; anything else goes through the checks below
     text = (raw or "").strip()
     if not text:
         raise FieldError("is empty; expected a whole number of units ≥ 0, e.g. 12")
     if _WHOLE.fullmatch(text):
-        if len(text.lstrip("0")) > _MAX_QUANTITY_DIGITS:
-            raise FieldError(f"'{text[:40]}' is too large; expected at most {_MAX_QUANTITY_DIGITS} digits")
+        if len(text.lstrip("0")) > MAX_QUANTITY_DIGITS:
+            raise FieldError(f"'{text[:40]}' is too large; expected at most {MAX_QUANTITY_DIGITS} digits")
         return int(text)
     if "," in text or (text.count(".") == 1 and re.fullmatch(r"[0-9]{1,3}(\.[0-9]{3})+", text)):
         raise FieldError(

@@ -20,27 +20,30 @@ from typing import Any, BinaryIO, cast
 from lxml import etree
 
 from parsers import fields
-from parsers.base import Document, Item, LimitExceeded, Problem, Record, truncate
+from parsers.base import Document, Item, Problem, Record, truncate
 from parsers.fields import FieldError
 from parsers.limits import DEFAULT_LIMITS, Limits
+from parsers.records import RecordReader
 from parsers.xml_stream import (
     RecordWindow,
     Sniffed,
     check_attributes,
     check_depth,
-    entity_declaration_problem,
     has_entity_reference,
     release,
     secure_iterparse,
-    sniff,
+    sniff_document,
+    sniffed_from,
     syntax_problem,
+    syntax_problem_after,
+    too_much_text,
 )
 
 ROOT = "inventory"
 PRODUCT = "product"
 _SINGLE_FIELDS = ("sku", "name", "quantity", "availability", "price", "locations")
 #: Plain digits up to this length are quantities without further checks (18 digits fit in int64).
-_FAST_DIGITS = 18
+_FAST_DIGITS = fields.MAX_QUANTITY_DIGITS
 _TRUE = frozenset({"true", "1"})
 _FALSE = frozenset({"false", "0"})
 
@@ -56,13 +59,9 @@ class GenericInventoryParser:
         return sniffed.root == ROOT and sniffed.namespace is None
 
     def parse(self, stream: BinaryIO, limits: Limits = DEFAULT_LIMITS) -> Iterator[Item]:
-        stream, sniffed = sniff(stream)
-        if sniffed.declares_entities:
-            yield entity_declaration_problem()
-            return
-        if sniffed.root is not None and (sniffed.root != ROOT or sniffed.namespace is not None):
-            # Stop before parsing: a foreign document would otherwise be held whole in memory.
-            yield _unknown_format(sniffed.root, sniffed.namespace, line=None)
+        stream, _, refused = sniff_document(stream, accepts=self.matches, expects=self.expects, refuse=_unknown_format)
+        if refused is not None:
+            yield refused
             return
         index = 0
         current_id: str | None = None
@@ -95,32 +94,23 @@ class GenericInventoryParser:
             if inside_product:
                 yield syntax_problem(error, record=index, product_id=current_id)
             else:
-                problem = syntax_problem(error)
-                if index:
-                    after = f" (after record {index}" + (f", productId {current_id})" if current_id else ")")
-                    problem = _with_message(problem, problem.message + after)
-                yield problem
+                yield syntax_problem_after(error, index, current_id)
             return
         if not seen_root:
             root = context.root
-            tag = str(root.tag) if root is not None else "?"
-            namespace, _, local = tag[1:].partition("}") if tag.startswith("{") else ("", "", tag)
-            yield _unknown_format(local, namespace or None, line=root.sourceline if root is not None else None)
+            yield _unknown_format(sniffed_from(root), self.expects, line=root.sourceline if root is not None else None)
 
 
-def _unknown_format(root: str, namespace: str | None, *, line: int | None) -> Problem:
-    where = f"<{root}>" + (f" in namespace {namespace}" if namespace else "")
+def _unknown_format(found: Sniffed, expects: str, *, line: int | None = None) -> Problem:
+    """This format's wording: a root in no namespace is named bare (not ``… with no namespace``)."""
+    where = f"<{found.root}>" + (f" in namespace {found.namespace}" if found.namespace else "")
     return Problem(
         kind="unknown_format",
-        message=f"root element is {where}, expected <{ROOT}> with no namespace (the generic inventory format)",
+        message=f"root element is {where}, expected {expects}",
         line=line,
-        path=f"/{root}",
-        value=truncate(namespace or root),
+        path=f"/{found.root}",
+        value=truncate(found.namespace or found.root),
     )
-
-
-def _with_message(problem: Problem, message: str) -> Problem:
-    return Problem(**{**{f: getattr(problem, f) for f in Problem.__slots__}, "message": message})
 
 
 def _document(root: Any) -> Iterator[Item]:
@@ -142,40 +132,11 @@ def _document(root: Any) -> Iterator[Item]:
     yield Document(root=ROOT, namespace=None, partner=partner, as_of=as_of)
 
 
-class _ProductReader:
+class _ProductReader(RecordReader):
     """Collects one product's fields and problems; a product with any problem yields no record."""
 
-    def __init__(self, element: Any, index: int, limits: Limits) -> None:
-        self.index = index
-        self.limits = limits
-        self.line: int | None = element.sourceline
-        self.path = f"/{ROOT}/{PRODUCT}[{index}]"
-        self.product_id = (element.get("id") or "").strip()
-        self.problems: list[Problem] = []
-
-    def problem(self, field: str, message: str, *, value: object = None, element: Any = None, sub: str = "") -> None:
-        self.problems.append(
-            Problem(
-                kind="validation",
-                message=message,
-                line=element.sourceline if element is not None else self.line,
-                record=self.index,
-                product_id=self.product_id or None,
-                path=self.path + sub,
-                field=field,
-                value=truncate(value),
-            )
-        )
-
-    def where(self, element: Any, sub: str) -> dict[str, Any]:
-        return {
-            "line": element.sourceline,
-            "record": self.index,
-            "product_id": self.product_id or None,
-            "path": self.path + sub,
-        }
-
-    def text(self, child: Any, field: str) -> str | None:
+    def field_text(self, child: Any, field: str) -> str | None:
+        """Text of the product's child ``<field>`` (the hot path: one call per field, nothing more)."""
         if len(child) and has_entity_reference(child):
             self.problems.append(
                 Problem(
@@ -188,12 +149,7 @@ class _ProductReader:
             return None
         text: str | None = child.text
         if text is not None and len(text) > self.limits.max_text_chars:
-            raise LimitExceeded(
-                "max_text_chars",
-                self.limits.max_text_chars,
-                f"<{field}> holds {len(text):,} characters, over the limit of {self.limits.max_text_chars:,} per field",
-                **self.where(child, f"/{field}"),
-            )
+            raise too_much_text(f"<{field}>", len(text), self.limits, **self.where(child, f"/{field}"))
         return text
 
     def convert(self, child: Any, field: str, converter: Any, raw: str | None, sub: str = "") -> Any:
@@ -205,7 +161,7 @@ class _ProductReader:
 
 
 def _product(element: Any, index: int, limits: Limits) -> Iterator[Item]:
-    reader = _ProductReader(element, index, limits)
+    reader = _ProductReader(element, index, limits, f"/{ROOT}/{PRODUCT}[{index}]", (element.get("id") or "").strip())
     pid = reader.product_id or None
     check_attributes(element, limits, path=reader.path, record=index, product_id=pid)
     for child in element:
@@ -252,17 +208,17 @@ def _product(element: Any, index: int, limits: Limits) -> Iterator[Item]:
             )
             continue
         if tag == "sku" or tag == "name":
-            values[tag] = fields.text_value(reader.text(child, tag))
+            values[tag] = fields.text_value(reader.field_text(child, tag))
         elif tag == "quantity":
-            text = reader.text(child, tag)
+            text = reader.field_text(child, tag)
             if text is not None and len(text) <= _FAST_DIGITS and text.isascii() and text.isdigit():
                 values[tag] = int(text)  # the common case; anything else goes through the checked path
             else:
                 values[tag] = reader.convert(child, tag, fields.whole_number, text)
         elif tag == "availability":
-            values[tag] = reader.convert(child, tag, fields.availability, reader.text(child, tag))
+            values[tag] = reader.convert(child, tag, fields.availability, reader.field_text(child, tag))
         elif tag == "price":
-            amount = reader.convert(child, "price", fields.decimal_amount, reader.text(child, tag))
+            amount = reader.convert(child, "price", fields.decimal_amount, reader.field_text(child, tag))
             currency = reader.convert(
                 child, "price.currency", fields.currency_code, child.get("currency"), "/price/@currency"
             )

@@ -48,7 +48,6 @@ import re
 import sqlite3
 import tempfile
 from collections.abc import Callable, Iterator
-from dataclasses import replace
 from decimal import Decimal
 from itertools import groupby
 from typing import Any, BinaryIO, cast
@@ -56,7 +55,7 @@ from typing import Any, BinaryIO, cast
 from lxml import etree
 
 from parsers import fields
-from parsers.base import Document, Item, LimitExceeded, Problem, Record, truncate
+from parsers.base import Document, Item, Problem, Record, truncate
 from parsers.fields import FieldError
 from parsers.limits import DEFAULT_LIMITS, Limits
 from parsers.xml_stream import (
@@ -64,13 +63,14 @@ from parsers.xml_stream import (
     Sniffed,
     check_attributes,
     check_depth,
-    entity_declaration_problem,
+    foreign_root_problem,
     has_entity_reference,
     release,
     secure_iterparse,
-    sniff,
+    sniff_document,
     syntax_problem,
-    unknown_format_problem,
+    syntax_problem_after,
+    too_much_text,
 )
 
 G = "http://base.google.com/ns/1.0"
@@ -84,8 +84,6 @@ def _g(local: str) -> str:
     return f"{{{G}}}{local}"
 
 
-#: Plain digits up to this length are quantities without further checks (18 digits fit in int64).
-_FAST_DIGITS = 18
 _SPACES = re.compile(r"[\s_]+")
 _AMOUNT = re.compile(r"[0-9]+(\.[0-9]+)?")
 
@@ -189,10 +187,10 @@ class _ItemReader:
         text: str | None = child.text
         if text is not None and len(text) > self.limits.max_text_chars:
             label = _label(child.tag)
-            raise LimitExceeded(
-                "max_text_chars",
-                self.limits.max_text_chars,
-                f"<{label}> holds {len(text):,} characters, over the limit of {self.limits.max_text_chars:,} per field",
+            raise too_much_text(
+                f"<{label}>",
+                len(text),
+                self.limits,
                 line=child.sourceline,
                 record=self.index,
                 product_id=self.product_id,
@@ -264,13 +262,9 @@ class _RssScan:
         self.completed = False
 
     def __iter__(self) -> Iterator[Document | Problem | _ItemReader]:
-        stream, sniffed = sniff(self.stream)
-        if sniffed.declares_entities:
-            yield entity_declaration_problem()
-            return
-        if sniffed.root is not None and not self.matches(sniffed):
-            # Stop before parsing: a foreign document would otherwise be read to its end.
-            yield unknown_format_problem(sniffed, self.expects)
+        stream, _, refused = sniff_document(self.stream, accepts=self.matches, expects=self.expects)
+        if refused is not None:
+            yield refused
             return
         index = 0
         current: Any = None
@@ -309,20 +303,10 @@ class _RssScan:
             if current is not None:
                 yield syntax_problem(error, record=index, product_id=_partial_id(current, self.wanted))
             else:
-                problem = syntax_problem(error)
-                if index:
-                    after = f" (after item {index}" + (f", productId {last_id})" if last_id else ")")
-                    problem = replace(problem, message=problem.message + after)
-                yield problem
+                yield syntax_problem_after(error, index, last_id, record="item")
             return
         if not seen_root:
-            root = context.root if foreign_root is None else foreign_root
-            tag = str(root.tag) if root is not None else "?"
-            found = Sniffed()
-            namespace, _, found.root = tag[1:].partition("}") if tag.startswith("{") else ("", "", tag)
-            found.namespace = namespace or None
-            problem = unknown_format_problem(found, self.expects)
-            yield replace(problem, line=root.sourceline if root is not None else None)
+            yield foreign_root_problem(context.root if foreign_root is None else foreign_root, self.expects)
             return
         self.completed = True
 
@@ -369,12 +353,6 @@ def price(raw: str) -> dict[str, str]:
     except FieldError as error:
         raise FieldError(f"{error}; expected the shape 15.00 USD") from None
     return {"amount": amount, "currency": currency}
-
-
-def _quantity(raw: str) -> int:
-    if len(raw) <= _FAST_DIGITS and raw.isascii() and raw.isdigit():
-        return int(raw)  # the common case; anything else goes through the checked path
-    return fields.whole_number(raw)
 
 
 # -- Merchant Center -------------------------------------------------------------------------
@@ -512,7 +490,7 @@ def _local_item(reader: _ItemReader, rows: _StoreRows) -> Iterator[Problem]:
             label="g:store_code",
             value=child.text if child is not None else None,
         )
-    quantity = reader.convert("quantity", "locations.quantity", _quantity)
+    quantity = reader.convert("quantity", "locations.quantity", fields.whole_number)
     reader.missing(
         "quantity",
         "locations.quantity",

@@ -12,11 +12,12 @@ from __future__ import annotations
 import io
 import re
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from typing import Any, BinaryIO
 
 from lxml import etree
 
-from parsers.base import LimitExceeded, Problem, ProblemKind
+from parsers.base import LimitExceeded, Problem, ProblemKind, truncate
 from parsers.limits import Limits
 
 _LOCATION_SUFFIX = re.compile(r", line \d+, column \d+$")
@@ -70,6 +71,20 @@ def syntax_problem(error: etree.XMLSyntaxError, *, record: int | None = None, pr
     )
 
 
+def syntax_problem_after(
+    error: etree.XMLSyntaxError, index: int, last_id: str | None, *, record: str = "record", key: str = "productId"
+) -> Problem:
+    """A syntax error outside any record, said to come after record ``index`` (``key`` ``last_id``), if any.
+
+    ``record`` and ``key`` are the format's words, e.g. ``message`` and ``SKU`` for Amazon feeds.
+    """
+    problem = syntax_problem(error)
+    if not index:
+        return problem
+    after = f" (after {record} {index}" + (f", {key} {last_id})" if last_id else ")")
+    return replace(problem, message=problem.message + after)
+
+
 def has_entity_reference(element: Any) -> bool:
     """True if an element holds an unexpanded entity reference (we never expand them)."""
     return any(isinstance(child, etree._Entity) for child in element)
@@ -93,7 +108,8 @@ def release(element: Any) -> None:
 
 # -- sniffing the root before parsing ---------------------------------------------------------
 
-_SNIFF_BYTES = 64 * 1024
+#: ``sniff`` reads at most this much; a shorter head is the whole document.
+SNIFF_BYTES = 64 * 1024
 _NAME = re.compile(rb"<([A-Za-z_][\w.\-]*(?::[A-Za-z_][\w.\-]*)?)[\s/>]")
 _XMLNS = re.compile(rb"""xmlns(?::([^\s=]+))?\s*=\s*(["'])(.*?)\2""", re.S)
 _BOMS = (b"\xef\xbb\xbf",)
@@ -157,11 +173,11 @@ def sniff(stream: BinaryIO) -> tuple[BinaryIO, Sniffed]:
     Best effort on purpose: anything it cannot read (UTF-16, a prolog longer than the head) leaves
     ``root`` unset and the caller parses as usual.
     """
-    head = stream.read(_SNIFF_BYTES)
+    head = stream.read(SNIFF_BYTES)
     found = Sniffed()
     found.head = head
     if b"\x00" in head[:4]:  # UTF-16/32 without a BOM: leave it to the parser's encoding detection
-        return io.BufferedReader(_Replay(head, stream), buffer_size=_SNIFF_BYTES), found
+        return io.BufferedReader(_Replay(head, stream), buffer_size=SNIFF_BYTES), found
     text = head
     for bom in _BOMS:
         text = text.removeprefix(bom)
@@ -208,7 +224,7 @@ def sniff(stream: BinaryIO) -> tuple[BinaryIO, Sniffed]:
                     if bound == found.prefix:
                         found.namespace = uri or None
             break
-    return io.BufferedReader(_Replay(head, stream), buffer_size=_SNIFF_BYTES), found
+    return io.BufferedReader(_Replay(head, stream), buffer_size=SNIFF_BYTES), found
 
 
 def unknown_format_problem(sniffed: Sniffed, expected: str, *, known: str | None = None) -> Problem:
@@ -223,6 +239,51 @@ def unknown_format_problem(sniffed: Sniffed, expected: str, *, known: str | None
         path=f"/{sniffed.root}" if sniffed.root else None,
         value=sniffed.namespace or sniffed.root,
     )
+
+
+def sniff_document(
+    stream: BinaryIO,
+    *,
+    accepts: Callable[[Sniffed], bool],
+    expects: str,
+    refuse: Callable[[Sniffed, str], Problem] = unknown_format_problem,
+) -> tuple[BinaryIO, Sniffed, Problem | None]:
+    """Sniff the head and refuse what no parse should start on: declared entities, another format's root.
+
+    Stopping before parsing matters: a foreign document would otherwise be read to its end for
+    nothing. ``accepts`` says whether a readable head is the format's; ``refuse(sniffed, expects)``
+    words the refusal. A head the sniffer could not read is let through: the parser finds the root
+    while streaming (see :func:`foreign_root_problem`). Returns the stream to parse (nothing is
+    consumed), what was sniffed, and the problem to yield instead of parsing, if any.
+    """
+    stream, sniffed = sniff(stream)
+    if sniffed.declares_entities:
+        return stream, sniffed, entity_declaration_problem()
+    if sniffed.root is not None and not accepts(sniffed):
+        return stream, sniffed, refuse(sniffed, expects)
+    return stream, sniffed, None
+
+
+def sniffed_from(root: Any) -> Sniffed:
+    """The root element the parser found, described as if sniffed (``<?>`` when there is none)."""
+    tag = str(root.tag) if root is not None else "?"
+    found = Sniffed()
+    namespace, _, found.root = tag[1:].partition("}") if tag.startswith("{") else ("", "", tag)
+    found.namespace = namespace or None
+    return found
+
+
+def foreign_root_problem(root: Any, expects: str, *, truncate_value: bool = False) -> Problem:
+    """``unknown_format`` for the root found while parsing, when sniffing could not read it (UTF-16, a long prolog).
+
+    ``truncate_value`` cuts the value like other offending values; the Amazon and cXML parsers do,
+    the RSS and declarative ones never did.
+    """
+    problem = unknown_format_problem(sniffed_from(root), expects)
+    line = root.sourceline if root is not None else None
+    if truncate_value:
+        return replace(problem, line=line, value=truncate(problem.value))
+    return replace(problem, line=line)
 
 
 def entity_declaration_problem() -> Problem:
@@ -271,6 +332,19 @@ def check_depth(
                 path=path,
             )
         stack.extend((child, depth + 1) for child in element if len(child))
+
+
+def too_much_text(what: str, length: int, limits: Limits, **where: Any) -> LimitExceeded:
+    """The ``max_text_chars`` refusal of ``what`` (e.g. ``<name>``), to raise once the caller found it too long.
+
+    Callers compare the length themselves, so the usual short text costs no call.
+    """
+    return LimitExceeded(
+        "max_text_chars",
+        limits.max_text_chars,
+        f"{what} holds {length:,} characters, over the limit of {limits.max_text_chars:,} per field",
+        **where,
+    )
 
 
 class RecordWindow(io.RawIOBase):
