@@ -7,7 +7,10 @@ tests never skip for want of one: if it cannot start, they fail and say why.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -103,3 +106,25 @@ def values_by_key(messages: list[TopicMessage]) -> dict[str, Any]:
     import orjson
 
     return {m.key.decode(): (orjson.loads(m.value) if m.value is not None else None) for m in messages if m.key}
+
+
+@contextlib.contextmanager
+def listening_socket() -> Iterator[tuple[int, list[object]]]:
+    """A local server that records any connection: point a DTD or entity URL at it to prove that
+    nothing is fetched (the accept waits 0.5 s at most; it bounds the wait, it is not a sleep)."""
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(1)
+        server.settimeout(0.5)
+        connections: list[object] = []
+
+        def accept() -> None:
+            with contextlib.suppress(OSError):
+                connections.append(server.accept())
+
+        watcher = threading.Thread(target=accept)
+        watcher.start()
+        try:
+            yield server.getsockname()[1], connections
+        finally:
+            watcher.join()

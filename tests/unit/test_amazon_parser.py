@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import io
-import socket
-import threading
 import tracemalloc
 from collections.abc import Iterator
 from typing import Literal
@@ -18,7 +15,7 @@ from parsers.cxml import CxmlProductActivityParser
 from parsers.generic import GenericInventoryParser
 from parsers.limits import Limits
 from parsers.xml_stream import sniff
-from tests.conftest import fixture_bytes
+from tests.conftest import fixture_bytes, listening_socket
 
 HEAD = (
     b'<?xml version="1.0" encoding="UTF-8"?>\n'
@@ -276,24 +273,11 @@ def test_entity_reference_past_the_sniffed_head_is_reported_not_expanded() -> No
 
 def test_external_dtd_is_never_fetched() -> None:
     """A listening socket proves no connection is attempted for the DTD."""
-    with socket.socket() as server:
-        server.bind(("127.0.0.1", 0))
-        server.listen(1)
-        server.settimeout(0.5)
-        port = server.getsockname()[1]
-        connections: list[object] = []
-
-        def accept() -> None:
-            with contextlib.suppress(OSError):
-                connections.append(server.accept())
-
-        watcher = threading.Thread(target=accept)
-        watcher.start()
+    with listening_socket() as (port, connections):
         data = feed("<Inventory><SKU>A</SKU><Quantity>1</Quantity></Inventory>").replace(
             b"?>\n", f'?>\n<!DOCTYPE AmazonEnvelope SYSTEM "http://127.0.0.1:{port}/amzn-envelope.dtd">\n'.encode(), 1
         )
         _, records, problems = parse(data)
-        watcher.join()
     assert connections == []
     assert [r.product_id for r in records] == ["A"] and problems == []
 

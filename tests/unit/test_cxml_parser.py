@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import io
-import socket
-import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
@@ -17,7 +13,7 @@ from parsers.cxml import CxmlProductActivityParser, whole_units
 from parsers.fields import FieldError
 from parsers.generic import GenericInventoryParser
 from parsers.xml_stream import sniff
-from tests.conftest import fixture_bytes
+from tests.conftest import fixture_bytes, listening_socket
 
 DETAILS = "/cXML/Message/ProductActivityMessage/ProductActivityDetails"
 
@@ -294,27 +290,6 @@ def test_entity_reference_past_the_sniffed_head_is_reported_not_expanded() -> No
     (problem,) = problems
     assert (problem.kind, problem.field, problem.product_id) == ("security_limit", "name", "A")
     assert "entity reference" in problem.message
-
-
-@contextlib.contextmanager
-def listening_socket() -> Iterator[tuple[int, list[object]]]:
-    """A local server that records any connection: the DTD URL points at it."""
-    with socket.socket() as server:
-        server.bind(("127.0.0.1", 0))
-        server.listen(1)
-        server.settimeout(0.5)
-        connections: list[object] = []
-
-        def accept() -> None:
-            with contextlib.suppress(OSError):
-                connections.append(server.accept())
-
-        watcher = threading.Thread(target=accept)
-        watcher.start()
-        try:
-            yield server.getsockname()[1], connections
-        finally:
-            watcher.join()
 
 
 def test_external_dtd_is_never_fetched_yet_the_file_parses() -> None:

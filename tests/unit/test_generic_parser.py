@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
 import io
-import socket
-import threading
 from datetime import UTC, datetime
 
 from parsers.base import Document, Problem, Record
 from parsers.generic import GenericInventoryParser
-from tests.conftest import fixture_bytes
+from tests.conftest import fixture_bytes, listening_socket
 
 
 def parse(data: bytes) -> tuple[list[Document], list[Record], list[Problem]]:
@@ -179,25 +176,12 @@ def test_deep_nesting_is_a_security_limit_with_a_plain_message() -> None:
 
 def test_external_dtd_is_never_fetched() -> None:
     """A listening socket proves no connection is attempted for the DTD."""
-    with socket.socket() as server:
-        server.bind(("127.0.0.1", 0))
-        server.listen(1)
-        server.settimeout(0.5)
-        port = server.getsockname()[1]
-        connections: list[object] = []
-
-        def accept() -> None:
-            with contextlib.suppress(OSError):
-                connections.append(server.accept())
-
-        watcher = threading.Thread(target=accept)
-        watcher.start()
+    with listening_socket() as (port, connections):
         data = (
             f'<?xml version="1.0"?><!DOCTYPE inventory SYSTEM "http://127.0.0.1:{port}/evil.dtd">'
             '<inventory><product id="A"><quantity>1</quantity></product></inventory>'
         ).encode()
         _, records, problems = parse(data)
-        watcher.join()
     assert connections == []
     assert [r.product_id for r in records] == ["A"] and problems == []
 
