@@ -565,6 +565,13 @@ class Ingestor:
                     f"skipped {outcome.stale} stale event(s) older than the newest published for their key "
                     f"(e.g. {stale_keys})"
                 )
+        elif prepared.snapshot == "full":
+            outcome.notes.insert(
+                0,
+                "snapshot: a file with problems never deletes"
+                if prepared.problems
+                else "snapshot: full snapshot with no products: refusing to delete the whole catalogue",
+            )
         if prepared.problems:
             outcome.reason = f"{prepared.problem_count} problem(s); first: {prepared.problems[0].one_line()}"
             try:

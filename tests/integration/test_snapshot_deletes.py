@@ -126,3 +126,16 @@ def test_a_partly_published_snapshot_never_deletes(
     assert "a partial file never deletes" in outcome.notes[0]
     assert [m for m in topic_probe.messages() if m.value is None] == []
     assert stored_keys(aws) == [b"A", b"B", b"C", b"D", b"E"]
+
+
+def test_an_empty_full_snapshot_deletes_nothing_and_says_why(
+    aws: dict[str, Any], settings: Settings, topic_probe: TopicProbe, tmp_path: Path
+) -> None:
+    ingestor = ingestor_for(settings, tmp_path, snapshot="full")
+    ingestor.ingest(put(aws, MONDAY, "initech/mon.xml"), trigger="test")
+    empty = catalogue(17, {})  # what a broken export job looks like
+    outcome = ingestor.ingest(put(aws, empty, "initech/tue.xml"), trigger="test")
+    assert (outcome.status, outcome.events, outcome.snapshot_deletes) == ("published", 0, 0)
+    assert outcome.notes == ["snapshot: full snapshot with no products: refusing to delete the whole catalogue"]
+    assert [m for m in topic_probe.messages() if m.value is None] == []
+    assert stored_keys(aws) == [b"A", b"B", b"C", b"D", b"E"]
