@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -45,10 +45,26 @@ class Verdicts:
             found.append(text)
 
 
-class GuardSession:
+class _Commits:
+    """Work that must happen after the index is written and before the partner lock is released
+    (the snapshot key set: written last, so a crash repeats tombstones instead of losing them)."""
+
+    def __init__(self) -> None:
+        self._after: list[Callable[[], None]] = []
+
+    def on_commit(self, work: Callable[[], None]) -> None:
+        self._after.append(work)
+
+    def commit(self) -> None:
+        for work in self._after:
+            work()
+
+
+class GuardSession(_Commits):
     """Classifies spooled events against the index and remembers what was selected."""
 
     def __init__(self, index: KeyIndex, *, changed_only: bool) -> None:
+        super().__init__()
         self.index = index
         self.changed_only = changed_only
         self.verdicts = Verdicts()
@@ -222,13 +238,14 @@ class PublishGuard(Protocol):
     ) -> Any: ...
 
 
-class PassThroughSession:
+class PassThroughSession(_Commits):
     """The session of :class:`NullGuard`: selects everything, remembers nothing.
 
     Classifying against an empty index would call every key new anyway, while hashing each key
     and holding a million index rows until the end (tens of MB) for an index nobody keeps."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.verdicts = Verdicts()
 
     def select(self, entries: Iterator[SpoolEntry]) -> Iterator[SpoolEntry]:
@@ -254,7 +271,10 @@ class NullGuard:
         changed_only: bool = False,
         write: bool = True,
     ) -> Iterator[PassThroughSession]:
-        yield PassThroughSession()
+        session = PassThroughSession()
+        yield session
+        if write:
+            session.commit()
 
 
 class KeyIndexGuard:
@@ -293,5 +313,6 @@ class KeyIndexGuard:
             session = GuardSession(self.store.load(partner, bucket), changed_only=changed_only)
             yield session
             self.store.save(partner, bucket, session.updated_index())
+            session.commit()
         finally:
             self.lock.release(partner, owner)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, Protocol
@@ -36,15 +37,7 @@ from dropgate.quarantine import (
     original_key,
     reprocess_command,
 )
-from dropgate.snapshots import (
-    CurrentKeys,
-    NullSnapshotStore,
-    SnapshotHeader,
-    SnapshotStore,
-    missing,
-    plan,
-    tombstone_entries,
-)
+from dropgate.snapshots import NullSnapshotStore, SnapshotHeader, SnapshotKeys, SnapshotStore, plan, tombstone_entries
 from dropgate.spool import EventSpool, SpoolEntry
 from dropgate.storage import ObjectMeta, ObjectMissing, ObjectRef, ObjectStore
 from parsers.base import Document, InputRejected, LimitExceeded, Parser, Problem, Record, truncate
@@ -111,6 +104,8 @@ class Prepared:
     fatal: bool = False
     #: full: this file is the partner's whole catalogue (from the document, else the partner).
     snapshot: Literal["full", "delta"] = "delta"
+    #: The document itself says full or delta (Amazon's PurgeAndReplace): its partner's key set is kept.
+    snapshot_declared: bool = False
     as_of_ms: int = 0
     #: What the snapshot step decided, for the outcome's notes.
     snapshot_note: str = ""
@@ -313,6 +308,7 @@ class Ingestor:
             records=records,
             fatal=collector.fatal,
             snapshot=builder.snapshot or (builder.partner.snapshot if builder.partner else "delta"),
+            snapshot_declared=builder.snapshot is not None,
             as_of_ms=builder.as_of_ms,
         )
 
@@ -485,17 +481,20 @@ class Ingestor:
             outcome = self._outcome(prepared)
             if not prepared.problems or not prepared.fatal:
                 only_changed = self.settings.changed_only if changed_only is None else changed_only
-                with self.guard.session(
-                    prepared.partner_id or "_unrouted",
-                    bucket=prepared.ref.bucket,
-                    write=False,
-                    changed_only=only_changed,
-                ) as session:
+                with (
+                    ExitStack() as stack,
+                    self.guard.session(
+                        prepared.partner_id or "_unrouted",
+                        bucket=prepared.ref.bucket,
+                        write=False,
+                        changed_only=only_changed,
+                    ) as session,
+                ):
                     for _entry in session.select(prepared.spool.replay(prepared.sha256)):
                         pass
                     if not prepared.problems:
-                        outcome.snapshot_deletes = self._snapshot_deletes(
-                            prepared, session, deadline=None, dry_run=True
+                        outcome.snapshot_deletes = self._snapshot_step(
+                            prepared, session, stack=stack, deadline=None, dry_run=True
                         )
                 if prepared.snapshot == "full":
                     outcome.notes.append(prepared.snapshot_note or "snapshot: a file with problems never deletes")
@@ -539,15 +538,18 @@ class Ingestor:
             if self.sink is None:
                 raise RuntimeError("no event sink configured")
             try:
-                with self.guard.session(
-                    prepared.partner_id or "_unrouted",
-                    bucket=prepared.ref.bucket,
-                    deadline=deadline,
-                    changed_only=changed_only,
-                ) as session:
+                with (
+                    ExitStack() as stack,  # closed after the session has committed
+                    self.guard.session(
+                        prepared.partner_id or "_unrouted",
+                        bucket=prepared.ref.bucket,
+                        deadline=deadline,
+                        changed_only=changed_only,
+                    ) as session,
+                ):
                     selected = session.select(prepared.spool.replay(prepared.sha256))
                     report = self.sink.publish(prepared.messages(selected), deadline=deadline)
-                    deletes = self._snapshot_deletes(prepared, session, deadline=deadline)
+                    deletes = self._snapshot_step(prepared, session, stack=stack, deadline=deadline)
             except Exception as error:
                 self._record(prepared, outcome, trigger, started, status="received", error=str(error))
                 raise
@@ -586,58 +588,85 @@ class Ingestor:
         self._record(prepared, outcome, trigger, started, status=outcome.status)
         return outcome
 
-    def _snapshot_deletes(
-        self, prepared: Prepared, session: Any, *, deadline: float | None, dry_run: bool = False
+    def _snapshot_step(
+        self,
+        prepared: Prepared,
+        session: Any,
+        *,
+        stack: ExitStack,
+        deadline: float | None,
+        dry_run: bool = False,
     ) -> int:
-        """Tombstones for the keys of the partner's previous full snapshot that this one lacks.
+        """Snapshot deletes, and the partner's key set that makes them possible.
 
-        Runs inside the guard session, so the partner lock covers reading the previous key set,
-        publishing and writing this file's key set; a crash before the write repeats the same
-        tombstones on retry (idempotent). Returns how many tombstones the broker acknowledged
-        (``dry_run``: how many would be published, and nothing is written)."""
-        if prepared.snapshot != "full":
-            return 0  # before any work: a delta file must not pay for sorting its keys
-        partner = prepared.partner_id or "_unrouted"
+        The key set holds every key this partner has live on the topic as far as dropgate knows:
+        a full snapshot replaces it (after publishing tombstones for what it lacks); any other
+        file of a tracked partner (a delta between snapshots, a partial or an older snapshot) adds
+        the keys it made live, so a product published by a delta is deleted by the next snapshot
+        that lacks it. Runs inside the guard session (the partner lock); the new set is written
+        after the key index, and before tombstones go out the stored set is widened to cover this
+        file, so a crash at any point repeats the same tombstones instead of losing them.
+        Returns how many tombstones the broker acknowledged (``dry_run``: would publish).
+        """
+        partner = prepared.partner
+        if partner is None:
+            return 0
+        if not (prepared.snapshot == "full" or prepared.snapshot_declared or partner.snapshot == "full"):
+            return 0  # before any work: a delta partner's file must not pay for sorting its keys
+        if not self.snapshots.enabled:
+            prepared.snapshot_note = "snapshot: no state store is configured (local run): no deletes"
+            return 0
         bucket = prepared.ref.bucket
-        with (
-            CurrentKeys.from_entries(prepared.spool.replay(prepared.sha256), self.settings.spool_dir) as current,
-            self.snapshots.load(partner, bucket) as stored,
-        ):
-            decision = plan(
-                mode=prepared.snapshot,
-                problems=prepared.problem_count,
-                live=current.live,
-                as_of_ms=prepared.as_of_ms,
-                previous=stored.header if stored else None,
-                enabled=self.snapshots.enabled,
-            )
-            if not decision.delete:
-                prepared.snapshot_note = f"snapshot: {decision.reason}"
-                return 0
-            gone = _Counted(missing(stored.keys(), current.all_sorted()) if stored else iter(()))
-            selected = session.select(tombstone_entries(gone, prepared.as_of_ms))
-            if dry_run:
-                would = sum(1 for _ in selected)
-                since = f"since {stored.header.source}" if stored else "(no snapshot recorded yet)"
-                prepared.snapshot_note = (
-                    f"snapshot: {gone.count} product(s) missing {since}: would publish {would} tombstone(s)"
+        keys = stack.enter_context(SnapshotKeys(self.settings.spool_dir))
+        keys.add_current(prepared.spool.replay(prepared.sha256))
+        restarted = ""
+        with self.snapshots.load(partner.id, bucket) as stored:
+            header = stored.header if stored is not None else None
+            if header is not None and header.key_template != partner.key_template:
+                restarted = (
+                    f"; the key template changed ({header.key_template} → {partner.key_template}) since the stored "
+                    "key set, so it restarts from this file"
                 )
-                return would
-            assert self.sink is not None
-            report = self.sink.publish(prepared.messages(selected), deadline=deadline)
-            self.snapshots.save(
-                partner,
-                bucket,
-                SnapshotHeader(
-                    partner=partner, as_of_ms=prepared.as_of_ms, source=str(prepared.ref), count=current.live
-                ),
-                current.live_sorted(),
-            )
-        since = f"since {stored.header.source}" if stored else "(first snapshot recorded)"
-        prepared.snapshot_note = (
-            f"snapshot: {gone.count} product(s) missing {since}: {report.acknowledged} tombstone(s) published; "
-            f"{current.live} key(s) recorded as the partner's current snapshot"
+                header = None
+            elif stored is not None:
+                keys.add_previous(stored.keys())
+        decision = plan(
+            mode=prepared.snapshot,
+            problems=prepared.problem_count,
+            live=keys.live,
+            as_of_ms=prepared.as_of_ms,
+            previous=header,
         )
+        if not decision.delete:
+            if not dry_run:
+                base = header or SnapshotHeader(partner.id, 0, str(prepared.ref), 0, partner.key_template)
+                session.on_commit(
+                    lambda: self.snapshots.save(
+                        partner.id, bucket, replace(base, count=keys.merged_count()), keys.merged_sorted()
+                    )
+                )
+            prepared.snapshot_note = f"snapshot: {decision.reason}{restarted}"
+            return 0
+        gone = keys.missing_count()
+        since = f"since {header.source}" if header is not None and header.as_of_ms else "from the tracked key set"
+        tombstones = session.select(tombstone_entries(keys.missing_sorted(), prepared.as_of_ms))
+        if dry_run:
+            would = sum(1 for _ in tombstones)
+            prepared.snapshot_note = f"snapshot: {gone} product(s) missing {since}: would publish {would} tombstone(s)"
+            return would
+        if gone and header is not None:
+            self.snapshots.save(partner.id, bucket, replace(header, count=keys.merged_count()), keys.merged_sorted())
+        assert self.sink is not None
+        report = self.sink.publish(prepared.messages(tombstones), deadline=deadline)
+        new = SnapshotHeader(partner.id, prepared.as_of_ms, str(prepared.ref), keys.live, partner.key_template)
+        session.on_commit(lambda: self.snapshots.save(partner.id, bucket, new, keys.live_sorted()))
+        recorded = f"{keys.live} key(s) recorded as the partner's current snapshot{restarted}"
+        if header is None:
+            prepared.snapshot_note = f"snapshot: first snapshot recorded: {recorded}"
+        else:
+            prepared.snapshot_note = (
+                f"snapshot: {gone} product(s) missing {since}: {report.acknowledged} tombstone(s) published; {recorded}"
+            )
         return report.acknowledged
 
     def _diagnostics(self, prepared: Prepared, policy: str, published: int) -> Diagnostics:
@@ -697,19 +726,6 @@ class Ingestor:
             error=error,
         )
         self.ledger.record(ref, entry, attempt)
-
-
-class _Counted:
-    """Passes items through and counts them (how many keys a snapshot lost, stale or not)."""
-
-    def __init__(self, items: Iterator[bytes]) -> None:
-        self._items = items
-        self.count = 0
-
-    def __iter__(self) -> Iterator[bytes]:
-        for item in self._items:
-            self.count += 1
-            yield item
 
 
 class _Problems:

@@ -36,12 +36,19 @@ _LENGTH = struct.Struct("<I")
 
 @dataclass(frozen=True, slots=True)
 class SnapshotHeader:
-    """Which snapshot a stored key set belongs to."""
+    """Which snapshot a stored key set belongs to.
+
+    ``as_of_ms`` is the newest full snapshot's time (0 before the first one); files that publish
+    without deleting (deltas, partial files) add their keys to the set but leave it unchanged.
+    ``key_template`` is the partner's at the time: keys rendered with another template are
+    not comparable, so a change restarts the set instead of deleting the whole catalogue.
+    """
 
     partner: str
     as_of_ms: int
     source: str
     count: int
+    key_template: str = "{productId}"
 
 
 class SnapshotStore(Protocol):
@@ -64,7 +71,11 @@ class StoredKeys:
         (length,) = _LENGTH.unpack(self._stream.read(_LENGTH.size))
         raw = json.loads(self._stream.read(length))
         self.header = SnapshotHeader(
-            partner=raw["partner"], as_of_ms=int(raw["asOfMs"]), source=raw["source"], count=int(raw["count"])
+            partner=raw["partner"],
+            as_of_ms=int(raw["asOfMs"]),
+            source=raw["source"],
+            count=int(raw["count"]),
+            key_template=raw["keyTemplate"],
         )
 
     def keys(self) -> Iterator[bytes]:
@@ -77,7 +88,13 @@ class StoredKeys:
 def write_keyset(target: IO[bytes], header: SnapshotHeader, keys: Iterable[bytes]) -> int:
     """Write a key set (keys must come sorted and unique); returns how many were written."""
     meta = json.dumps(
-        {"partner": header.partner, "asOfMs": header.as_of_ms, "source": header.source, "count": header.count},
+        {
+            "partner": header.partner,
+            "asOfMs": header.as_of_ms,
+            "source": header.source,
+            "count": header.count,
+            "keyTemplate": header.key_template,
+        },
         sort_keys=True,
     ).encode()
     written = 0
@@ -91,12 +108,19 @@ def write_keyset(target: IO[bytes], header: SnapshotHeader, keys: Iterable[bytes
     return written
 
 
-class CurrentKeys:
-    """The keys of the file being published, sorted on disk.
+class SnapshotKeys:
+    """This file's keys and the stored set, side by side in SQLite on disk.
 
-    ``live`` keys carry a state; keys the file itself tombstoned are remembered as present (so
-    they are not deleted twice) but are not part of the new snapshot.
+    ``k`` holds the file's keys (``live`` 0 for keys the file itself tombstoned: present, so not
+    deleted twice, but not part of what is live); ``p`` holds the stored set. Set differences and
+    unions are then sorted queries, so memory does not grow with the catalogue.
     """
+
+    _MISSING = "SELECT key FROM p WHERE NOT EXISTS (SELECT 1 FROM k WHERE k.key = p.key)"
+    _MERGED = (
+        "SELECT key FROM p WHERE NOT EXISTS (SELECT 1 FROM k WHERE k.key = p.key) "
+        "UNION ALL SELECT key FROM k WHERE live = 1"
+    )
 
     def __init__(self, directory: str | None = None) -> None:
         handle, self._path = tempfile.mkstemp(prefix="dropgate-keys-", suffix=".sqlite", dir=directory)
@@ -107,54 +131,67 @@ class CurrentKeys:
         self._db.execute("PRAGMA cache_size=-8192")  # 8 MiB, whatever the file's size
         self._db.execute("PRAGMA temp_store=FILE")
         self._db.execute("CREATE TABLE k (key BLOB PRIMARY KEY, live INTEGER NOT NULL) WITHOUT ROWID")
+        self._db.execute("CREATE TABLE p (key BLOB PRIMARY KEY) WITHOUT ROWID")
         self.live = 0
 
-    @classmethod
-    def from_entries(cls, entries: Iterable[SpoolEntry], directory: str | None = None) -> CurrentKeys:
-        keys = cls(directory)
-        batch: list[tuple[bytes, int]] = []
-        for entry in entries:
-            batch.append((entry.key, 0 if entry.value is None else 1))
-            if len(batch) == 10_000:
-                keys._add(batch)
-                batch = []
-        keys._add(batch)
-        (keys.live,) = keys._db.execute("SELECT count(*) FROM k WHERE live = 1").fetchone()
-        return keys
-
-    def _add(self, batch: list[tuple[bytes, int]]) -> None:
+    def add_current(self, entries: Iterable[SpoolEntry]) -> SnapshotKeys:
         # Later events for a key win, as they do on the compacted topic.
-        self._db.executemany("INSERT OR REPLACE INTO k VALUES (?, ?)", batch)
+        rows = ((entry.key, 0 if entry.value is None else 1) for entry in entries)
+        self._insert("INSERT OR REPLACE INTO k VALUES (?, ?)", rows)
+        (self.live,) = self._db.execute("SELECT count(*) FROM k WHERE live = 1").fetchone()
+        return self
 
-    def all_sorted(self) -> Iterator[bytes]:
-        for (key,) in self._db.execute("SELECT key FROM k ORDER BY key"):
+    def add_previous(self, keys: Iterable[bytes]) -> SnapshotKeys:
+        self._insert("INSERT OR IGNORE INTO p VALUES (?)", ((key,) for key in keys))
+        return self
+
+    def _insert(self, statement: str, rows: Iterable[tuple[object, ...]]) -> None:
+        batch: list[tuple[object, ...]] = []
+        for row in rows:
+            batch.append(row)
+            if len(batch) == 10_000:
+                self._db.executemany(statement, batch)
+                batch = []
+        self._db.executemany(statement, batch)
+
+    def _keys(self, query: str) -> Iterator[bytes]:
+        for (key,) in self._db.execute(query):
             yield bytes(key)
+
+    def _count(self, query: str) -> int:
+        (count,) = self._db.execute(f"SELECT count(*) FROM ({query})").fetchone()  # noqa: S608 - constant queries
+        return int(count)
+
+    def missing_sorted(self) -> Iterator[bytes]:
+        """Stored keys this file does not mention at all: what a full snapshot deletes."""
+        return self._keys(self._MISSING + " ORDER BY key")
+
+    def missing_count(self) -> int:
+        return self._count(self._MISSING)
+
+    def merged_sorted(self) -> Iterator[bytes]:
+        """The stored set with this file applied: its live keys added, its own tombstones removed."""
+        return self._keys(self._MERGED + " ORDER BY key")
+
+    def merged_count(self) -> int:
+        return self._count(self._MERGED)
 
     def live_sorted(self) -> Iterator[bytes]:
-        for (key,) in self._db.execute("SELECT key FROM k WHERE live = 1 ORDER BY key"):
-            yield bytes(key)
+        return self._keys("SELECT key FROM k WHERE live = 1 ORDER BY key")
+
+    def all_sorted(self) -> Iterator[bytes]:
+        return self._keys("SELECT key FROM k ORDER BY key")
 
     def close(self) -> None:
         self._db.close()
         with suppress(FileNotFoundError):
             os.unlink(self._path)
 
-    def __enter__(self) -> CurrentKeys:
+    def __enter__(self) -> SnapshotKeys:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def missing(previous: Iterator[bytes], current: Iterator[bytes]) -> Iterator[bytes]:
-    """Keys in ``previous`` and not in ``current``; both sorted ascending (bytes order)."""
-    sentinel = None
-    here = next(current, sentinel)
-    for key in previous:
-        while here is not None and here < key:
-            here = next(current, sentinel)
-        if here != key:
-            yield key
 
 
 @dataclass(frozen=True, slots=True)

@@ -112,7 +112,11 @@ def test_an_older_snapshot_after_a_newer_one_deletes_nothing(
     assert (newer.snapshot_deletes, older.snapshot_deletes) == (0, 0)
     assert "older than the newest one already published" in older.notes[0]
     assert [m for m in topic_probe.messages() if m.value is None] == []
-    assert stored_keys(aws) == [b"A", b"E", b"F"]  # the newer snapshot's set is kept
+    # B, C and D are live now (no newer state for them): tracked, so the next snapshot without them deletes them
+    assert stored_keys(aws) == [b"A", b"B", b"C", b"D", b"E", b"F"]
+    third = ingestor.ingest(put(aws, catalogue(18, {"A": 3, "F": 3}), "initech/wed.xml"), trigger="test")
+    assert third.snapshot_deletes == 4
+    assert sorted(materialise(topic_probe.messages())) == [b"A", b"F"]
 
 
 def test_a_partly_published_snapshot_never_deletes(
@@ -139,3 +143,59 @@ def test_an_empty_full_snapshot_deletes_nothing_and_says_why(
     assert outcome.notes == ["snapshot: full snapshot with no products: refusing to delete the whole catalogue"]
     assert [m for m in topic_probe.messages() if m.value is None] == []
     assert stored_keys(aws) == [b"A", b"B", b"C", b"D", b"E"]
+
+
+def test_products_published_between_snapshots_are_deleted_by_the_next_snapshot(
+    aws: dict[str, Any], settings: Settings, topic_probe: TopicProbe, tmp_path: Path
+) -> None:
+    """A partner's deltas (or partial files) between full snapshots add to the tracked key set."""
+    ingestor = ingestor_for(settings, tmp_path, snapshot="full", policy="skip_invalid")
+    ingestor.ingest(put(aws, catalogue(16, {"A": 1, "B": 1}), "initech/mon.xml"), trigger="test")
+    partial = ingestor.ingest(put(aws, catalogue(17, {"A": 2, "N": 1, "E": "x"}), "initech/tue.xml"), trigger="test")
+    assert (partial.status, partial.snapshot_deletes) == ("quarantined", 0)
+    assert stored_keys(aws) == [b"A", b"B", b"N"]
+    last = ingestor.ingest(put(aws, catalogue(18, {"A": 3}), "initech/wed.xml"), trigger="test")
+    assert last.snapshot_deletes == 2
+    assert sorted(materialise(topic_probe.messages())) == [b"A"]
+
+
+def test_a_key_template_change_restarts_the_key_set_instead_of_deleting_everything(
+    aws: dict[str, Any], settings: Settings, topic_probe: TopicProbe, tmp_path: Path
+) -> None:
+    ingestor_for(settings, tmp_path, snapshot="full").ingest(put(aws, MONDAY, "initech/mon.xml"), trigger="test")
+    config = tmp_path / "partners.yaml"
+    config.write_text(
+        "partners:\n  initech: {prefix: initech/, format: generic, snapshot: full, "
+        "key_template: '{partnerId}:{productId}'}\n",
+        encoding="utf-8",
+    )
+    renamed = build_ingestor(settings.model_copy(update={"partners": str(config)}))
+    outcome = renamed.ingest(put(aws, TUESDAY, "initech/tue.xml"), trigger="test")
+    assert outcome.snapshot_deletes == 0
+    assert "the key template changed ({productId} → {partnerId}:{productId})" in outcome.notes[0]
+    assert stored_keys(aws) == [b"initech:A", b"initech:E", b"initech:F"]
+
+
+def test_a_crash_before_the_key_set_is_written_repeats_the_same_tombstones(
+    aws: dict[str, Any], settings: Settings, topic_probe: TopicProbe, tmp_path: Path
+) -> None:
+    class FailsOnTuesday(S3SnapshotStore):
+        failed = False
+
+        def save(self, partner: str, bucket: str | None, header: Any, keys: Any) -> None:
+            if "tue.xml" in header.source and not self.failed:
+                self.failed = True
+                raise ConnectionError("S3 went away")
+            super().save(partner, bucket, header, keys)
+
+    ingestor = ingestor_for(settings, tmp_path, snapshot="full")
+    ingestor.snapshots = FailsOnTuesday(aws["s3"], BUCKET)
+    ingestor.ingest(put(aws, MONDAY, "initech/mon.xml"), trigger="test")
+    tuesday = put(aws, TUESDAY, "initech/tue.xml")
+    with pytest.raises(ConnectionError):
+        ingestor.ingest(tuesday, trigger="sqs")
+    assert sorted(m.key for m in topic_probe.messages() if m.value is None) == [b"B", b"C", b"D"]
+    retried = ingestor.ingest(tuesday, trigger="sqs")
+    assert (retried.status, retried.snapshot_deletes) == ("published", 3)
+    assert sorted(materialise(topic_probe.messages())) == [b"A", b"E", b"F"]
+    assert stored_keys(aws) == [b"A", b"E", b"F"]

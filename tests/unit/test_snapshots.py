@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from dropgate.snapshots import CurrentKeys, SnapshotHeader, StoredKeys, missing, plan, write_keyset
+from dropgate.snapshots import SnapshotHeader, SnapshotKeys, StoredKeys, plan, write_keyset
 from dropgate.spool import SpoolEntry
 
 
@@ -17,26 +17,35 @@ def entry(key: bytes, *, deleted: bool = False) -> SpoolEntry:
     return SpoolEntry(key, None if deleted else b"{}", 1, 0, 1, (0,) * len(TRACKED_FIELDS))
 
 
-def test_missing_is_previous_minus_current_for_sorted_streams() -> None:
-    previous = [b"A", b"B", b"C", b"D", b"F"]
-    current = [b"B", b"D", b"E"]
-    assert list(missing(iter(previous), iter(current))) == [b"A", b"C", b"F"]
-    assert list(missing(iter(previous), iter([]))) == previous
-    assert list(missing(iter([]), iter(current))) == []
-
-
-def test_current_keys_sorts_on_disk_and_tells_live_from_tombstoned() -> None:
-    entries = [entry(b"P3"), entry(b"P1"), entry(b"P2", deleted=True), entry(b"P1")]
-    with CurrentKeys.from_entries(entries) as keys:
+def test_missing_and_merged_sets_come_sorted_from_disk() -> None:
+    entries = [entry(b"D"), entry(b"B"), entry(b"E"), entry(b"C", deleted=True), entry(b"B")]
+    with SnapshotKeys() as keys:
         path = keys._path
-        assert list(keys.all_sorted()) == [b"P1", b"P2", b"P3"]
-        assert list(keys.live_sorted()) == [b"P1", b"P3"]
-        assert keys.live == 2
+        keys.add_current(entries).add_previous([b"A", b"B", b"C", b"D", b"F"])
+        assert keys.live == 3
+        assert list(keys.all_sorted()) == [b"B", b"C", b"D", b"E"]
+        assert list(keys.live_sorted()) == [b"B", b"D", b"E"]
+        # a full snapshot deletes what it does not mention (C is deleted by the file itself)
+        assert (list(keys.missing_sorted()), keys.missing_count()) == ([b"A", b"F"], 2)
+        # any other file adds what it made live and removes what it deleted
+        assert (list(keys.merged_sorted()), keys.merged_count()) == ([b"A", b"B", b"D", b"E", b"F"], 5)
     assert not os.path.exists(path)
 
 
+def test_with_nothing_stored_nothing_is_missing() -> None:
+    with SnapshotKeys() as keys:
+        keys.add_current([entry(b"A"), entry(b"B", deleted=True)])
+        assert list(keys.missing_sorted()) == [] and list(keys.merged_sorted()) == [b"A"]
+
+
 def test_key_set_round_trips_with_its_header() -> None:
-    header = SnapshotHeader(partner="acme", as_of_ms=1_700_000_000_000, source="s3://drop/acme/a.xml", count=3)
+    header = SnapshotHeader(
+        partner="acme",
+        as_of_ms=1_700_000_000_000,
+        source="s3://drop/acme/a.xml",
+        count=3,
+        key_template="{partnerId}:{productId}",
+    )
     buffer = io.BytesIO()
     write_keyset(buffer, header, [b"A", b"B\nwith newline", "é".encode()])
     buffer.seek(0)
