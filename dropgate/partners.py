@@ -175,16 +175,28 @@ class PartnerDirectory:
             raise PartnerConfigError(f"{origin} is invalid:\n" + "\n".join(_errors(error, "file"))) from None
         problems: list[str] = []
         declared: dict[str, Callable[[], Parser]] = {}
+        roots: dict[tuple[str, str | None], str] = {}
         for name, spec in parsed.formats.items():
             if name in parsers.FORMATS:
                 problems.append(f"  format '{name}': the name is a built-in format's; choose another")
                 continue
             try:
-                declared[name] = parsers.declarative_format(name, spec)
+                found = parsers.declarative_format(name, spec)
             except ValidationError as error:
                 problems.extend(_errors(error, f"format '{name}'"))
+                continue
             except ValueError as error:
                 problems.append(f"  format '{name}': {error}")
+                continue
+            declared[name] = found.make
+            other = roots.setdefault((found.root, found.namespace), name)
+            if other != name:
+                # A file under no prefix is routed by its root: two formats claiming one would be a coin toss.
+                where = f"<{found.root}>" + (f" in namespace {found.namespace}" if found.namespace else "")
+                problems.append(
+                    f"  format '{name}', field 'root': format '{other}' already has root {where}; "
+                    "partners that share a shape should share one format"
+                )
         known = sorted(parsers.FORMATS) + sorted(parsed.formats)
         for partner in parsed.partners.values():
             if partner.format not in known:

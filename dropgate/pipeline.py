@@ -294,6 +294,8 @@ class Ingestor:
             sha256, size, records = self._parse_into(
                 ref, meta, parser, builder, spool, collector, read_from, limits=limits, deadline=deadline
             )
+            if builder.partner is None and builder.fallback is None and not collector.fatal:
+                builder.report_unrouted()  # also a file without records: it must not pass as published
         return Prepared(
             ref=ref,
             meta=meta,
@@ -817,32 +819,56 @@ class _EventBuilder:
             return
         if doc.partner is not None:
             try:
-                self.partner = self.partners.get(doc.partner)
+                named = self.partners.get(doc.partner)
             except ValueError:
-                self.partner = None
-
-    def build(self, record: Record) -> tuple[bytes, SplitValue | None] | None:
-        partner = self.partner or self.fallback
-        if partner is None:
-            if not self._unknown_partner_reported:
-                self._unknown_partner_reported = True
-                prefixes = ", ".join(self.partners.prefixes()) or "none"
-                named = (
-                    f"names partner '{self.declared_partner}', which is not configured"
-                    if self.declared_partner
-                    else ("names no partner")
-                )
+                return
+            expected = self.partners.parser(named.format).name
+            if expected != self.parser_ref["name"]:
+                # Otherwise any file under no prefix could publish (and, in full mode, delete) as any partner.
                 self.problems.add(
                     Problem(
                         kind="validation",
                         message=(
-                            f"no partner for this file: '{self.ref.key}' is under no partner prefix ({prefixes}) "
-                            f"and the document {named}; add the partner to partners.yaml or drop it under its prefix"
+                            f"the document says partner '{named.id}', whose format is '{named.format}' "
+                            f"({expected}), but it was read as {self.parser_ref['name']}; drop the partner's "
+                            f"files under '{named.prefix}' in its own format"
                         ),
+                        path=f"/{doc.root}/@partner",
                         field="partner",
-                        value=truncate(self.declared_partner),
+                        value=truncate(doc.partner),
                     )
                 )
+                self._unknown_partner_reported = True  # this problem already says where the file belongs
+                return
+            self.partner = named
+
+    def report_unrouted(self) -> None:
+        """The file belongs to no partner: one problem saying how to fix that (once per file)."""
+        if self._unknown_partner_reported:
+            return
+        self._unknown_partner_reported = True
+        prefixes = ", ".join(self.partners.prefixes()) or "none"
+        named = (
+            f"names partner '{self.declared_partner}', which is not configured or not in this format"
+            if self.declared_partner
+            else ("names no partner")
+        )
+        self.problems.add(
+            Problem(
+                kind="validation",
+                message=(
+                    f"no partner for this file: '{self.ref.key}' is under no partner prefix ({prefixes}) "
+                    f"and the document {named}; add the partner to partners.yaml or drop it under its prefix"
+                ),
+                field="partner",
+                value=truncate(self.declared_partner),
+            )
+        )
+
+    def build(self, record: Record) -> tuple[bytes, SplitValue | None] | None:
+        partner = self.partner or self.fallback
+        if partner is None:
+            self.report_unrouted()
             return None
         key = events.render_key(partner.key_template, product_id=record.product_id, partner_id=partner.id)
         if record.fields is None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 from parsers.amazon import AmazonInventoryParser
 from parsers.base import Parser
@@ -30,8 +30,16 @@ def get_parser(format_name: str) -> Parser:
         raise ValueError(f"unknown format '{format_name}'; known formats: {known}") from None
 
 
-def declarative_format(name: str, spec: dict[str, Any]) -> Callable[[], Parser]:
-    """A factory of parsers for a declarative (XPath) format described in ``partners.yaml``.
+class DeclaredFormat(NamedTuple):
+    """A declarative format from ``partners.yaml``: a parser factory and the root it claims."""
+
+    make: Callable[[], Parser]
+    root: str
+    namespace: str | None
+
+
+def declarative_format(name: str, spec: dict[str, Any]) -> DeclaredFormat:
+    """A declarative (XPath) format described in ``partners.yaml``.
 
     The description is validated here, once; raises ``pydantic.ValidationError`` or ``ValueError``
     naming what is wrong. A factory, not an instance: compiled XPath objects must not be shared
@@ -45,4 +53,4 @@ def declarative_format(name: str, spec: dict[str, Any]) -> Callable[[], Parser]:
     def make() -> Parser:
         return XPathParser(name, validated)
 
-    return make
+    return DeclaredFormat(make, validated.root, validated.namespace)

@@ -88,3 +88,9 @@ def test_partner_configuration_is_read_from_s3(monkeypatch: pytest.MonkeyPatch) 
         )
         with pytest.raises(PartnerConfigError, match=r"s3://dropgate-config/bad.yaml is invalid:\n  partner 'acme'"):
             PartnerDirectory.load("s3://dropgate-config/bad.yaml")
+
+
+def test_two_declarative_formats_cannot_claim_the_same_root() -> None:
+    spec = "{version: '1', root: Stock, namespace: 'urn:x', record: Item, fields: {productId: {path: Code}}}"
+    with pytest.raises(PartnerConfigError, match=r"format 'b-stock', field 'root': format 'a-stock' already has root"):
+        PartnerDirectory.from_yaml(f"partners: {{}}\nformats:\n  a-stock: {spec}\n  b-stock: {spec}\n")

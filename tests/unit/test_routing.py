@@ -95,3 +95,25 @@ def test_a_detected_built_in_format_without_a_partner_is_quarantined_with_the_fi
         assert prepared.parser.name == "amazon-inventory"
         [problem] = prepared.problems
     assert "no partner for this file" in problem.message and "tailspin/" in problem.message
+
+
+def test_a_document_cannot_claim_a_partner_of_another_format(ingestor: Ingestor) -> None:
+    """Otherwise a file under no prefix could publish, and in full mode delete, as any partner."""
+    body = b'<inventory partner="initech"><product id="Z"><quantity>1</quantity></product></inventory>'
+    prepared = ingestor.prepare(drop("misc/other.xml", body))
+    with prepared.spool:
+        assert prepared.spool.count == 0 and prepared.partner is None
+        [problem] = prepared.problems
+    assert problem.field == "partner" and problem.path == "/inventory/@partner"
+    assert "the document says partner 'initech', whose format is 'initech-stock'" in problem.message
+
+
+def test_a_file_of_no_partner_without_records_is_not_published(ingestor: Ingestor) -> None:
+    empty_purge = (
+        b"<AmazonEnvelope><Header><DocumentVersion>1.01</DocumentVersion><MerchantIdentifier>M</MerchantIdentifier>"
+        b"</Header><MessageType>Inventory</MessageType><PurgeAndReplace>true</PurgeAndReplace></AmazonEnvelope>"
+    )
+    prepared = ingestor.prepare(drop("inbox/purge.xml", empty_purge))
+    with prepared.spool:
+        [problem] = prepared.problems
+    assert prepared.fatal and "no partner for this file" in problem.message
