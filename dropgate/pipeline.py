@@ -12,12 +12,13 @@ state-event properties:
 
 from __future__ import annotations
 
+import io
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal, Protocol
+from typing import Any, BinaryIO, Literal, Protocol, cast
 
 from pydantic import ValidationError
 
@@ -43,7 +44,7 @@ from dropgate.storage import ObjectMeta, ObjectMissing, ObjectRef, ObjectStore
 from parsers.base import Document, InputRejected, LimitExceeded, Parser, Problem, Record, truncate
 from parsers.limits import Limits
 from parsers.unknown import UnknownFormat
-from parsers.xml_stream import sniff
+from parsers.xml_stream import sniff, sniff_root
 
 #: Problems that make a file unusable as a whole, whatever the partner's policy.
 FATAL_KINDS = frozenset({"xml_syntax", "unknown_format", "encoding", "security_limit", "empty"})
@@ -67,6 +68,27 @@ PREVIEW_PARTNER = "unassigned"
 
 class DeadlineReached(RuntimeError):
     """The invocation is about to time out; give up cleanly (the trigger retries the file)."""
+
+
+class _DeadlineStream(io.RawIOBase):
+    """Raises :class:`DeadlineReached` on the first read past the deadline."""
+
+    def __init__(self, stream: BinaryIO, deadline: float, where: Callable[[], str]) -> None:
+        self._stream = stream
+        self._deadline = deadline
+        self._where = where
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        if time.monotonic() > self._deadline:
+            raise DeadlineReached(
+                f"stopped reading {self._where()}: the invocation is about to time out; the retry will start over"
+            )
+        data = self._stream.read(len(buffer))
+        memoryview(buffer)[: len(data)] = data
+        return len(data)
 
 
 class EventSink(Protocol):
@@ -236,7 +258,9 @@ class Ingestor:
                     max_decompressed_bytes=limits.max_decompressed_bytes,
                     max_compression_ratio=limits.max_compression_ratio,
                 )
-                _, sniffed = sniff(payload.stream)
+                stream, sniffed = sniff(payload.stream)
+                if sniffed.root is None:
+                    sniffed = sniff_root(stream)
         except InputRejected:
             sniffed = None  # the parse proper reports what is wrong with the bytes
         if sniffed is None or sniffed.root is None:
@@ -291,9 +315,13 @@ class Ingestor:
             )
             sha256, size = "", meta.size
         else:
-            sha256, size, records = self._parse_into(
-                ref, meta, parser, builder, spool, collector, read_from, limits=limits, deadline=deadline
-            )
+            try:
+                sha256, size, records = self._parse_into(
+                    ref, meta, parser, builder, spool, collector, read_from, limits=limits, deadline=deadline
+                )
+            except BaseException:
+                spool.close()  # DeadlineReached, a read failure: the caller never gets the spool to close
+                raise
             if builder.partner is None and builder.fallback is None and not collector.fatal:
                 builder.report_unrouted()  # also a file without records: it must not pass as published
         return Prepared(
@@ -343,7 +371,14 @@ class Ingestor:
                 if payload.empty:
                     collector.add(Problem(kind="empty", message="the file is empty (0 bytes); send the complete file"))
                 else:
-                    for item in parser.parse(payload.stream, limits):
+                    stream = payload.stream
+                    if deadline is not None:
+                        # Also while a parser reads without yielding (a local inventory feed groups its
+                        # rows before the first record comes out).
+                        stream = cast(
+                            BinaryIO, _DeadlineStream(stream, deadline, lambda: f"{ref} after {records:,} products")
+                        )
+                    for item in parser.parse(stream, limits):
                         if isinstance(item, Record):
                             records += 1
                             if records > limits.max_records:

@@ -227,6 +227,22 @@ def sniff(stream: BinaryIO) -> tuple[BinaryIO, Sniffed]:
     return io.BufferedReader(_Replay(head, stream), buffer_size=SNIFF_BYTES), found
 
 
+def sniff_root(stream: BinaryIO) -> Sniffed:
+    """The root element by actually parsing up to it, for heads :func:`sniff` cannot read (UTF-16,
+    a prolog longer than 64 KiB). Reads no further than the root's start tag; unparseable → empty."""
+    found = Sniffed()
+    try:
+        for _event, element in secure_iterparse(stream, events=("start",)):
+            tag = str(element.tag)
+            namespace, _, local = tag[1:].partition("}") if tag.startswith("{") else ("", "", tag)
+            found.root, found.namespace = local, namespace or None
+            found.namespaces = {prefix: uri for prefix, uri in element.nsmap.items()}
+            break
+    except etree.XMLSyntaxError:
+        pass
+    return found
+
+
 def unknown_format_problem(sniffed: Sniffed, expected: str, *, known: str | None = None) -> Problem:
     """The file is not in the format it was routed to (or in any format, when ``known`` lists them)."""
     message = f"root element is {sniffed.describe()}, expected {expected}"

@@ -117,3 +117,26 @@ def test_a_file_of_no_partner_without_records_is_not_published(ingestor: Ingesto
     with prepared.spool:
         [problem] = prepared.problems
     assert prepared.fatal and "no partner for this file" in problem.message
+
+
+def test_a_utf16_file_under_no_prefix_is_routed_by_its_real_root(ingestor: Ingestor) -> None:
+    feed = fixture_bytes("good/merchant-feed.xml", "google-merchant").decode("utf-8")
+    body = feed.replace('encoding="UTF-8"', 'encoding="UTF-16"').encode("utf-16")
+    ref = drop("inbox/feed-utf16.xml", body)
+    assert route(ingestor, ref) == (None, "google-merchant", "detected")
+
+
+def test_the_deadline_stops_a_parser_that_reads_without_yielding(ingestor: Ingestor) -> None:
+    """A local inventory feed groups every row before its first record: the deadline still applies."""
+    import time
+
+    from dropgate.pipeline import DeadlineReached
+
+    rows = "".join(
+        f"<item><g:store_code>S{n % 7}</g:store_code><g:id>P{n // 7}</g:id><g:quantity>1</g:quantity></item>"
+        for n in range(20_000)
+    )
+    body = f'<rss version="2.0" xmlns:g="http://base.google.com/ns/1.0"><channel>{rows}</channel></rss>'.encode()
+    ref = drop("contoso/big.xml", body)
+    with pytest.raises(DeadlineReached, match=r"stopped reading contoso/big.xml after 0 products"):
+        ingestor.prepare(ref, deadline=time.monotonic() - 1)
