@@ -13,7 +13,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 import parsers
@@ -165,6 +164,8 @@ class PartnerDirectory:
     # -- loading ---------------------------------------------------------------------------------
     @classmethod
     def from_yaml(cls, text: str, *, origin: str = "partners.yaml") -> PartnerDirectory:
+        import yaml  # only when the configuration is read, not on every import of the handler
+
         try:
             data = yaml.safe_load(text)
         except yaml.YAMLError as error:

@@ -2,22 +2,32 @@
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from parsers.amazon import AmazonInventoryParser
 from parsers.base import Parser
-from parsers.cxml import CxmlProductActivityParser
 from parsers.generic import GenericInventoryParser
-from parsers.google import GoogleLocalInventoryParser, GoogleMerchantParser
+
+
+def _on_first_use(module: str, name: str) -> Callable[[], Parser]:
+    """A factory that imports its format's module when first asked for a parser, so a cold start
+    (whose file is almost always in a partner's own format) imports only what it reads."""
+
+    def make() -> Parser:
+        factory: Callable[[], Parser] = getattr(importlib.import_module(module), name)
+        return factory()
+
+    return make
+
 
 #: Built-in format name (as used in partners.yaml) → parser factory.
-FORMATS: dict[str, type[Parser]] = {
+FORMATS: dict[str, Callable[[], Parser]] = {
     "generic": GenericInventoryParser,
-    "google-merchant": GoogleMerchantParser,
-    "google-local-inventory": GoogleLocalInventoryParser,
-    "amazon-inventory": AmazonInventoryParser,
-    "cxml-product-activity": CxmlProductActivityParser,
+    "google-merchant": _on_first_use("parsers.google", "GoogleMerchantParser"),
+    "google-local-inventory": _on_first_use("parsers.google", "GoogleLocalInventoryParser"),
+    "amazon-inventory": _on_first_use("parsers.amazon", "AmazonInventoryParser"),
+    "cxml-product-activity": _on_first_use("parsers.cxml", "CxmlProductActivityParser"),
 }
 
 
