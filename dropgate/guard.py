@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 from dropgate.key_index import TRACKED_FIELDS, KeyIndex, key_hash
 from dropgate.spool import SpoolEntry
+from dropgate.state_objects import PartnerStateLocation, is_missing
 
 _CHUNK = 8192
 SAMPLE_LIMIT = 5
@@ -138,36 +139,27 @@ class KeyIndexStore(Protocol):
 
 
 class S3KeyIndexStore:
-    """One object per partner: ``s3://<state bucket or the drop's bucket>/<prefix><partner>.keyindex``.
-
-    The prefix is no partner's and carries no drop suffix, so writing it never triggers ingestion.
-    """
+    """One object per partner: ``dropgate-state/key-index/<partner>.keyindex`` (see
+    :mod:`dropgate.state_objects`)."""
 
     def __init__(self, client: Any, bucket: str | None, prefix: str = "dropgate-state/key-index/") -> None:
         self._client = client
-        self._bucket = bucket
-        self._prefix = prefix
-
-    def _where(self, partner: str, bucket: str | None) -> tuple[str, str]:
-        target = self._bucket or bucket
-        if not target:
-            raise ValueError("no bucket for the key index: set DROPGATE_STATE_BUCKET or DROPGATE_BUCKET")
-        return target, f"{self._prefix}{partner}.keyindex"
+        self._location = PartnerStateLocation(bucket, prefix, ".keyindex", "the key index")
 
     def load(self, partner: str, bucket: str | None) -> KeyIndex:
         from botocore.exceptions import ClientError
 
-        target, key = self._where(partner, bucket)
+        target, key = self._location.where(partner, bucket)
         try:
             body = self._client.get_object(Bucket=target, Key=key)["Body"].read()
         except ClientError as error:
-            if error.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "NotFound"):
+            if is_missing(error):
                 return KeyIndex.empty()
             raise
         return KeyIndex.from_bytes(body)
 
     def save(self, partner: str, bucket: str | None, index: KeyIndex) -> None:
-        target, key = self._where(partner, bucket)
+        target, key = self._location.where(partner, bucket)
         self._client.put_object(Bucket=target, Key=key, Body=index.to_bytes())
 
 

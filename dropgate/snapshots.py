@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import IO, Any, Protocol
 
 from dropgate.spool import SpoolEntry
+from dropgate.state_objects import PartnerStateLocation, is_missing
 
 _MAGIC = b"dropgate-keyset 1\n"
 _LENGTH = struct.Struct("<I")
@@ -243,33 +244,24 @@ class NullSnapshotStore:
 
 
 class S3SnapshotStore:
-    """``s3://<state bucket or the drop's bucket>/dropgate-state/snapshots/<partner>.keyset``.
-
-    The ``.keyset`` suffix matches no drop notification, so saving never triggers ingestion.
-    """
+    """One object per partner: ``dropgate-state/snapshots/<partner>.keyset`` (see
+    :mod:`dropgate.state_objects`)."""
 
     enabled = True
 
     def __init__(self, client: Any, bucket: str | None, prefix: str = "dropgate-state/snapshots/") -> None:
         self._client = client
-        self._bucket = bucket
-        self._prefix = prefix
-
-    def _where(self, partner: str, bucket: str | None) -> tuple[str, str]:
-        target = self._bucket or bucket
-        if not target:
-            raise ValueError("no bucket for snapshot key sets: set DROPGATE_STATE_BUCKET or DROPGATE_BUCKET")
-        return target, f"{self._prefix}{partner}.keyset"
+        self._location = PartnerStateLocation(bucket, prefix, ".keyset", "snapshot key sets")
 
     @contextmanager
     def _open(self, partner: str, bucket: str | None) -> Iterator[StoredKeys | None]:
         from botocore.exceptions import ClientError
 
-        target, key = self._where(partner, bucket)
+        target, key = self._location.where(partner, bucket)
         try:
             body = self._client.get_object(Bucket=target, Key=key)["Body"]
         except ClientError as error:
-            if error.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "NotFound"):
+            if is_missing(error):
                 yield None
                 return
             raise
@@ -282,7 +274,7 @@ class S3SnapshotStore:
         return self._open(partner, bucket)
 
     def save(self, partner: str, bucket: str | None, header: SnapshotHeader, keys: Iterable[bytes]) -> None:
-        target, key = self._where(partner, bucket)
+        target, key = self._location.where(partner, bucket)
         with tempfile.TemporaryFile() as buffer:
             write_keyset(buffer, header, keys)
             buffer.seek(0)
