@@ -384,7 +384,7 @@ def partners_command() -> None:
     console = Console()
     table = Table(title=f"partners ({settings.partners})", title_justify="left")
     for column in ("partner", "prefix", "format", "parser", "snapshot", "policy", "key"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")  # piped at 80 columns: wrap, never hide a name
     for partner in sorted(directory, key=lambda p: p.id):
         parser = directory.parser(partner.format)
         table.add_row(
@@ -399,7 +399,7 @@ def partners_command() -> None:
     console.print(table)
     formats = Table(title="formats (files under no prefix are routed by their root element)", title_justify="left")
     for column in ("format", "parser", "root element"):
-        formats.add_column(column)
+        formats.add_column(column, overflow="fold")
     for name, parser in directory.parsers():
         kind = "declarative" if name in directory.declared else "built-in"
         formats.add_row(f"{name} ({kind})", f"{parser.name}/{parser.version}", parser.expects)
