@@ -70,6 +70,15 @@ class DeadlineReached(RuntimeError):
     """The invocation is about to time out; give up cleanly (the trigger retries the file)."""
 
 
+def _payload(raw: BinaryIO, limits: Limits) -> Payload:
+    return Payload(
+        raw,
+        max_object_bytes=limits.max_object_bytes,
+        max_decompressed_bytes=limits.max_decompressed_bytes,
+        max_compression_ratio=limits.max_compression_ratio,
+    )
+
+
 class _DeadlineStream(io.RawIOBase):
     """Raises :class:`DeadlineReached` on the first read past the deadline."""
 
@@ -129,8 +138,6 @@ class Prepared:
     #: The document itself says full or delta (Amazon's PurgeAndReplace): its partner's key set is kept.
     snapshot_declared: bool = False
     as_of_ms: int = 0
-    #: What the snapshot step decided, for the outcome's notes.
-    snapshot_note: str = ""
 
     @property
     def parser_label(self) -> str:
@@ -246,19 +253,9 @@ class Ingestor:
         owner = self.partners.for_key(ref.key)
         if owner is not None:
             return Route(owner, self.partners.parser(owner.format), "prefix")
-        source, source_meta = (
-            (ref, meta) if read_from is None else (read_from, replace(meta, version_id=None, etag=None))
-        )
-        limits = self.settings.limits()
         try:
-            with self.store.open(source, source_meta) as raw:
-                payload = Payload(
-                    raw,
-                    max_object_bytes=limits.max_object_bytes,
-                    max_decompressed_bytes=limits.max_decompressed_bytes,
-                    max_compression_ratio=limits.max_compression_ratio,
-                )
-                stream, sniffed = sniff(payload.stream)
+            with self._open(ref, meta, read_from) as raw:
+                stream, sniffed = sniff(_payload(raw, self.settings.limits()).stream)
                 if sniffed.root is None:
                     sniffed = sniff_root(stream)
         except InputRejected:
@@ -270,6 +267,12 @@ class Ingestor:
             return Route(None, UnknownFormat(sniffed, self.partners.known_formats()), "unknown")
         _, parser, detected_owner = found
         return Route(detected_owner, parser, "detected")
+
+    def _open(self, ref: ObjectRef, meta: ObjectMeta, read_from: ObjectRef | None) -> BinaryIO:
+        """The object's bytes: the pinned version, or a byte-identical copy (``read_from``)."""
+        if read_from is None:
+            return self.store.open(ref, meta)
+        return self.store.open(read_from, replace(meta, version_id=None, etag=None))
 
     # -- parse + validate ----------------------------------------------------------------------
     def prepare(
@@ -357,17 +360,9 @@ class Ingestor:
     ) -> tuple[str, int, int]:
         """Stream the object through the parser into the spool; returns (sha256, size, records)."""
         records = 0
-        source, source_meta = (
-            (ref, meta) if read_from is None else (read_from, replace(meta, version_id=None, etag=None))
-        )
-        with self.store.open(source, source_meta) as raw:
+        with self._open(ref, meta, read_from) as raw:
             try:
-                payload = Payload(
-                    raw,
-                    max_object_bytes=limits.max_object_bytes,
-                    max_decompressed_bytes=limits.max_decompressed_bytes,
-                    max_compression_ratio=limits.max_compression_ratio,
-                )
+                payload = _payload(raw, limits)
                 if payload.empty:
                     collector.add(Problem(kind="empty", message="the file is empty (0 bytes); send the complete file"))
                 else:
@@ -529,12 +524,13 @@ class Ingestor:
                 ):
                     for _entry in session.select(prepared.spool.replay(prepared.sha256)):
                         pass
+                    note: str | None = "snapshot: a file with problems never deletes"
                     if not prepared.problems:
-                        outcome.snapshot_deletes = self._snapshot_step(
+                        outcome.snapshot_deletes, note = self._snapshot_step(
                             prepared, session, stack=stack, deadline=None, dry_run=True
                         )
-                if prepared.snapshot == "full":
-                    outcome.notes.append(prepared.snapshot_note or "snapshot: a file with problems never deletes")
+                if prepared.snapshot == "full" and note:
+                    outcome.notes.append(note)
                 outcome.verdicts = session.verdicts
                 outcome.events = session.verdicts.published
                 outcome.stale = session.verdicts.stale
@@ -586,15 +582,15 @@ class Ingestor:
                 ):
                     selected = session.select(prepared.spool.replay(prepared.sha256))
                     report = self.sink.publish(prepared.messages(selected), deadline=deadline)
-                    deletes = self._snapshot_step(prepared, session, stack=stack, deadline=deadline)
+                    deletes, note = self._snapshot_step(prepared, session, stack=stack, deadline=deadline)
             except Exception as error:
                 self._record(prepared, outcome, trigger, started, status="received", error=str(error))
                 raise
             outcome.events = report.acknowledged + deletes
             outcome.tombstones = prepared.spool.tombstones + deletes
             outcome.snapshot_deletes = deletes
-            if prepared.snapshot == "full":
-                outcome.notes.insert(0, prepared.snapshot_note)
+            if prepared.snapshot == "full" and note:
+                outcome.notes.insert(0, note)
             outcome.verdicts = session.verdicts
             outcome.stale = session.verdicts.stale
             outcome.unchanged = session.verdicts.unchanged if changed_only else 0
@@ -633,7 +629,7 @@ class Ingestor:
         stack: ExitStack,
         deadline: float | None,
         dry_run: bool = False,
-    ) -> int:
+    ) -> tuple[int, str | None]:
         """Snapshot deletes, and the partner's key set that makes them possible.
 
         The key set holds every key this partner has live on the topic as far as dropgate knows:
@@ -643,16 +639,16 @@ class Ingestor:
         that lacks it. Runs inside the guard session (the partner lock); the new set is written
         after the key index, and before tombstones go out the stored set is widened to cover this
         file, so a crash at any point repeats the same tombstones instead of losing them.
-        Returns how many tombstones the broker acknowledged (``dry_run``: would publish).
+        Returns how many tombstones the broker acknowledged (``dry_run``: would publish) and what
+        was decided, for the outcome's notes (``None``: the partner's snapshots are not tracked).
         """
         partner = prepared.partner
         if partner is None:
-            return 0
+            return 0, None
         if not (prepared.snapshot == "full" or prepared.snapshot_declared or partner.snapshot == "full"):
-            return 0  # before any work: a delta partner's file must not pay for sorting its keys
+            return 0, None  # before any work: a delta partner's file must not pay for sorting its keys
         if not self.snapshots.enabled:
-            prepared.snapshot_note = "snapshot: no state store is configured (local run): no deletes"
-            return 0
+            return 0, "snapshot: no state store is configured (local run): no deletes"
         bucket = prepared.ref.bucket
         keys = stack.enter_context(SnapshotKeys(self.settings.spool_dir))
         keys.add_current(prepared.spool.replay(prepared.sha256))
@@ -682,15 +678,13 @@ class Ingestor:
                         partner.id, bucket, replace(base, count=keys.merged_count()), keys.merged_sorted()
                     )
                 )
-            prepared.snapshot_note = f"snapshot: {decision.reason}{restarted}"
-            return 0
+            return 0, f"snapshot: {decision.reason}{restarted}"
         gone = keys.missing_count()
         since = f"since {header.source}" if header is not None and header.as_of_ms else "from the tracked key set"
         tombstones = session.select(tombstone_entries(keys.missing_sorted(), prepared.as_of_ms))
         if dry_run:
             would = sum(1 for _ in tombstones)
-            prepared.snapshot_note = f"snapshot: {gone} product(s) missing {since}: would publish {would} tombstone(s)"
-            return would
+            return would, f"snapshot: {gone} product(s) missing {since}: would publish {would} tombstone(s)"
         if gone and header is not None:
             self.snapshots.save(partner.id, bucket, replace(header, count=keys.merged_count()), keys.merged_sorted())
         assert self.sink is not None
@@ -699,12 +693,10 @@ class Ingestor:
         session.on_commit(lambda: self.snapshots.save(partner.id, bucket, new, keys.live_sorted()))
         recorded = f"{keys.live} key(s) recorded as the partner's current snapshot{restarted}"
         if header is None:
-            prepared.snapshot_note = f"snapshot: first snapshot recorded: {recorded}"
-        else:
-            prepared.snapshot_note = (
-                f"snapshot: {gone} product(s) missing {since}: {report.acknowledged} tombstone(s) published; {recorded}"
-            )
-        return report.acknowledged
+            return report.acknowledged, f"snapshot: first snapshot recorded: {recorded}"
+        return report.acknowledged, (
+            f"snapshot: {gone} product(s) missing {since}: {report.acknowledged} tombstone(s) published; {recorded}"
+        )
 
     def _diagnostics(self, prepared: Prepared, policy: str, published: int) -> Diagnostics:
         return Diagnostics(
@@ -923,45 +915,36 @@ class _EventBuilder:
         except ValidationError as error:
             for err in error.errors():
                 loc = ".".join(str(part) for part in err["loc"])
-                self.problems.add(
-                    Problem(
-                        kind="validation",
-                        message=f"{loc or 'product'}: {err['msg']}",
-                        line=record.line,
-                        record=record.index,
-                        product_id=record.product_id,
-                        path=record.path,
-                        field=loc or None,
-                        value=truncate(err.get("input")) if loc else None,
-                    )
+                self._invalid(
+                    record,
+                    f"{loc or 'product'}: {err['msg']}",
+                    field=loc or None,
+                    value=truncate(err.get("input")) if loc else None,
                 )
             return None
         except ValueError as error:  # the contract's cross-field rules (locations, productId)
-            self.problems.add(
-                Problem(
-                    kind="validation",
-                    message=f"product: {error}",
-                    line=record.line,
-                    record=record.index,
-                    product_id=record.product_id,
-                    path=record.path,
-                )
-            )
+            self._invalid(record, f"product: {error}")
             return None
         size = len(key) + len(value.head) + 64 + len(value.tail)
         if size > self.max_event_bytes:
-            self.problems.add(
-                Problem(
-                    kind="validation",
-                    message=(
-                        f"this product's event would be {size:,} bytes, over the limit of {self.max_event_bytes:,} "
-                        "a Kafka message may carry; shorten its longest fields (name, sku) or split its locations"
-                    ),
-                    line=record.line,
-                    record=record.index,
-                    product_id=record.product_id,
-                    path=record.path,
-                )
+            self._invalid(
+                record,
+                f"this product's event would be {size:,} bytes, over the limit of {self.max_event_bytes:,} "
+                "a Kafka message may carry; shorten its longest fields (name, sku) or split its locations",
             )
             return None
         return key, value
+
+    def _invalid(self, record: Record, message: str, *, field: str | None = None, value: str | None = None) -> None:
+        self.problems.add(
+            Problem(
+                kind="validation",
+                message=message,
+                line=record.line,
+                record=record.index,
+                product_id=record.product_id,
+                path=record.path,
+                field=field,
+                value=value,
+            )
+        )

@@ -203,14 +203,10 @@ class Decision:
     reason: str
 
 
-def plan(
-    *, mode: str, problems: int, live: int, as_of_ms: int, previous: SnapshotHeader | None, enabled: bool = True
-) -> Decision:
+def plan(*, mode: str, problems: int, live: int, as_of_ms: int, previous: SnapshotHeader | None) -> Decision:
     """The snapshot-delete rules, kept pure so each one is a one-line test."""
     if mode != "full":
         return Decision(False, "delta file: products are deleted only by explicit deletes")
-    if not enabled:
-        return Decision(False, "full snapshot, but no state store is configured (local run): no deletes")
     if problems:
         return Decision(False, "full snapshot with problems: a partial file never deletes")
     if live == 0:

@@ -80,11 +80,6 @@ PREVIOUS = SnapshotHeader(partner="acme", as_of_ms=2_000, source="s3://drop/acme
         ({"mode": "full", "problems": 1, "live": 5, "as_of_ms": 3_000, "previous": PREVIOUS}, False, "partial file"),
         ({"mode": "full", "problems": 0, "live": 0, "as_of_ms": 3_000, "previous": PREVIOUS}, False, "no products"),
         ({"mode": "full", "problems": 0, "live": 5, "as_of_ms": 1_999, "previous": PREVIOUS}, False, "older than"),
-        (
-            {"mode": "full", "problems": 0, "live": 5, "as_of_ms": 3_000, "previous": None, "enabled": False},
-            False,
-            "no state store",
-        ),
     ],
 )
 def test_plan_deletes_only_from_a_clean_newest_full_snapshot(kwargs: dict, delete: bool, says: str) -> None:  # type: ignore[type-arg]
