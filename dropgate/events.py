@@ -139,7 +139,13 @@ def json_schema() -> dict[str, Any]:
 
 def render_key(template: str, *, product_id: str, partner_id: str) -> bytes:
     """The Kafka key: ``{productId}`` by default, ``{partnerId}:{productId}`` where ids collide."""
+    if template == "{productId}":
+        return product_id.encode()  # the default, once per event: no formatting needed
     return template.format(productId=product_id, partnerId=partner_id).encode()
+
+
+#: Field hashes of an event the guard does not read (and of a tombstone).
+NO_FIELD_HASHES = (0,) * len(TRACKED_FIELDS)
 
 
 class SplitValue:
@@ -154,7 +160,7 @@ class SplitValue:
     __slots__ = ("as_of_ms", "fields", "head", "state", "tail")
 
     def __init__(
-        self, head: bytes, tail: bytes, as_of_ms: int = 0, state: int = 0, fields: tuple[int, ...] = ()
+        self, head: bytes, tail: bytes, as_of_ms: int = 0, state: int = 0, fields: tuple[int, ...] = NO_FIELD_HASHES
     ) -> None:
         self.head = head
         self.tail = tail
@@ -235,7 +241,7 @@ class _StateFields(TypedDict):
     sku: NotRequired[str | None]
     name: NotRequired[str | None]
     quantity: NotRequired[Annotated[int, Field(ge=0, strict=True)] | None]
-    availability: Availability
+    availability: Literal["in_stock", "out_of_stock", "preorder", "backorder", "discontinued"]
     price: NotRequired[_PriceFields | None]
     locations: NotRequired[list[_LocationFields]]
 
@@ -244,7 +250,12 @@ _STATE_FIELDS: TypeAdapter[_StateFields] = TypeAdapter(_StateFields)
 
 
 class FileSerializer:
-    """Serializes one file's records: validated like ProductState, laid out byte for byte like it."""
+    """Serializes one file's records: validated like ProductState, laid out byte for byte like it.
+
+    ``state_hashes=False`` leaves out what only the stale-overwrite guard reads (a state hash and
+    a hash per tracked field, about a third of the cost of an event); a run without a key index
+    (a local file) has no use for them.
+    """
 
     def __init__(
         self,
@@ -256,8 +267,10 @@ class FileSerializer:
         version_id: str | None,
         parser_name: str,
         parser_version: str,
+        state_hashes: bool = True,
     ) -> None:
         self.partner_id = partner_id
+        self.state_hashes = state_hashes
         self.set_as_of(as_of)
         self._source_head = (
             b',"source":' + orjson.dumps({"bucket": bucket, "key": key, "versionId": version_id})[:-1] + b',"sha256":"'
@@ -275,32 +288,32 @@ class FileSerializer:
         checked = _STATE_FIELDS.validate_python({"productId": product_id, **fields})
         if product_id != product_id.strip():
             raise ValueError("productId must not have surrounding whitespace")
-        checked_locations = checked.get("locations") or []
-        locations: list[dict[str, Any]] = [
-            {"locationId": loc["locationId"], "quantity": loc["quantity"]} for loc in checked_locations
-        ]
-        if checked_locations:
-            ids = [loc["locationId"] for loc in checked_locations]
+        # pydantic returns each TypedDict with exactly its declared keys, in declared order, which is
+        # the contract's order: the validated price and locations serialize as they are.
+        locations = checked.get("locations") or []
+        quantity = checked.get("quantity")
+        if locations:
+            ids = [location["locationId"] for location in locations]
             if ids != sorted(set(ids)):
                 raise ValueError("locations must be unique and sorted by locationId")
-            quantity = checked.get("quantity")
-            total = sum(loc["quantity"] for loc in checked_locations)
+            total = sum(location["quantity"] for location in locations)
             if quantity is not None and total != quantity:
                 raise ValueError(f"quantity {quantity} does not equal the sum of locations {total}")
-        price = checked.get("price")
         body = {
             "schemaVersion": SCHEMA_VERSION,
             "productId": product_id,
             "partnerId": self.partner_id,
             "sku": checked.get("sku"),
             "name": checked.get("name"),
-            "quantity": checked.get("quantity"),
-            "availability": checked["availability"].value,
-            "price": {"amount": price["amount"], "currency": price["currency"]} if price else None,
+            "quantity": quantity,
+            "availability": checked["availability"],
+            "price": checked.get("price"),
             "locations": locations,
             "asOf": self.as_of_text,
         }
-        state_hash, field_hashes = state_hashes(orjson.dumps(body[name]) for name in TRACKED_FIELDS)
         head = orjson.dumps(body)[:-1] + self._source_head
         tail = b'","record":' + str(record).encode() + self._parser_tail
+        if not self.state_hashes:
+            return SplitValue(head, tail, self.as_of_ms)
+        state_hash, field_hashes = state_hashes(orjson.dumps(body[name]) for name in TRACKED_FIELDS)
         return SplitValue(head, tail, self.as_of_ms, state_hash, field_hashes)

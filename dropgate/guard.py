@@ -219,6 +219,9 @@ class PartnerLock:
 
 
 class PublishGuard(Protocol):
+    #: Whether sessions read each event's state and field hashes (building them is not free).
+    reads_state: bool
+
     def session(
         self,
         partner: str,
@@ -253,6 +256,8 @@ class PassThroughSession(_Commits):
 class NullGuard:
     """No guard (local files): every event is published, nothing is remembered."""
 
+    reads_state = False
+
     @contextmanager
     def session(
         self,
@@ -270,6 +275,8 @@ class NullGuard:
 
 
 class KeyIndexGuard:
+    reads_state = True
+
     def __init__(
         self, store: KeyIndexStore, lock: PartnerLock, *, lock_ttl_s: float = 900.0, lock_wait_s: float = 60.0
     ) -> None:

@@ -299,7 +299,14 @@ class Ingestor:
         collector = _Problems(self.settings.max_problems)
         records = 0
         builder = _EventBuilder(
-            ref, meta, partner, self.partners, parser, collector, max_event_bytes=self.settings.max_event_bytes
+            ref,
+            meta,
+            partner,
+            self.partners,
+            parser,
+            collector,
+            max_event_bytes=self.settings.max_event_bytes,
+            state_hashes=self.guard.reads_state,
         )
         if preview:
             builder.fallback = Partner(id=PREVIEW_PARTNER, prefix=f"{PREVIEW_PARTNER}/", format=parser.name)
@@ -394,7 +401,11 @@ class Ingestor:
                                 )
                             built = builder.build(item)
                             if built is not None:
-                                spool.append(built[0], built[1], item.index, tombstone_as_of_ms=builder.as_of_ms)
+                                key, value = built
+                                if value is None:
+                                    spool.append(key, None, item.index, tombstone_as_of_ms=builder.as_of_ms)
+                                else:
+                                    spool.append(key, value, item.index)
                         elif isinstance(item, Problem):
                             collector.add(item)
                         else:
@@ -787,8 +798,11 @@ class _EventBuilder:
         parser: Parser,
         problems: _Problems,
         max_event_bytes: int = 900_000,
+        *,
+        state_hashes: bool = True,
     ) -> None:
         self.ref = ref
+        self.state_hashes = state_hashes
         self.partner = partner
         self.partners = partners
         self.declared_partner: str | None = None
@@ -909,6 +923,7 @@ class _EventBuilder:
                 version_id=self.source["versionId"],
                 parser_name=self.parser_ref["name"],
                 parser_version=self.parser_ref["version"],
+                state_hashes=self.state_hashes,
             )
         try:
             value = self._serializer.serialize(record.product_id, record.fields, record.index)

@@ -43,19 +43,20 @@ class PublishReport:
 
 
 class _Deliveries:
-    """Delivery reports of one publish call; never shared between files."""
+    """Failed deliveries of one publish call; never shared between files.
 
-    __slots__ = ("acknowledged", "failed", "first_error")
+    The producer reports failures only (``delivery.report.only.error``): once ``flush()`` has
+    emptied the queue, every event it did not report as failed was acknowledged.
+    """
+
+    __slots__ = ("failed", "first_error")
 
     def __init__(self) -> None:
-        self.acknowledged = 0
         self.failed = 0
         self.first_error: KafkaError | None = None
 
     def __call__(self, error: KafkaError | None, _message: Any) -> None:
-        if error is None:
-            self.acknowledged += 1
-        else:
+        if error is not None:
             self.failed += 1
             if self.first_error is None:
                 self.first_error = error
@@ -84,6 +85,9 @@ def producer_config(
         "queue.buffering.max.kbytes": 8_192,
         "queue.buffering.max.messages": 20_000,
         "log.connection.close": False,
+        # Success is counted as sent less failed once flush() has emptied the queue, so only
+        # failures need a delivery report: no Python callback per acknowledged event.
+        "delivery.report.only.error": True,
     }
 
 
@@ -209,31 +213,32 @@ class KafkaPublisher:
                         produce(topic, message.value, message.key, headers=message.headers, on_delivery=deliveries)
                         break
                     except BufferError:
-                        poll(0.05)  # local queue full: let delivery reports drain it
+                        poll(0.005)  # local queue full: give the client a moment to send and free it
                         if time.monotonic() > deadline:
-                            raise PublishError(self._timeout_message(sent, deliveries)) from None
+                            raise PublishError(self._timeout_message(sent, deliveries, len(producer))) from None
                 sent += 1
                 if sent % 1000 == 0:
                     poll(0)
                     if deliveries.first_error is not None:
                         raise PublishError(self._error_message(sent, deliveries))
                     if time.monotonic() > deadline:
-                        raise PublishError(self._timeout_message(sent, deliveries))
+                        raise PublishError(self._timeout_message(sent, deliveries, len(producer)))
             remaining = producer.flush(max(0.0, deadline - time.monotonic()))
             if remaining:
-                raise PublishError(self._timeout_message(sent, deliveries))
-            if deliveries.first_error is not None or deliveries.acknowledged != sent:
+                raise PublishError(self._timeout_message(sent, deliveries, remaining))
+            if deliveries.first_error is not None:
                 raise PublishError(self._error_message(sent, deliveries))
         except (PublishError, KafkaException):
             _discard_producer(producer)
             # The broker may come back empty (or be another one): look the topic up again next time.
             _TOPICS_READY.discard((self.bootstrap, self.topic))
             raise
-        return PublishReport(sent=sent, acknowledged=deliveries.acknowledged, seconds=time.monotonic() - started)
+        return PublishReport(sent=sent, acknowledged=sent - deliveries.failed, seconds=time.monotonic() - started)
 
-    def _timeout_message(self, sent: int, deliveries: _Deliveries) -> str:
+    def _timeout_message(self, sent: int, deliveries: _Deliveries, in_flight: int) -> str:
+        acknowledged = sent - in_flight - deliveries.failed
         return (
-            f"gave up waiting for {self.bootstrap}: {deliveries.acknowledged} of {sent} events to "
+            f"gave up waiting for {self.bootstrap}: {acknowledged} of {sent} events to "
             f"'{self.topic}' acknowledged before the deadline"
         )
 

@@ -14,13 +14,13 @@ from collections.abc import Iterator
 from types import TracebackType
 from typing import BinaryIO
 
-from dropgate.events import SplitValue
+from dropgate.events import NO_FIELD_HASHES, SplitValue
 from dropgate.key_index import TRACKED_FIELDS
 
 # key length, head length (-1: tombstone), tail length, record index, asOf ms, state hash, field hashes
 _HEADER = struct.Struct(f"<IiIIqQ{len(TRACKED_FIELDS)}H")
 _TOMBSTONE = -1
-_NO_FIELDS = (0,) * len(TRACKED_FIELDS)
+_NO_FIELDS = NO_FIELD_HASHES
 
 
 class SpoolEntry:
@@ -38,25 +38,38 @@ class SpoolEntry:
 
 
 class EventSpool:
+    #: Entries are gathered and written this many at a time: one write call per entry costs more
+    #: than packing it.
+    _BATCH = 2048
+
     def __init__(self, directory: str | None = None) -> None:
         self._file: BinaryIO = tempfile.TemporaryFile(dir=directory)  # noqa: SIM115 - closed in close()
+        self._pending: list[bytes] = []
         self.count = 0
         self.tombstones = 0
 
     def append(self, key: bytes, value: SplitValue | None, record: int, *, tombstone_as_of_ms: int = 0) -> None:
+        pending = self._pending
         if value is None:
-            self._file.write(_HEADER.pack(len(key), _TOMBSTONE, 0, record, tombstone_as_of_ms, 0, *_NO_FIELDS) + key)
+            pending += (_HEADER.pack(len(key), _TOMBSTONE, 0, record, tombstone_as_of_ms, 0, *_NO_FIELDS), key)
             self.tombstones += 1
         else:
             header = _HEADER.pack(
                 len(key), len(value.head), len(value.tail), record, value.as_of_ms, value.state, *value.fields
             )
-            self._file.write(header + key + value.head + value.tail)
+            pending += (header, key, value.head, value.tail)
         self.count += 1
+        if len(pending) >= self._BATCH:
+            self._write_pending()
+
+    def _write_pending(self) -> None:
+        self._file.write(b"".join(self._pending))
+        self._pending.clear()
 
     def replay(self, sha256: str) -> Iterator[SpoolEntry]:
         """Every spooled event with the file's sha256 filled in, in file order."""
         sha = sha256.encode()
+        self._write_pending()
         handle = self._file
         handle.flush()
         handle.seek(0)

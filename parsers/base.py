@@ -9,7 +9,7 @@ outcome. Keeping them this small is what lets a parser fix be tested from a fixt
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, BinaryIO, Literal, Protocol
 
@@ -103,7 +103,6 @@ class Record:
     fields: dict[str, Any] | None
     line: int | None = None
     path: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def deleted(self) -> bool:

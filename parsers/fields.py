@@ -12,8 +12,8 @@ from datetime import UTC, datetime
 AVAILABILITY_VALUES = ("in_stock", "out_of_stock", "preorder", "backorder", "discontinued")
 
 _WHOLE = re.compile(r"[0-9]+")
-_DECIMAL = re.compile(r"[0-9]+(\.[0-9]+)?")
-_CURRENCY = re.compile(r"[A-Z]{3}")
+DECIMAL_PATTERN = _DECIMAL = re.compile(r"[0-9]+(\.[0-9]+)?")
+CURRENCY_PATTERN = _CURRENCY = re.compile(r"[A-Z]{3}")
 #: 18 digits fits a signed 64-bit integer, which is what downstream consumers (Java, SQL) hold.
 #: Plain ASCII digits up to this length are therefore quantities without further checks.
 MAX_QUANTITY_DIGITS = 18

@@ -88,7 +88,11 @@ class GenericInventoryParser:
                 if element.tag == PRODUCT:
                     inside_product = False
                     window.mark()
-                    yield from _product(element, index, limits)
+                    record = _plain_product(element, index, limits)
+                    if record is not None:
+                        yield record
+                    else:
+                        yield from _product(element, index, limits)
                     release(element)
         except etree.XMLSyntaxError as error:
             if inside_product:
@@ -158,6 +162,122 @@ class _ProductReader(RecordReader):
         except FieldError as error:
             self.problem(field, f"{field} {error}", value=raw, element=child, sub=sub or f"/{child.tag}")
             return None
+
+
+_LEAVES = frozenset({"sku", "name", "quantity", "availability", "price"})
+_AVAILABILITY = frozenset(fields.AVAILABILITY_VALUES)
+_DECIMAL = fields.DECIMAL_PATTERN.fullmatch
+_CURRENCY = fields.CURRENCY_PATTERN.fullmatch
+
+
+def _plain_product(element: Any, index: int, limits: Limits) -> Record | None:
+    """The usual product read in one pass, or ``None`` when anything about it needs :func:`_product`.
+
+    Most products in a drop are plain: each known field once, as clean text, no nesting beyond
+    ``locations/location``, nothing to trim or normalise. This path only accepts what the checked
+    path would accept unchanged and gives the same :class:`Record` (a test holds the two together);
+    anything else (a problem, a tombstone, whitespace, lower-case currency, an unknown nested
+    element) returns ``None`` and the checked path decides, with its diagnostics.
+    """
+    if len(element.attrib) > limits.max_attributes:
+        return None
+    product_id = element.get("id")
+    if not product_id or product_id.strip() != product_id:
+        return None
+    deleted = element.get("deleted")
+    if deleted is not None:
+        if deleted != "true" or any(len(child) for child in element):
+            return None
+        return Record(index=index, product_id=product_id, fields=None, line=element.sourceline, path=_path(index))
+    max_text = limits.max_text_chars
+    seen: set[str] = set()
+    sku = name = availability = None
+    quantity: int | None = None
+    price: dict[str, str] | None = None
+    locations: list[dict[str, Any]] | None = None
+    for child in element:
+        tag = child.tag
+        if tag == "locations":
+            if locations is not None:
+                return None
+            locations = _plain_locations(child, limits)
+            if locations is None:
+                return None
+            continue
+        if len(child):
+            return None  # nested elements or an entity reference
+        if tag not in _LEAVES:
+            continue  # unknown elements (and comments) are ignored, as in the checked path
+        if tag in seen:
+            return None
+        seen.add(tag)
+        text = child.text
+        if text is None or len(text) > max_text:
+            return None
+        if tag == "sku":
+            sku = text.strip() or None
+        elif tag == "name":
+            name = text.strip() or None
+        elif tag == "quantity":
+            if len(text) > _FAST_DIGITS or not text.isascii() or not text.isdigit():
+                return None
+            quantity = int(text)
+        elif tag == "availability":
+            if text not in _AVAILABILITY:
+                return None
+            availability = text
+        else:
+            currency = child.get("currency")
+            if currency is None or not _DECIMAL(text) or not _CURRENCY(currency):
+                return None
+            price = {"amount": text, "currency": currency}
+    if locations is not None:
+        total = sum(location["quantity"] for location in locations)
+        if quantity is None:
+            quantity = total
+        elif quantity != total:
+            return None
+    elif quantity is None:
+        return None
+    return Record(
+        index=index,
+        product_id=product_id,
+        fields={
+            "sku": sku,
+            "name": name,
+            "quantity": quantity,
+            "availability": availability or ("in_stock" if quantity else "out_of_stock"),
+            "price": price,
+            "locations": locations or [],
+        },
+        line=element.sourceline,
+        path=_path(index),
+    )
+
+
+def _path(index: int) -> str:
+    return f"/{ROOT}/{PRODUCT}[{index}]"
+
+
+def _plain_locations(element: Any, limits: Limits) -> list[dict[str, Any]] | None:
+    found: dict[str, dict[str, Any]] = {}
+    for location in element:
+        if location.tag != "location" or len(location) or len(location.attrib) > limits.max_attributes:
+            return None
+        location_id = location.get("id")
+        raw = location.get("quantity")
+        if (
+            not location_id
+            or location_id in found
+            or location_id.strip() != location_id
+            or raw is None
+            or len(raw) > _FAST_DIGITS
+            or not raw.isascii()
+            or not raw.isdigit()
+        ):
+            return None
+        found[location_id] = {"locationId": location_id, "quantity": int(raw)}
+    return [found[key] for key in sorted(found)]
 
 
 def _product(element: Any, index: int, limits: Limits) -> Iterator[Item]:

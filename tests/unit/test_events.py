@@ -196,3 +196,35 @@ def test_the_fast_path_refuses_what_the_model_refuses(fields: dict[str, Any], er
     )
     with pytest.raises(ValueError, match=error):
         fast.serialize("P1", fields, 1)
+
+
+def test_without_state_hashes_the_bytes_are_the_same_and_the_hashes_left_out() -> None:
+    """Local runs skip the guard's hashes; the event itself must not change."""
+    from dropgate.events import NO_FIELD_HASHES, FileSerializer
+
+    def serializer(hashes: bool) -> FileSerializer:
+        return FileSerializer(
+            partner_id="acme",
+            as_of=datetime(2026, 1, 1, tzinfo=UTC),
+            bucket="b",
+            key="k",
+            version_id="v",
+            parser_name="p",
+            parser_version="1",
+            state_hashes=hashes,
+        )
+
+    fields = {"quantity": 3, "availability": "in_stock", "locations": [{"locationId": "A", "quantity": 3}]}
+    with_hashes, without = serializer(True).serialize("P1", fields, 1), serializer(False).serialize("P1", fields, 1)
+    assert without.complete(SHA) == with_hashes.complete(SHA)
+    assert with_hashes.state != 0 and with_hashes.fields != NO_FIELD_HASHES
+    assert (without.state, without.fields) == (0, NO_FIELD_HASHES)
+
+
+def test_the_fast_path_knows_every_availability_of_the_contract() -> None:
+    from typing import get_args, get_type_hints
+
+    from dropgate.events import Availability, _StateFields
+
+    allowed = get_args(get_type_hints(_StateFields)["availability"])
+    assert set(allowed) == {a.value for a in Availability}
