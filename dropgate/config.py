@@ -69,6 +69,11 @@ class Settings(BaseSettings):
     #: Largest event (key + value) accepted; Kafka's default message.max.bytes is 1,000,000.
     max_event_bytes: int = Field(default=900_000, ge=1_000)
     spool_dir: str | None = None
+    #: Files at least this large (as stored) are parsed in several processes when the format
+    #: allows it and there is more than one core (see dropgate/parallel.py); -1 turns that off.
+    parallel_parse_min_bytes: int = Field(default=4 * 1024 * 1024, ge=-1)
+    #: Parsing processes for such a file; 0: one per core.
+    parse_processes: int = Field(default=0, ge=0)
     #: Where quarantined copies go; the drop bucket itself (under quarantine/) when unset.
     quarantine_bucket: str | None = None
     #: How long a processing claim lives when the caller has no deadline (CLI); Lambda uses its own.

@@ -22,7 +22,7 @@ from typing import Any, BinaryIO, Literal, Protocol, cast
 
 from pydantic import ValidationError
 
-from dropgate import events
+from dropgate import events, parallel
 from dropgate.byte_streams import Payload
 from dropgate.config import Settings
 from dropgate.events import SplitValue
@@ -41,8 +41,9 @@ from dropgate.quarantine import (
 from dropgate.snapshots import NullSnapshotStore, SnapshotHeader, SnapshotKeys, SnapshotStore, plan, tombstone_entries
 from dropgate.spool import EventSpool, SpoolEntry
 from dropgate.storage import ObjectMeta, ObjectMissing, ObjectRef, ObjectStore
-from parsers.base import Document, InputRejected, LimitExceeded, Parser, Problem, Record, truncate
+from parsers.base import Document, InputRejected, LimitExceeded, Parser, Problem, Record, SegmentedParser, truncate
 from parsers.limits import Limits
+from parsers.segments import NotPlain
 from parsers.unknown import UnknownFormat
 from parsers.xml_stream import sniff, sniff_root
 
@@ -148,20 +149,17 @@ class Prepared:
     ) -> Iterator[OutMessage]:
         """Spooled events (all, or the ``entries`` the guard selected) as Kafka messages with headers."""
         stamp = (ingested_at or events.format_timestamp(datetime.now(UTC))).encode()
-        source = str(self.ref).encode()
-        parser = self.parser_label.encode()
-        schema = events.SCHEMA_NAME.encode()
-        content_type = events.CONTENT_TYPE.encode()
+        same_for_every_event: list[Header] = [
+            ("content-type", events.CONTENT_TYPE.encode()),
+            ("schema", events.SCHEMA_NAME.encode()),
+            ("source-object", str(self.ref).encode()),
+            ("parser-version", self.parser_label.encode()),
+            ("ingested-at", stamp),
+        ]
+        event_id = events.event_id
         for entry in entries if entries is not None else self.spool.replay(self.sha256):
             key, value = entry.key, entry.value
-            headers: list[Header] = [
-                ("event-id", events.event_id(key, value).encode()),
-                ("content-type", content_type),
-                ("schema", schema),
-                ("source-object", source),
-                ("parser-version", parser),
-                ("ingested-at", stamp),
-            ]
+            headers: list[Header] = [("event-id", event_id(key, value).encode()), *same_for_every_event]
             yield OutMessage(key=key, value=value, headers=headers)
 
 
@@ -295,45 +293,54 @@ class Ingestor:
         ref = ref.with_version(meta.version_id)
         route = route or self.route(ref, meta, partner_id=partner_id, read_from=read_from)
         partner, parser = route.partner, route.parser
-        spool = EventSpool(self.settings.spool_dir)
-        collector = _Problems(self.settings.max_problems)
-        records = 0
-        builder = _EventBuilder(
-            ref,
-            meta,
-            partner,
-            self.partners,
-            parser,
-            collector,
-            max_event_bytes=self.settings.max_event_bytes,
-            state_hashes=self.guard.reads_state,
-        )
-        if preview:
-            builder.fallback = Partner(id=PREVIEW_PARTNER, prefix=f"{PREVIEW_PARTNER}/", format=parser.name)
         limits = self.settings.limits().overridden(partner.limits if partner else None)
-        limit = limits.max_object_bytes
-        if meta.size > limit:
-            # Refused before a byte is read: the declared size is authoritative for a pinned version.
-            collector.add(
-                Problem(
-                    kind="security_limit",
-                    message=f"the file is {meta.size:,} bytes, over the limit of {limit:,}; "
-                    "split it or raise the limit",
-                    field="max_object_bytes",
-                    value=str(limit),
-                )
+        segmented = self._segmented(parser, meta)
+        while True:
+            spool = EventSpool(self.settings.spool_dir)
+            collector = _Problems(self.settings.max_problems)
+            records = 0
+            builder = _EventBuilder(
+                ref,
+                meta,
+                partner,
+                self.partners,
+                parser,
+                collector,
+                max_event_bytes=self.settings.max_event_bytes,
+                state_hashes=self.guard.reads_state,
             )
-            sha256, size = "", meta.size
-        else:
+            if preview:
+                builder.fallback = Partner(id=PREVIEW_PARTNER, prefix=f"{PREVIEW_PARTNER}/", format=parser.name)
+            limit = limits.max_object_bytes
+            if meta.size > limit:
+                # Refused before a byte is read: the declared size is authoritative for a pinned version.
+                collector.add(
+                    Problem(
+                        kind="security_limit",
+                        message=f"the file is {meta.size:,} bytes, over the limit of {limit:,}; "
+                        "split it or raise the limit",
+                        field="max_object_bytes",
+                        value=str(limit),
+                    )
+                )
+                sha256, size = "", meta.size
+                break
             try:
-                sha256, size, records = self._parse_into(
+                read = self._parse_parallel if segmented else self._parse_into
+                sha256, size, records = read(
                     ref, meta, parser, builder, spool, collector, read_from, limits=limits, deadline=deadline
                 )
+            except NotPlain:
+                # Not a plain document after all: read it again, streaming, for the diagnostics.
+                spool.close()
+                segmented = False
+                continue
             except BaseException:
                 spool.close()  # DeadlineReached, a read failure: the caller never gets the spool to close
                 raise
             if builder.partner is None and builder.fallback is None and not collector.fatal:
                 builder.report_unrouted()  # also a file without records: it must not pass as published
+            break
         return Prepared(
             ref=ref,
             meta=meta,
@@ -351,6 +358,88 @@ class Ingestor:
             snapshot_declared=builder.snapshot is not None,
             as_of_ms=builder.as_of_ms,
         )
+
+    def _segmented(self, parser: Parser, meta: ObjectMeta) -> bool:
+        """Worth parsing in several processes: the format can, the file is large, there are cores."""
+        threshold = self.settings.parallel_parse_min_bytes
+        return hasattr(parser, "segment_records") and 0 <= threshold <= meta.size and self._processes() > 1
+
+    def _processes(self) -> int:
+        return self.settings.parse_processes or parallel.available_cores()
+
+    def _parse_parallel(
+        self,
+        ref: ObjectRef,
+        meta: ObjectMeta,
+        parser: Parser,
+        builder: _EventBuilder,
+        spool: EventSpool,
+        collector: _Problems,
+        read_from: ObjectRef | None = None,
+        *,
+        limits: Limits,
+        deadline: float | None = None,
+    ) -> tuple[str, int, int]:
+        """What :meth:`_parse_into` does, for a plain document, on every core (``dropgate.parallel``).
+
+        Reports no problem itself: anything that would be one raises :class:`NotPlain`, and the
+        caller streams the file instead, so every diagnostic comes from the one streaming path.
+        """
+        segmented = cast(SegmentedParser, parser)
+        reported = [0]
+
+        def spec_for(document: Document) -> parallel.EncodeSpec:
+            builder.document(document)
+            partner = builder.partner or builder.fallback
+            if partner is None or collector.total:
+                raise NotPlain("the document has problems, or no partner")
+            return parallel.EncodeSpec(
+                parser=segmented,
+                limits=limits,
+                partner_id=partner.id,
+                key_template=partner.key_template,
+                as_of=builder.as_of,
+                bucket=ref.bucket,
+                key=ref.key,
+                version_id=ref.version_id,
+                state_hashes=builder.state_hashes,
+                max_event_bytes=builder.max_event_bytes,
+            )
+
+        def on_progress(records: int) -> None:
+            if records > limits.max_records:
+                raise NotPlain("over max_records")  # the streaming parser says where
+            if records // 10_000 > reported[0]:
+                reported[0] = records // 10_000
+                if self.progress is not None:
+                    self.progress(records)
+                if deadline is not None and time.monotonic() > deadline:
+                    raise DeadlineReached(
+                        f"stopped reading {ref} after {records:,} products: the invocation is about to "
+                        "time out; the retry will start over"
+                    )
+
+        with self._open(ref, meta, read_from) as raw:
+            try:
+                payload = _payload(raw, limits)
+                if payload.empty:
+                    raise NotPlain("empty")
+                stream = payload.stream
+                if deadline is not None:
+                    stream = cast(BinaryIO, _DeadlineStream(stream, deadline, lambda: f"{ref} while reading"))
+                records = parallel.parse_into_spool(
+                    stream,
+                    segmented,
+                    spool,
+                    limits=limits,
+                    processes=self._processes(),
+                    spec_for=spec_for,
+                    on_progress=on_progress,
+                )
+                sha256 = payload.finish()
+            except InputRejected as rejected:
+                raise NotPlain(f"the bytes were refused: {rejected}") from None
+        return sha256, payload.size, records
 
     def _parse_into(
         self,

@@ -21,6 +21,17 @@ from dropgate.key_index import TRACKED_FIELDS
 _HEADER = struct.Struct(f"<IiIIqQ{len(TRACKED_FIELDS)}H")
 _TOMBSTONE = -1
 _NO_FIELDS = NO_FIELD_HASHES
+_READ_BYTES = 1 << 20
+
+
+def encode(key: bytes, value: SplitValue | None, record: int, *, tombstone_as_of_ms: int = 0) -> tuple[bytes, ...]:
+    """One entry's bytes, in parts (joined when written)."""
+    if value is None:
+        return (_HEADER.pack(len(key), _TOMBSTONE, 0, record, tombstone_as_of_ms, 0, *_NO_FIELDS), key)
+    header = _HEADER.pack(
+        len(key), len(value.head), len(value.tail), record, value.as_of_ms, value.state, *value.fields
+    )
+    return (header, key, value.head, value.tail)
 
 
 class SpoolEntry:
@@ -50,17 +61,19 @@ class EventSpool:
 
     def append(self, key: bytes, value: SplitValue | None, record: int, *, tombstone_as_of_ms: int = 0) -> None:
         pending = self._pending
+        pending += encode(key, value, record, tombstone_as_of_ms=tombstone_as_of_ms)
         if value is None:
-            pending += (_HEADER.pack(len(key), _TOMBSTONE, 0, record, tombstone_as_of_ms, 0, *_NO_FIELDS), key)
             self.tombstones += 1
-        else:
-            header = _HEADER.pack(
-                len(key), len(value.head), len(value.tail), record, value.as_of_ms, value.state, *value.fields
-            )
-            pending += (header, key, value.head, value.tail)
         self.count += 1
         if len(pending) >= self._BATCH:
             self._write_pending()
+
+    def append_encoded(self, entries: bytes, count: int, tombstones: int) -> None:
+        """``count`` entries laid out by :func:`encode` (by a parsing process), in file order."""
+        self._write_pending()
+        self._file.write(entries)
+        self.count += count
+        self.tombstones += tombstones
 
     def _write_pending(self) -> None:
         self._file.write(b"".join(self._pending))
@@ -73,17 +86,29 @@ class EventSpool:
         handle = self._file
         handle.flush()
         handle.seek(0)
-        read = handle.read
         size = _HEADER.size
-        unpack = _HEADER.unpack
-        for _ in range(self.count):
-            key_len, head_len, tail_len, record, as_of_ms, state, *fields = unpack(read(size))
-            if head_len == _TOMBSTONE:
-                yield SpoolEntry(read(key_len), None, record, as_of_ms, 0, _NO_FIELDS)
+        unpack_from = _HEADER.unpack_from
+        buffer = b""
+        position = 0
+        left = self.count
+        while left:
+            # Entries are read a chunk at a time and cut out of it: a read call per entry costs more.
+            if len(buffer) - position < size:
+                buffer, position = _refill(handle, buffer, position, size), 0
+            key_len, head_len, tail_len, record, as_of_ms, state, *fields = unpack_from(buffer, position)
+            end = position + size + key_len + max(head_len, 0) + tail_len
+            if end > len(buffer):
+                buffer, position = _refill(handle, buffer, position, end - position), 0
                 continue
-            blob = read(key_len + head_len + tail_len)
-            value = blob[key_len : key_len + head_len] + sha + blob[key_len + head_len :]
-            yield SpoolEntry(blob[:key_len], value, record, as_of_ms, state, tuple(fields))
+            key_end = position + size + key_len
+            if head_len == _TOMBSTONE:
+                yield SpoolEntry(buffer[position + size : key_end], None, record, as_of_ms, 0, _NO_FIELDS)
+            else:
+                head_end = key_end + head_len
+                value = buffer[key_end:head_end] + sha + buffer[head_end:end]
+                yield SpoolEntry(buffer[position + size : key_end], value, record, as_of_ms, state, tuple(fields))
+            position = end
+            left -= 1
 
     def close(self) -> None:
         self._file.close()
@@ -93,3 +118,11 @@ class EventSpool:
 
     def __exit__(self, *exc: object | TracebackType) -> None:
         self.close()
+
+
+def _refill(handle: BinaryIO, buffer: bytes, position: int, needed: int) -> bytes:
+    """What is left of ``buffer`` from ``position`` plus the next chunk, holding at least ``needed`` bytes."""
+    more = handle.read(max(_READ_BYTES, needed))
+    if len(buffer) - position + len(more) < needed:
+        raise RuntimeError("the event spool ends in the middle of an entry")
+    return buffer[position:] + more

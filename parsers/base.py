@@ -130,6 +130,18 @@ class Parser(Protocol):
     def parse(self, stream: BinaryIO, limits: Limits = DEFAULT_LIMITS) -> Iterator[Item]: ...
 
 
+class SegmentedParser(Parser, Protocol):
+    """A format whose plain documents can be cut into segments and parsed in several processes
+    (see ``parsers.segments``); its methods raise ``NotPlain`` for anything else."""
+
+    root_tag: str
+    record_tag: str
+
+    def segment_document(self, root: Any, limits: Limits = DEFAULT_LIMITS) -> Document: ...
+
+    def segment_records(self, root: Any, segment: Any, limits: Limits = DEFAULT_LIMITS) -> Iterator[Record]: ...
+
+
 class InputRejected(Exception):
     """The bytes themselves are unusable (corrupt gzip, cut-off upload, …).
 

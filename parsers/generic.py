@@ -24,6 +24,7 @@ from parsers.base import Document, Item, Problem, Record, truncate
 from parsers.fields import FieldError
 from parsers.limits import DEFAULT_LIMITS, Limits
 from parsers.records import RecordReader
+from parsers.segments import NotPlain, Segment, check_first_root
 from parsers.xml_stream import (
     RecordWindow,
     Sniffed,
@@ -103,6 +104,37 @@ class GenericInventoryParser:
         if not seen_root:
             root = context.root
             yield _unknown_format(sniffed_from(root), self.expects, line=root.sourceline if root is not None else None)
+
+    # -- segments (see parsers/segments.py and dropgate/parallel.py) ------------------------------
+    root_tag = ROOT
+    record_tag = PRODUCT
+
+    def segment_document(self, root: Any, limits: Limits = DEFAULT_LIMITS) -> Document:
+        """The document's own root (the first segment's): what :meth:`parse` yields first."""
+        check_first_root(root, ROOT)
+        if len(root.attrib) > limits.max_attributes:
+            raise NotPlain("the root has too many attributes")
+        items = list(_document(root))
+        if len(items) != 1 or not isinstance(items[0], Document):
+            raise NotPlain("the root's attributes have problems")
+        return items[0]
+
+    def segment_records(self, root: Any, segment: Segment, limits: Limits = DEFAULT_LIMITS) -> Iterator[Record]:
+        """The segment's products as :meth:`parse` gives them; :class:`NotPlain` for anything else."""
+        index = segment.first_index - 1
+        offset = segment.line_offset
+        for element in root:
+            if element.tag != PRODUCT:
+                raise NotPlain(f"<{element.tag}> between products")
+            index += 1
+            record = _plain_product(element, index, limits)
+            if record is None:
+                raise NotPlain(f"product {index} needs the checked path")
+            if offset and record.line is not None:
+                record.line += offset
+            yield record
+        if index - segment.first_index + 1 != segment.records:
+            raise NotPlain("the segment holds products the cutter did not count")
 
 
 def _unknown_format(found: Sniffed, expects: str, *, line: int | None = None) -> Problem:
@@ -207,6 +239,8 @@ def _plain_product(element: Any, index: int, limits: Limits) -> Record | None:
         if len(child):
             return None  # nested elements or an entity reference
         if tag not in _LEAVES:
+            if tag == PRODUCT:
+                return None  # a product inside a product is a record of its own to the streaming parser
             continue  # unknown elements (and comments) are ignored, as in the checked path
         if tag in seen:
             return None

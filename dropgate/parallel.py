@@ -1,0 +1,239 @@
+"""Parse and validate a large plain drop in several processes, into the one spool.
+
+One Python process reads, checks and serializes a product in about twenty microseconds however lean
+the code; the interpreter lock keeps threads from sharing that work. So for a large file the
+caller's process reads the bytes (hashing them, applying the size and decompression limits) and
+cuts them into segments (``parsers.segments``), and worker processes forked for the file turn each
+segment into spool entries: parse, read every product exactly as the streaming parser would,
+validate and serialize it against the contract. The caller appends their output to the spool in
+file order, so what gets published, and in what order, is what the streaming path would publish.
+
+The workers accept plain documents only. Anything that would need a diagnostic (a product the
+plain path declines, a contract violation, an event too large, a document-level problem) raises
+:class:`~parsers.segments.NotPlain`, and the caller reads the file again with the streaming
+parser, which words every problem. So a file with problems costs a second read; a clean one is
+read once, on every core.
+
+Workers are forked, not spawned: they start in milliseconds with everything imported, and share the
+caller's memory pages until they write to them. They run nothing but parsing and serialization, and
+never touch the Kafka client a warm process holds. One segment is outstanding per worker at a time,
+so neither side ever blocks sending while the other is blocked sending back.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import os
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from multiprocessing.connection import Connection
+from typing import Any, BinaryIO
+
+from dropgate import events
+from dropgate.spool import EventSpool, encode
+from parsers.base import Document, SegmentedParser
+from parsers.limits import Limits
+from parsers.segments import NotPlain, Segment, parse_segment, parser, segments
+
+
+@dataclass(frozen=True, slots=True)
+class EncodeSpec:
+    """Everything a worker needs to turn a file's records into spool entries, fixed per file."""
+
+    parser: SegmentedParser
+    limits: Limits
+    partner_id: str
+    key_template: str
+    as_of: datetime
+    bucket: str | None
+    key: str
+    version_id: str | None
+    state_hashes: bool
+    max_event_bytes: int
+
+    def serializer(self) -> events.FileSerializer:
+        return events.FileSerializer(
+            partner_id=self.partner_id,
+            as_of=self.as_of,
+            bucket=self.bucket,
+            key=self.key,
+            version_id=self.version_id,
+            parser_name=self.parser.name,
+            parser_version=self.parser.version,
+            state_hashes=self.state_hashes,
+        )
+
+
+def encode_segment(
+    spec: EncodeSpec, serializer: events.FileSerializer, xml_parser: Any, segment: Segment
+) -> tuple[int, int, bytes]:
+    """(entries, tombstones, their spool bytes) for one segment, or :class:`NotPlain`."""
+    root = parse_segment(segment.text, xml_parser)
+    parts: list[bytes] = []
+    count = tombstones = 0
+    render_key, partner_id, template = events.render_key, spec.partner_id, spec.key_template
+    as_of_ms = serializer.as_of_ms
+    for record in spec.parser.segment_records(root, segment, spec.limits):
+        key = render_key(template, product_id=record.product_id, partner_id=partner_id)
+        if record.fields is None:
+            parts += encode(key, None, record.index, tombstone_as_of_ms=as_of_ms)
+            tombstones += 1
+        else:
+            try:
+                value = serializer.serialize(record.product_id, record.fields, record.index)
+            except ValueError as error:  # pydantic's ValidationError is one too
+                raise NotPlain(f"product {record.index} breaks the contract: {error}") from None
+            if len(key) + len(value.head) + 64 + len(value.tail) > spec.max_event_bytes:
+                raise NotPlain(f"product {record.index} makes an event over the size limit")
+            parts += encode(key, value, record.index)
+        count += 1
+    return count, tombstones, b"".join(parts)
+
+
+def _serve(conn: Connection, spec: EncodeSpec) -> None:
+    """A worker: segments in, spool entries out, until the caller closes the pipe."""
+    serializer = spec.serializer()
+    xml_parser = parser()
+    while True:
+        try:
+            segment = conn.recv()
+        except EOFError:
+            return
+        if segment is None:
+            return
+        try:
+            reply: tuple[Any, ...] = ("ok", *encode_segment(spec, serializer, xml_parser, segment))
+        except NotPlain as error:
+            reply = ("not-plain", str(error))
+        except Exception as error:  # reported, and the caller falls back to streaming
+            reply = ("error", f"{type(error).__name__}: {error}")
+        try:
+            conn.send(reply)
+        except OSError:  # the caller gave up on this file and closed the pipe
+            return
+
+
+def available_cores() -> int:
+    """Cores this process may use: its CPU affinity, capped by a cgroup CPU quota (containers,
+    Lambda, where memory size sets the share of a CPU)."""
+    cores = len(os.sched_getaffinity(0))
+    try:
+        with open("/sys/fs/cgroup/cpu.max") as handle:  # cgroup v2: "<quota> <period>" or "max <period>"
+            quota, period = handle.read().split()[:2]
+    except (OSError, ValueError):
+        return cores
+    if quota == "max":
+        return cores
+    return max(1, min(cores, int(quota) // int(period)))
+
+
+class _Workers:
+    def __init__(self, spec: EncodeSpec, processes: int) -> None:
+        context = multiprocessing.get_context("fork")
+        self.conns: list[Connection] = []
+        self.processes: list[Any] = []
+        try:
+            for _ in range(processes):
+                ours, theirs = context.Pipe()
+                process = context.Process(target=_serve, args=(theirs, spec), name="dropgate-parse", daemon=True)
+                process.start()
+                theirs.close()
+                self.conns.append(ours)
+                self.processes.append(process)
+        except BaseException:
+            self.close(finished=False)
+            raise
+
+    def result(self, worker: int) -> tuple[int, int, bytes]:
+        try:
+            status, *payload = self.conns[worker].recv()
+        except (EOFError, OSError):
+            raise NotPlain("a parsing process stopped") from None
+        if status != "ok":
+            raise NotPlain(str(payload[0]))
+        count, tombstones, entries = payload
+        return int(count), int(tombstones), bytes(entries)
+
+    def send(self, worker: int, segment: Segment) -> None:
+        try:
+            self.conns[worker].send(segment)
+        except OSError:
+            raise NotPlain("a parsing process stopped") from None
+
+    def close(self, *, finished: bool) -> None:
+        """Let idle workers exit; a worker still busy with a file given up on is killed.
+
+        (A worker learns the end from a message, not from its pipe closing: workers forked later
+        hold copies of the earlier workers' pipe ends.)"""
+        for conn in self.conns:
+            if finished:
+                with contextlib.suppress(OSError):  # it stopped already
+                    conn.send(None)
+            conn.close()
+        for process in self.processes:
+            if not finished:
+                process.kill()
+            process.join(timeout=10)
+            if process.is_alive():
+                process.kill()
+                process.join()
+
+
+def parse_into_spool(
+    stream: BinaryIO,
+    parser_: SegmentedParser,
+    spool: EventSpool,
+    *,
+    limits: Limits,
+    processes: int,
+    spec_for: Callable[[Document], EncodeSpec],
+    on_progress: Callable[[int], None],
+    segment_bytes: int | None = None,
+) -> int:
+    """Read ``stream`` into ``spool`` with ``processes`` workers; returns the number of records.
+
+    ``spec_for`` is called with the document (from the first segment, read here) and returns what
+    the workers need, or raises :class:`NotPlain` when the document itself has problems.
+    ``on_progress`` gets the running record count after each segment (progress, deadline, limits).
+    """
+    xml_parser = parser()
+    workers: _Workers | None = None
+    waiting: deque[int] = deque()
+    records = 0
+    finished = False
+    try:
+        cut = segments(
+            stream,
+            root=parser_.root_tag,
+            record=parser_.record_tag,
+            max_record_bytes=limits.max_record_bytes,
+            segment_bytes=segment_bytes,
+        )
+        next_worker = 0
+        for segment in cut:
+            if workers is None:
+                document = parser_.segment_document(parse_segment(segment.text, xml_parser), limits)
+                workers = _Workers(spec_for(document), processes)
+            if len(waiting) == processes:
+                records += _collect(workers, waiting.popleft(), spool)
+                on_progress(records)
+            workers.send(next_worker, segment)
+            waiting.append(next_worker)
+            next_worker = (next_worker + 1) % processes
+        while workers is not None and waiting:
+            records += _collect(workers, waiting.popleft(), spool)
+            on_progress(records)
+        finished = True
+    finally:
+        if workers is not None:
+            workers.close(finished=finished)
+    return records
+
+
+def _collect(workers: _Workers, worker: int, spool: EventSpool) -> int:
+    count, tombstones, entries = workers.result(worker)
+    spool.append_encoded(entries, count, tombstones)
+    return count
