@@ -130,6 +130,10 @@ def available_cores() -> int:
     return max(1, min(cores, int(quota) // int(period)))
 
 
+class WorkerFailed(NotPlain):
+    """A worker failed unexpectedly (a bug, not the file): the file is streamed, and this is logged."""
+
+
 class _Workers:
     def __init__(self, spec: EncodeSpec, processes: int) -> None:
         context = multiprocessing.get_context("fork")
@@ -151,7 +155,9 @@ class _Workers:
         try:
             status, *payload = self.conns[worker].recv()
         except (EOFError, OSError):
-            raise NotPlain("a parsing process stopped") from None
+            raise WorkerFailed("a parsing process stopped") from None
+        if status == "error":
+            raise WorkerFailed(str(payload[0]))
         if status != "ok":
             raise NotPlain(str(payload[0]))
         count, tombstones, entries = payload
@@ -161,7 +167,7 @@ class _Workers:
         try:
             self.conns[worker].send(segment)
         except OSError:
-            raise NotPlain("a parsing process stopped") from None
+            raise WorkerFailed("a parsing process stopped") from None
 
     def close(self, *, finished: bool) -> None:
         """Let idle workers exit; a worker still busy with a file given up on is killed.

@@ -13,6 +13,7 @@ state-event properties:
 from __future__ import annotations
 
 import io
+import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack
@@ -65,6 +66,10 @@ DEFAULT_FORMAT = "generic"
 Status = Literal["published", "quarantined", "duplicate", "ignored"]
 #: The partner id ``inspect`` shows for a file no partner claims.
 PREVIEW_PARTNER = "unassigned"
+
+
+#: The service's logger (Powertools' in Lambda, which is the same standard logger by name).
+_log = logging.getLogger("dropgate")
 
 
 class DeadlineReached(RuntimeError):
@@ -330,8 +335,10 @@ class Ingestor:
                 sha256, size, records = read(
                     ref, meta, parser, builder, spool, collector, read_from, limits=limits, deadline=deadline
                 )
-            except NotPlain:
+            except NotPlain as reason:
                 # Not a plain document after all: read it again, streaming, for the diagnostics.
+                if isinstance(reason, parallel.WorkerFailed):
+                    _log.warning("parallel parsing of %s failed (%s); reading it again in one process", ref, reason)
                 spool.close()
                 segmented = False
                 continue

@@ -258,3 +258,21 @@ def test_the_deadline_stops_a_parallel_read(tmp_path: Path, monkeypatch: pytest.
     ingestor = build_ingestor(Settings(parallel_parse_min_bytes=0), local=True)
     with pytest.raises(DeadlineReached, match="about to time out"):
         ingestor.prepare(ObjectRef(bucket=None, key=str(target)), partner_id="acme", deadline=time.monotonic() - 1)
+
+
+def test_a_failing_worker_is_logged_and_the_file_streamed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A bug in the parallel path must cost speed, never a file: it is read again in one process."""
+    target = tmp_path / "drop.xml"
+    target.write_bytes(_document(3_000))
+    streamed = _prepared(target, -1)
+
+    def broken(*_args: Any) -> Any:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(parallel, "encode_segment", broken)  # the forked workers inherit it
+    monkeypatch.setattr(parallel, "available_cores", lambda: 2)
+    with caplog.at_level("WARNING", logger="dropgate"):
+        assert _prepared(target, 0) == streamed
+    assert "RuntimeError: boom" in caplog.text and "reading it again in one process" in caplog.text
