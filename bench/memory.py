@@ -99,6 +99,9 @@ class RssPoller(threading.Thread):
         self._halt = threading.Event()
         self.started = time.perf_counter()
         self.timeline: list[tuple[float, int, int | None]] = []  # (seconds, rss bytes, hwm bytes)
+        #: Largest sum of PSS over the process and its descendants (parsing workers): what the
+        #: process tree really holds, shared pages counted once in all.
+        self.tree_pss_peak = 0
 
     def _hwm(self) -> int | None:
         try:
@@ -119,7 +122,24 @@ class RssPoller(threading.Thread):
             except (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
                 return
             self.timeline.append((time.perf_counter() - self.started, rss, self._hwm()))
+            self.tree_pss_peak = max(self.tree_pss_peak, self._tree_pss())
             self._halt.wait(self._interval)
+
+    def _tree_pss(self) -> int:
+        try:
+            pids = [self._process.pid, *(child.pid for child in self._process.children(recursive=True))]
+        except self._psutil.Error:
+            return 0
+        total = 0
+        for pid in pids:
+            try:
+                for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+                    if line.startswith("Pss:"):
+                        total += int(line.split()[1]) * 1024
+                        break
+            except (OSError, ValueError, IndexError):
+                continue
+        return total
 
     def stop(self) -> None:
         self._halt.set()
@@ -159,6 +179,8 @@ class ChildRun:
     timed_out: bool
     #: user + system CPU seconds of the child (and anything it reaped), from the wrapper's wait4()
     cpu_seconds: float | None = None
+    #: largest sampled sum of PSS over the child and its descendants
+    tree_pss_bytes: int | None = None
 
 
 #: Runs argv[2:] as its child and writes the child's exit code, wall time and rusage to argv[1],
@@ -246,6 +268,7 @@ def run_measured(argv: list[str], env: dict[str, str], timeout: float, log_prefi
         stderr=err_path.read_text(errors="replace"),
         timed_out=timed_out,
         cpu_seconds=report["utime"] + report["stime"] if "utime" in report else None,
+        tree_pss_bytes=poller.tree_pss_peak if poller is not None else None,
     )
 
 

@@ -48,6 +48,9 @@ def stats(cell: Cell) -> dict[str, Any] | None:
         "peak_mb_max": max(peaks) / MB if peaks else None,
         "size_mb": ok[0].size_bytes / MB,
         "busy_cores": statistics.median(busy) if busy else None,
+        "tree_mb": statistics.median(trees) / MB
+        if (trees := [r.tree_pss_bytes for r in ok if r.tree_pss_bytes])
+        else None,
     }
 
 
@@ -68,8 +71,8 @@ def _f(value: float | None, spec: str, suffix: str = "") -> str:
 def size_table(cells: list[Cell], products: int) -> str:
     lines = [
         "| contestant | file | runs | wall s (median, min-max) | records/s | MB/s | CPU s "
-        "| peak RSS MB (median / max) | machine busy cores |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| peak RSS MB (median / max) | process tree PSS MB | machine busy cores |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     mine = [c for c in cells if c.products == products]
     mine.sort(key=lambda c: (ORDER.index(c.contestant), c.fmt != "plain"))
@@ -78,14 +81,15 @@ def size_table(cells: list[Cell], products: int) -> str:
         name = Path(cell.runs[0].file).name if cell.runs else f"{cell.fmt}"
         if s is None:
             runs = f"0 of {len(cell.runs)} verified" if cell.runs else "not run"
-            lines.append(f"| {cell.contestant} | {name} | {runs} | FAILED | | | | | |")
+            lines.append(f"| {cell.contestant} | {name} | {runs} | FAILED | | | | | | |")
             continue
         runs = f"{s['n']}" + (f" (+{s['failed']} failed)" if s["failed"] else "")
         lines.append(
             f"| {cell.contestant} | {name} | {runs} "
             f"| {s['seconds']:.1f} ({s['seconds_min']:.1f}-{s['seconds_max']:.1f}) "
             f"| {s['records_per_s']:,.0f} | {s['mb_per_s']:.2f} | {_f(s['cpu_seconds'], '.1f')} "
-            f"| {_f(s['peak_mb'], '.0f')} / {_f(s['peak_mb_max'], '.0f')} | {_f(s['busy_cores'], '.2f')} |"
+            f"| {_f(s['peak_mb'], '.0f')} / {_f(s['peak_mb_max'], '.0f')} | {_f(s['tree_mb'], '.0f')} "
+            f"| {_f(s['busy_cores'], '.2f')} |"
         )
     return "\n".join(lines)
 
@@ -263,7 +267,10 @@ def render(state: dict[str, Any], cells: list[Cell]) -> str:
         "floor-produce: less the time it spent building its pre-serialized values (`build_seconds`).",
         "- CPU s: user + system of the contestant's process (wait4). Peak RSS: the larger of its ru_maxrss "
         "and the largest VmHWM sample (50 ms). Neither includes the broker or moto: product-s3's moto server "
-        "runs inside the harness process, so serving S3 and DynamoDB costs CPU outside the child.",
+        "runs inside the harness process, so serving S3 and DynamoDB costs CPU outside the child. "
+        "CPU s includes the product's parsing workers (reaped children); the peak RSS is the largest single "
+        "process. Process tree PSS: the largest sampled sum of PSS over the contestant and its descendants "
+        "(the product's forked parsing workers), so memory shared between them is counted once.",
         "- machine busy cores: CPU seconds the whole machine spent busy while the contestant ran / its wall "
         "time (2 = both cores saturated): the contestant, the broker, the harness and anything else on the box.",
         "- MB = 10^6 bytes; MB/s = file bytes as stored (gzip: compressed) / wall s.",

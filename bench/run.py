@@ -157,6 +157,7 @@ class Run:
     cpu_seconds: float | None = None  # user + system of the contestant's process (wait4)
     maxrss_bytes: int | None = None  # ru_maxrss from wait4 (the kernel's high-water mark)
     polled_bytes: int | None = None  # largest VmHWM / RSS sample
+    tree_pss_bytes: int | None = None  # largest sum of PSS over the process and its workers
     peak_seconds: float | None = None
     summary: Any = None  # the contestant's own summary (product: its summary line; others: the JSON line)
     topic_count: dict[str, Any] | None = None
@@ -296,6 +297,7 @@ def measure(cell: Cell, made: Generated, attempt: int, *, timeout: float, out_di
         run.cpu_seconds = child.cpu_seconds
         run.maxrss_bytes = child.maxrss_bytes
         run.polled_bytes = child.polled_bytes
+        run.tree_pss_bytes = child.tree_pss_bytes
         run.peak_seconds = child.peak_seconds
         if child.timed_out:
             run.problems.append(f"killed after the {timeout:.0f}s timeout")
@@ -464,7 +466,8 @@ def profile(made: Generated, out_dir: Path, timeout: float) -> dict[str, Any]:
         )
         if pyspy.exists():
             raw = prof_dir / f"pyspy-{Path(made.path).name}.txt"
-            argv = [str(pyspy), "record", "--format", "raw", "--rate", "200", "--output", str(raw), "--"]
+            argv = [str(pyspy), "record", "--format", "raw", "--rate", "200", "--subprocesses", "--output", str(raw)]
+            argv += ["--"]  # --subprocesses: the parsing workers are sampled too
             argv += [*dropgate_command(), "ingest", f"./{rel}", "--partner", PARTNER]
             started = time.perf_counter()
             done = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)

@@ -71,7 +71,7 @@ class Settings(BaseSettings):
     spool_dir: str | None = None
     #: Files at least this large (as stored) are parsed in several processes when the format
     #: allows it and there is more than one core (see dropgate/parallel.py); -1 turns that off.
-    parallel_parse_min_bytes: int = Field(default=4 * 1024 * 1024, ge=-1)
+    parallel_parse_min_bytes: int = Field(default=1024 * 1024, ge=-1)
     #: Parsing processes for such a file; 0: one per core.
     parse_processes: int = Field(default=0, ge=0)
     #: Where quarantined copies go; the drop bucket itself (under quarantine/) when unset.

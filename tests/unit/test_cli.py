@@ -110,7 +110,10 @@ def test_progress_is_reported_every_ten_thousand_products(tmp_path: Any) -> None
     seen: list[int] = []
     ingestor.progress = seen.append
     ingestor.prepare(ObjectRef(None, str(path)), partner_id="acme").spool.close()
-    assert seen == [10_000, 20_000]
+    # Once per 10,000 products, at the first count the reader knows past each multiple (a file parsed
+    # in parallel knows counts a segment at a time).
+    assert len(seen) == 2
+    assert 10_000 <= seen[0] < 20_000 <= seen[1] < 25_000
 
 
 def test_inspect_finds_every_format_without_a_partner() -> None:
