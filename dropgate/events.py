@@ -10,6 +10,7 @@ byte-identical values, and a republish changes nothing downstream.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -246,7 +247,10 @@ class _StateFields(TypedDict):
     locations: NotRequired[list[_LocationFields]]
 
 
-_STATE_FIELDS: TypeAdapter[_StateFields] = TypeAdapter(_StateFields)
+@functools.cache
+def _state_fields() -> TypeAdapter[_StateFields]:
+    """Built on first use: building the validator is a noticeable share of importing the handler."""
+    return TypeAdapter(_StateFields)
 
 
 class FileSerializer:
@@ -271,6 +275,7 @@ class FileSerializer:
     ) -> None:
         self.partner_id = partner_id
         self.state_hashes = state_hashes
+        self._validate = _state_fields().validate_python
         self.set_as_of(as_of)
         self._source_head = (
             b',"source":' + orjson.dumps({"bucket": bucket, "key": key, "versionId": version_id})[:-1] + b',"sha256":"'
@@ -285,7 +290,7 @@ class FileSerializer:
 
     def serialize(self, product_id: str, fields: dict[str, Any], record: int) -> SplitValue:
         """Raises ``ValidationError`` (or ``ValueError`` for the cross-field rules) like the model would."""
-        checked = _STATE_FIELDS.validate_python({"productId": product_id, **fields})
+        checked = self._validate({"productId": product_id, **fields})
         if product_id != product_id.strip():
             raise ValueError("productId must not have surrounding whitespace")
         # pydantic returns each TypedDict with exactly its declared keys, in declared order, which is

@@ -133,6 +133,8 @@ def available_cores() -> int:
 class WorkerFailed(NotPlain):
     """A worker failed unexpectedly (a bug, not the file): the file is streamed, and this is logged."""
 
+    unexpected = True
+
 
 class _Workers:
     def __init__(self, spec: EncodeSpec, processes: int) -> None:

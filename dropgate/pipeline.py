@@ -23,7 +23,7 @@ from typing import Any, BinaryIO, Literal, Protocol, cast
 
 from pydantic import ValidationError
 
-from dropgate import events, parallel
+from dropgate import events
 from dropgate.byte_streams import Payload
 from dropgate.config import Settings
 from dropgate.events import SplitValue
@@ -337,7 +337,7 @@ class Ingestor:
                 )
             except NotPlain as reason:
                 # Not a plain document after all: read it again, streaming, for the diagnostics.
-                if isinstance(reason, parallel.WorkerFailed):
+                if reason.unexpected:
                     _log.warning("parallel parsing of %s failed (%s); reading it again in one process", ref, reason)
                 spool.close()
                 segmented = False
@@ -372,7 +372,9 @@ class Ingestor:
         return hasattr(parser, "segment_records") and 0 <= threshold <= meta.size and self._processes() > 1
 
     def _processes(self) -> int:
-        return self.settings.parse_processes or parallel.available_cores()
+        from dropgate.parallel import available_cores  # multiprocessing: only for large files
+
+        return self.settings.parse_processes or available_cores()
 
     def _parse_parallel(
         self,
@@ -392,6 +394,8 @@ class Ingestor:
         Reports no problem itself: anything that would be one raises :class:`NotPlain`, and the
         caller streams the file instead, so every diagnostic comes from the one streaming path.
         """
+        from dropgate import parallel
+
         segmented = cast(SegmentedParser, parser)
         reported = [0]
 

@@ -7,12 +7,11 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from parsers.base import Parser
-from parsers.generic import GenericInventoryParser
 
 
 def _on_first_use(module: str, name: str) -> Callable[[], Parser]:
-    """A factory that imports its format's module when first asked for a parser, so a cold start
-    (whose file is almost always in a partner's own format) imports only what it reads."""
+    """A factory that imports its format's module when first asked for a parser, so importing the
+    handler imports no format, and a cold start imports only the formats it reads."""
 
     def make() -> Parser:
         factory: Callable[[], Parser] = getattr(importlib.import_module(module), name)
@@ -23,7 +22,7 @@ def _on_first_use(module: str, name: str) -> Callable[[], Parser]:
 
 #: Built-in format name (as used in partners.yaml) → parser factory.
 FORMATS: dict[str, Callable[[], Parser]] = {
-    "generic": GenericInventoryParser,
+    "generic": _on_first_use("parsers.generic", "GenericInventoryParser"),
     "google-merchant": _on_first_use("parsers.google", "GoogleMerchantParser"),
     "google-local-inventory": _on_first_use("parsers.google", "GoogleLocalInventoryParser"),
     "amazon-inventory": _on_first_use("parsers.amazon", "AmazonInventoryParser"),

@@ -19,6 +19,8 @@ from typing import Any, BinaryIO
 
 from lxml import etree
 
+from parsers.xml_stream import secure_parser
+
 #: Bytes read per cut; a segment is this plus the partial record carried over from the last one.
 SEGMENT_BYTES = 512 * 1024
 _UTF8 = frozenset({"UTF-8", "US-ASCII", "ASCII"})
@@ -26,6 +28,9 @@ _UTF8 = frozenset({"UTF-8", "US-ASCII", "ASCII"})
 
 class NotPlain(Exception):
     """The document is not one the segmented path reads exactly like the streaming parser."""
+
+    #: Not the document's doing (a parsing process failed): worth a warning in the logs.
+    unexpected = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,16 +51,7 @@ class Segment:
 
 def parser() -> etree.XMLParser:
     """The streaming parser's settings (see ``xml_stream.secure_iterparse``) for a whole segment."""
-    return etree.XMLParser(
-        resolve_entities=False,
-        no_network=True,
-        load_dtd=False,
-        dtd_validation=False,
-        huge_tree=False,
-        remove_comments=True,
-        remove_pis=True,
-        collect_ids=False,
-    )
+    return secure_parser()
 
 
 def parse_segment(text: bytes, xml_parser: Any) -> Any:
