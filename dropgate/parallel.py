@@ -1,6 +1,6 @@
 """Parse and validate a large plain drop in several processes, into the one spool.
 
-One Python process reads, checks and serializes a product in about twenty microseconds however lean
+One Python process reads, checks and serializes a product in tens of microseconds however lean
 the code; the interpreter lock keeps threads from sharing that work. So for a large file the
 caller's process reads the bytes (hashing them, applying the size and decompression limits) and
 cuts them into segments (``parsers.segments``), and worker processes forked for the file turn each

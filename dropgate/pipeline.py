@@ -337,9 +337,11 @@ class Ingestor:
                 )
             except NotPlain as reason:
                 # Not a plain document after all: read it again, streaming, for the diagnostics.
+                spool.close()
+                if not segmented:
+                    raise  # only the parallel path may give up on a file
                 if reason.unexpected:
                     _log.warning("parallel parsing of %s failed (%s); reading it again in one process", ref, reason)
-                spool.close()
                 segmented = False
                 continue
             except BaseException:

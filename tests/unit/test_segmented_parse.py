@@ -276,3 +276,17 @@ def test_a_failing_worker_is_logged_and_the_file_streamed(
     with caplog.at_level("WARNING", logger="dropgate"):
         assert _prepared(target, 0) == streamed
     assert "RuntimeError: boom" in caplog.text and "reading it again in one process" in caplog.text
+
+
+def test_only_the_parallel_path_may_give_up_on_a_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A NotPlain from the streaming path is a bug to surface, not a reason to read the file forever."""
+    target = tmp_path / "drop.xml"
+    target.write_bytes(_document(10))
+
+    def confused(*_args: Any) -> Any:
+        raise NotPlain("the streaming parser never says this")
+
+    monkeypatch.setattr(GenericInventoryParser, "parse", confused)
+    ingestor = build_ingestor(Settings(parallel_parse_min_bytes=-1), local=True)
+    with pytest.raises(NotPlain):
+        ingestor.prepare(ObjectRef(bucket=None, key=str(target)), partner_id="acme")
