@@ -49,8 +49,8 @@ class SpoolEntry:
 
 
 class EventSpool:
-    #: Entries are gathered and written this many at a time: one write call per entry costs more
-    #: than packing it.
+    #: Entries are gathered and written together once this many parts (two to four per entry) are
+    #: waiting: one write call per entry costs more than packing it.
     _BATCH = 2048
 
     def __init__(self, directory: str | None = None) -> None:
