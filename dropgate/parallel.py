@@ -94,7 +94,7 @@ def encode_segment(
 
 
 def _serve(conn: Connection, spec: EncodeSpec) -> None:
-    """A worker: segments in, spool entries out, until the caller closes the pipe."""
+    """A worker: segments in, spool entries out, until the caller sends ``None`` (or goes away)."""
     serializer = spec.serializer()
     xml_parser = parser()
     while True:
@@ -163,7 +163,7 @@ class _Workers:
         if status != "ok":
             raise NotPlain(str(payload[0]))
         count, tombstones, entries = payload
-        return int(count), int(tombstones), bytes(entries)
+        return count, tombstones, entries  # the entries as unpickled: no second copy of them
 
     def send(self, worker: int, segment: Segment) -> None:
         try:
