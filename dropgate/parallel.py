@@ -116,18 +116,28 @@ def _serve(conn: Connection, spec: EncodeSpec) -> None:
             return
 
 
-def available_cores() -> int:
-    """Cores this process may use: its CPU affinity, capped by a cgroup CPU quota (containers,
-    Lambda, where memory size sets the share of a CPU)."""
+#: AWS Lambda gives a function the equivalent of one vCPU at 1,769 MB, in proportion to its memory
+#: (up to 6 vCPUs at 10,240 MB), though it may see more CPUs than that share.
+LAMBDA_MB_PER_VCPU = 1769
+
+
+def available_cores(cgroup_cpu_max: str = "/sys/fs/cgroup/cpu.max") -> int:
+    """Cores this process may use: its CPU affinity, capped by a cgroup CPU quota (containers) and,
+    on Lambda, by the CPU share its memory size buys. A 1,024 MB function owns about 0.6 of a vCPU
+    however many CPUs it sees: forking workers there would only add work, so it parses in one
+    process."""
     cores = len(os.sched_getaffinity(0))
     try:
-        with open("/sys/fs/cgroup/cpu.max") as handle:  # cgroup v2: "<quota> <period>" or "max <period>"
+        with open(cgroup_cpu_max) as handle:  # cgroup v2: "<quota> <period>" or "max <period>"
             quota, period = handle.read().split()[:2]
+        if quota != "max":
+            cores = min(cores, int(quota) // int(period))
     except (OSError, ValueError):
-        return cores
-    if quota == "max":
-        return cores
-    return max(1, min(cores, int(quota) // int(period)))
+        pass
+    memory_mb = os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "")
+    if memory_mb.isdigit():
+        cores = min(cores, int(memory_mb) // LAMBDA_MB_PER_VCPU)
+    return max(1, cores)
 
 
 class WorkerFailed(NotPlain):

@@ -290,3 +290,54 @@ def test_only_the_parallel_path_may_give_up_on_a_file(tmp_path: Path, monkeypatc
     ingestor = build_ingestor(Settings(parallel_parse_min_bytes=-1), local=True)
     with pytest.raises(NotPlain):
         ingestor.prepare(ObjectRef(bucket=None, key=str(target)), partner_id="acme")
+
+
+@pytest.mark.parametrize(
+    ("cpus", "cpu_max", "lambda_memory_mb", "expected"),
+    [
+        (6, None, None, 6),  # a laptop: every CPU it may run on
+        (6, "200000 100000", None, 2),  # a container with a two-CPU quota
+        (6, "max 100000", None, 6),  # a cgroup without a quota
+        (6, "garbage", None, 6),  # an unreadable quota is no quota
+        (2, None, "1024", 1),  # Lambda's default size: about 0.6 vCPU, whatever it sees
+        (2, None, "1769", 1),
+        (2, None, "3538", 2),  # two vCPUs' worth
+        (6, None, "10240", 5),  # the largest size: 5.8 vCPUs' worth, and the caller's process needs some
+        (6, "100000 100000", "10240", 1),  # the tightest limit wins
+        (6, None, "not-a-number", 6),
+    ],
+)
+def test_cores_are_counted_from_affinity_quota_and_lambda_memory(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    cpus: int,
+    cpu_max: str | None,
+    lambda_memory_mb: str | None,
+    expected: int,
+) -> None:
+    """On Lambda the memory size buys the CPU share (one vCPU per 1,769 MB): a default-sized function
+    must parse in one process rather than fork workers onto a fraction of a CPU."""
+    monkeypatch.setattr(parallel.os, "sched_getaffinity", lambda _pid: set(range(cpus)))
+    quota = tmp_path / "cpu.max"
+    if cpu_max is not None:
+        quota.write_text(cpu_max + "\n")
+    if lambda_memory_mb is None:
+        monkeypatch.delenv("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", raising=False)
+    else:
+        monkeypatch.setenv("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", lambda_memory_mb)
+    assert parallel.available_cores(str(quota)) == expected
+
+
+def test_a_default_sized_lambda_streams_a_large_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """At 1,024 MB no worker is forked, however many CPUs the function sees."""
+    target = tmp_path / "drop.xml"
+    target.write_bytes(_document(3_000))
+    streamed = _prepared(target, -1)
+
+    def forbidden(*_args: Any, **_kwargs: Any) -> Any:
+        raise AssertionError("a 1,024 MB function must not fork parsing workers")
+
+    monkeypatch.setattr(parallel, "parse_into_spool", forbidden)
+    monkeypatch.setattr(parallel.os, "sched_getaffinity", lambda _pid: {0, 1})
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "1024")
+    assert _prepared(target, 0) == streamed
