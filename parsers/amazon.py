@@ -41,6 +41,7 @@ from parsers.xml_stream import (
     release,
     secure_iterparse,
     sniff_document,
+    source_line,
     syntax_problem,
     syntax_problem_after,
     too_much_text,
@@ -149,7 +150,7 @@ class _Header:
             Problem(
                 kind="validation",
                 message=message,
-                line=element.sourceline,
+                line=source_line(element),
                 path=f"/{ROOT}/{name}",
                 field=name,
                 value=truncate(value),
@@ -160,7 +161,7 @@ class _Header:
         name = str(element.tag)
         raw: str | None = element.text
         if raw is not None and len(raw) > limits.max_text_chars:
-            raise too_much_text(f"<{name}>", len(raw), limits, line=element.sourceline, path=f"/{ROOT}/{name}")
+            raise too_much_text(f"<{name}>", len(raw), limits, line=source_line(element), path=f"/{ROOT}/{name}")
         if self.emitted:
             self.problem(
                 element,
@@ -207,7 +208,7 @@ class _Header:
                         f"the envelope has no <{MESSAGE_TYPE}>, so it cannot be told apart from a price or product "
                         f"feed; add <{MESSAGE_TYPE}>{PAYLOAD}</{MESSAGE_TYPE}> after <Header>"
                     ),
-                    line=envelope.sourceline,
+                    line=source_line(envelope),
                     path=f"/{ROOT}/{MESSAGE_TYPE}",
                     field=MESSAGE_TYPE,
                 )

@@ -47,6 +47,7 @@ from parsers.xml_stream import (
     release,
     secure_iterparse,
     sniff_document,
+    source_line,
     syntax_problem,
     syntax_problem_after,
     too_much_text,
@@ -111,9 +112,9 @@ class CxmlProductActivityParser:
                         root = element
                         check_attributes(element, limits, path=f"/{ROOT}")
                         head.timestamp = element.get("timestamp")
-                        head.root_line = element.sourceline
+                        head.root_line = source_line(element)
                     elif tag in _OTHER_PAYLOADS and root is not None and element.getparent() is root:
-                        yield _not_activity(sniffed, self.expects, payload=tag, line=element.sourceline)
+                        yield _not_activity(sniffed, self.expects, payload=tag, line=source_line(element))
                         return
                     elif tag == ACTIVITY and _is_activity(element, root):
                         head.seen_activity = True
@@ -137,7 +138,7 @@ class CxmlProductActivityParser:
                     yield from head.document()  # an activity message without details: nothing to change
                 elif tag == MESSAGE and root is not None and element.getparent() is root and not head.seen_activity:
                     payload = next((local_name(child.tag) for child in element if isinstance(child.tag, str)), None)
-                    yield _not_activity(sniffed, self.expects, payload=payload, line=element.sourceline)
+                    yield _not_activity(sniffed, self.expects, payload=payload, line=source_line(element))
                     return
         except etree.XMLSyntaxError as error:
             if inside_details:
@@ -151,7 +152,7 @@ class CxmlProductActivityParser:
         if root is None:
             yield foreign_root_problem(context.root, self.expects, truncate_value=True)
         elif not head.seen_activity:
-            yield _not_activity(sniffed, self.expects, line=root.sourceline)
+            yield _not_activity(sniffed, self.expects, line=source_line(root))
         else:
             yield from head.late
 
@@ -220,7 +221,7 @@ class _Head:
                         f"<{HEADER}> must come once, before the first <{DETAILS}>: its creationDate dates the "
                         "whole report"
                     ),
-                    line=header.sourceline,
+                    line=source_line(header),
                     path=f"{ACTIVITY_PATH}/{HEADER}",
                     field=HEADER,
                     value=truncate(header.get("creationDate")),
@@ -229,7 +230,7 @@ class _Head:
             return
         self.seen_header = True
         self.creation = header.get("creationDate")
-        self.header_line = header.sourceline
+        self.header_line = source_line(header)
 
     def document(self) -> Iterator[Item]:
         self.emitted = True

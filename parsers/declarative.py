@@ -41,6 +41,7 @@ from parsers.xml_stream import (
     local_name,
     secure_iterparse,
     sniff_document,
+    source_line,
     syntax_problem,
     syntax_problem_after,
     too_much_text,
@@ -679,7 +680,7 @@ class XPathParser:
                 f"'{self.spec.record}' of declarative format {self.name} expects {namespace_of(wanted)} there; "
                 "these elements are not read as records (check the record path's prefixes and namespaces)"
             ),
-            line=node.sourceline,
+            line=source_line(node),
             path=at,
             field="record",
             value=truncate(found),
@@ -697,7 +698,7 @@ class XPathParser:
                     yield Problem(
                         kind="validation",
                         message=f"asOf ({self.spec.as_of}) {error}",
-                        line=root.sourceline,
+                        line=source_line(root),
                         path=self.rules.as_of_path,
                         field="asOf",
                         value=truncate(raw),
@@ -731,7 +732,7 @@ class _RecordReader:
         self.element = element
         self.index = index
         self.limits = limits
-        self.line: int | None = element.sourceline
+        self.line: int | None = source_line(element)
         self.path = f"{parser.rules.record_path}[{index}]"
         self.product_id: str | None = None
         self.problems: list[Problem] = []
@@ -739,7 +740,7 @@ class _RecordReader:
         self.children: dict[Any, Any] = {child.tag: child for child in reversed(element)}
 
     def problem(self, field: str, message: str, *, value: object = None, node: Any = None, sub: str = "") -> None:
-        line = node.sourceline if node is not None else None
+        line = source_line(node) if node is not None else None
         self.problems.append(
             Problem(
                 kind="validation",
@@ -762,7 +763,7 @@ class _RecordReader:
                     kind="security_limit",
                     message=f"{field} ({path.text}) contains an entity reference; entities are never expanded: "
                     "send literal text",
-                    line=node.sourceline,
+                    line=source_line(node),
                     record=self.index,
                     product_id=self.product_id,
                     path=f"{self.path}/{sub}",
@@ -775,7 +776,7 @@ class _RecordReader:
                 f"{field} ({path.text})",
                 len(raw),
                 self.limits,
-                line=(node.sourceline if node is not None else None) or self.line,
+                line=(source_line(node) if node is not None else None) or self.line,
                 record=self.index,
                 product_id=self.product_id,
                 path=f"{self.path}/{sub}",

@@ -35,6 +35,7 @@ from parsers.xml_stream import (
     secure_iterparse,
     sniff_document,
     sniffed_from,
+    source_line,
     syntax_problem,
     syntax_problem_after,
     too_much_text,
@@ -103,7 +104,9 @@ class GenericInventoryParser:
             return
         if not seen_root:
             root = context.root
-            yield _unknown_format(sniffed_from(root), self.expects, line=root.sourceline if root is not None else None)
+            yield _unknown_format(
+                sniffed_from(root), self.expects, line=source_line(root) if root is not None else None
+            )
 
     # -- segments (see parsers/segments.py and dropgate/parallel.py) ------------------------------
     root_tag = ROOT
@@ -159,7 +162,7 @@ def _document(root: Any) -> Iterator[Item]:
             yield Problem(
                 kind="validation",
                 message=f"generatedAt {error}",
-                line=root.sourceline,
+                line=source_line(root),
                 path=f"/{ROOT}/@generatedAt",
                 field="generatedAt",
                 value=truncate(raw),
@@ -220,7 +223,7 @@ def _plain_product(element: Any, index: int, limits: Limits) -> Record | None:
     if deleted is not None:
         if deleted != "true" or any(len(child) for child in element):
             return None
-        return Record(index=index, product_id=product_id, fields=None, line=element.sourceline, path=_path(index))
+        return Record(index=index, product_id=product_id, fields=None, line=source_line(element), path=_path(index))
     max_text = limits.max_text_chars
     seen: set[str] = set()
     sku = name = availability = None
@@ -284,7 +287,7 @@ def _plain_product(element: Any, index: int, limits: Limits) -> Record | None:
             "price": price,
             "locations": locations or [],
         },
-        line=element.sourceline,
+        line=source_line(element),
         path=_path(index),
     )
 

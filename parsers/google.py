@@ -68,6 +68,7 @@ from parsers.xml_stream import (
     release,
     secure_iterparse,
     sniff_document,
+    source_line,
     syntax_problem,
     syntax_problem_after,
     too_much_text,
@@ -116,7 +117,7 @@ class _ItemReader:
         self.index = index
         self.limits = limits
         self.wanted = wanted
-        self.line: int | None = element.sourceline
+        self.line: int | None = source_line(element)
         self.path = f"{ITEM_PATH}[{index}]"
         self.problems: list[Problem] = []
         self.children: dict[str, Any] = {}
@@ -156,7 +157,7 @@ class _ItemReader:
             Problem(
                 kind="validation",
                 message=message,
-                line=element.sourceline if element is not None else self.line,
+                line=source_line(element) if element is not None else self.line,
                 record=self.index,
                 product_id=self.product_id,
                 path=f"{self.path}/{sub}" if sub else self.path,
@@ -176,7 +177,7 @@ class _ItemReader:
                 Problem(
                     kind="security_limit",
                     message=f"<{label}> contains an entity reference; entities are never expanded: send literal text",
-                    line=child.sourceline,
+                    line=source_line(child),
                     record=self.index,
                     product_id=self.product_id,
                     path=f"{self.path}/{label}",
@@ -191,7 +192,7 @@ class _ItemReader:
                 f"<{label}>",
                 len(text),
                 self.limits,
-                line=child.sourceline,
+                line=source_line(child),
                 record=self.index,
                 product_id=self.product_id,
                 path=f"{self.path}/{label}",
@@ -392,7 +393,7 @@ class GoogleMerchantParser:
                         "item has <g:store_code>: this is a Google local inventory feed, not a Merchant Center "
                         "product feed; configure the partner's format as google-local-inventory"
                     ),
-                    line=found.children["store_code"].sourceline,
+                    line=source_line(found.children["store_code"]),
                     path=f"{found.path}/g:store_code",
                     value=truncate(found.children["store_code"].text),
                 )
@@ -523,7 +524,7 @@ def _local_item(reader: _ItemReader, rows: _StoreRows) -> Iterator[Problem]:
 
 def _line_of(reader: _ItemReader, key: str) -> int | None:
     child = reader.children.get(key)
-    return child.sourceline if child is not None else None
+    return source_line(child) if child is not None else None
 
 
 class _StoreRows:

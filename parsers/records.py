@@ -13,7 +13,7 @@ from typing import Any
 
 from parsers.base import Problem, truncate
 from parsers.limits import Limits
-from parsers.xml_stream import has_entity_reference, too_much_text
+from parsers.xml_stream import has_entity_reference, source_line, too_much_text
 
 
 class RecordReader:
@@ -25,7 +25,7 @@ class RecordReader:
     def __init__(self, element: Any, index: int, limits: Limits, path: str, product_id: str = "") -> None:
         self.index = index
         self.limits = limits
-        self.line: int | None = element.sourceline
+        self.line: int | None = source_line(element)
         self.path = path
         self.product_id = product_id
         self.problems: list[Problem] = []
@@ -33,7 +33,7 @@ class RecordReader:
     def where(self, element: Any, sub: str) -> dict[str, Any]:
         """Locates ``element`` (the record itself when ``None``) at ``sub`` below the record's path."""
         return {
-            "line": element.sourceline if element is not None else self.line,
+            "line": source_line(element) if element is not None else self.line,
             "record": self.index,
             "product_id": self.product_id or None,
             "path": self.path + sub,

@@ -96,6 +96,38 @@ def has_entity_reference(element: Any) -> bool:
     return any(isinstance(child, etree._Entity) for child in element)
 
 
+#: libxml2 keeps an element's line in 16 bits: from this line on, it reports a neighbour's line.
+BIG_LINE = 65535
+
+
+def source_line(node: Any) -> int | None:
+    """The line ``node`` starts on, past line 65,534 too (lxml's ``sourceline`` is not, there).
+
+    libxml2 keeps an element's line in 16 bits. Past that it reports the line of the node after the
+    start tag: the first child, else the next sibling. Text keeps big lines, but as the line the
+    text *ends* on. So an indented ``<product>`` deep in a large file was reported on its first
+    field's line, one line late (more after blank lines), and a diagnostic pointed a partner at the
+    wrong line. Here that text's newlines are taken back off. An empty element whose following text
+    is not parsed yet has nothing to go by: its line is unknown, ``None`` rather than a wrong one.
+    """
+    line: int | None = node.sourceline
+    if line is None or line < BIG_LINE or not isinstance(node.tag, str):
+        return line
+    text: str | None = node.text
+    if text is not None:  # libxml2 reported the line this text ends on
+        return line - text.count("\n")
+    if len(node):
+        first = node[0]
+        return source_line(first) if isinstance(first.tag, str) else line
+    tail: str | None = node.tail
+    if tail is not None:  # no children: libxml2 reported the line the following text ends on
+        return line - tail.count("\n")
+    following = node.getnext()
+    if following is not None and isinstance(following.tag, str):  # <a/><b>: b starts on a's line
+        return source_line(following)
+    return None
+
+
 def local_name(tag: object) -> str | None:
     """``{ns}name`` → ``name``; comments and processing instructions → ``None``."""
     if not isinstance(tag, str):
@@ -302,7 +334,7 @@ def foreign_root_problem(root: Any, expects: str, *, truncate_value: bool = Fals
     the RSS and declarative ones never did.
     """
     problem = unknown_format_problem(sniffed_from(root), expects)
-    line = root.sourceline if root is not None else None
+    line = source_line(root) if root is not None else None
     if truncate_value:
         return replace(problem, line=line, value=truncate(problem.value))
     return replace(problem, line=line)
@@ -329,7 +361,7 @@ def check_attributes(
             "max_attributes",
             limits.max_attributes,
             f"<{local_name(element.tag)}> has {count:,} attributes, over the limit of {limits.max_attributes:,}",
-            line=element.sourceline,
+            line=source_line(element),
             record=record,
             product_id=product_id,
             path=path,
@@ -348,7 +380,7 @@ def check_depth(
                 "max_depth",
                 limits.max_depth,
                 f"elements nest {depth + 1} deep inside one record, over the limit of {limits.max_depth}",
-                line=element.sourceline,
+                line=source_line(element),
                 record=record,
                 product_id=product_id,
                 path=path,
