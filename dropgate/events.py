@@ -50,7 +50,9 @@ class Availability(StrEnum):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=False)
+    # Built on first use: the hot path validates with a TypeAdapter (below), so the models are only
+    # needed for the JSON Schema and single events, and building them would cost every cold start.
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=False, defer_build=True)
 
 
 class Price(_Strict):

@@ -20,7 +20,6 @@ from __future__ import annotations
 import gzip
 import json
 import os
-import sqlite3
 import struct
 import tempfile
 from collections.abc import Iterable, Iterator
@@ -126,6 +125,8 @@ class SnapshotKeys:
     def __init__(self, directory: str | None = None) -> None:
         handle, self._path = tempfile.mkstemp(prefix="dropgate-keys-", suffix=".sqlite", dir=directory)
         os.close(handle)
+        import sqlite3  # only files of full-snapshot partners need it: off the cold start
+
         self._db = sqlite3.connect(self._path)
         self._db.execute("PRAGMA journal_mode=OFF")
         self._db.execute("PRAGMA synchronous=OFF")
