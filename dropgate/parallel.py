@@ -28,7 +28,6 @@ import os
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
 from multiprocessing.connection import Connection
 from typing import Any, BinaryIO
 
@@ -41,40 +40,25 @@ from parsers.segments import NotPlain, Segment, parse_segment, parser, segments
 
 @dataclass(frozen=True, slots=True)
 class EncodeSpec:
-    """Everything a worker needs to turn a file's records into spool entries, fixed per file."""
+    """Everything a worker needs to turn a file's records into spool entries, fixed per file.
+
+    The serializer is the one the streaming path would use for this file (the caller's
+    ``_EventBuilder`` builds it); workers are forked, so they get it as it is, nothing pickled."""
 
     parser: SegmentedParser
     limits: Limits
-    partner_id: str
     key_template: str
-    as_of: datetime
-    bucket: str | None
-    key: str
-    version_id: str | None
-    state_hashes: bool
+    serializer: events.FileSerializer
     max_event_bytes: int
 
-    def serializer(self) -> events.FileSerializer:
-        return events.FileSerializer(
-            partner_id=self.partner_id,
-            as_of=self.as_of,
-            bucket=self.bucket,
-            key=self.key,
-            version_id=self.version_id,
-            parser_name=self.parser.name,
-            parser_version=self.parser.version,
-            state_hashes=self.state_hashes,
-        )
 
-
-def encode_segment(
-    spec: EncodeSpec, serializer: events.FileSerializer, xml_parser: Any, segment: Segment
-) -> tuple[int, int, bytes]:
+def encode_segment(spec: EncodeSpec, xml_parser: Any, segment: Segment) -> tuple[int, int, bytes]:
     """(entries, tombstones, their spool bytes) for one segment, or :class:`NotPlain`."""
     root = parse_segment(segment.text, xml_parser)
     parts: list[bytes] = []
     count = tombstones = 0
-    render_key, partner_id, template = events.render_key, spec.partner_id, spec.key_template
+    serializer = spec.serializer
+    render_key, partner_id, template = events.render_key, serializer.partner_id, spec.key_template
     as_of_ms = serializer.as_of_ms
     for record in spec.parser.segment_records(root, segment, spec.limits):
         key = render_key(template, product_id=record.product_id, partner_id=partner_id)
@@ -95,7 +79,6 @@ def encode_segment(
 
 def _serve(conn: Connection, spec: EncodeSpec) -> None:
     """A worker: segments in, spool entries out, until the caller sends ``None`` (or goes away)."""
-    serializer = spec.serializer()
     xml_parser = parser()
     while True:
         try:
@@ -105,7 +88,7 @@ def _serve(conn: Connection, spec: EncodeSpec) -> None:
         if segment is None:
             return
         try:
-            reply: tuple[Any, ...] = ("ok", *encode_segment(spec, serializer, xml_parser, segment))
+            reply: tuple[Any, ...] = ("ok", *encode_segment(spec, xml_parser, segment))
         except NotPlain as error:
             reply = ("not-plain", str(error))
         except Exception as error:  # reported, and the caller falls back to streaming

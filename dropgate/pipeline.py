@@ -409,13 +409,8 @@ class Ingestor:
             return parallel.EncodeSpec(
                 parser=segmented,
                 limits=limits,
-                partner_id=partner.id,
                 key_template=partner.key_template,
-                as_of=builder.as_of,
-                bucket=ref.bucket,
-                key=ref.key,
-                version_id=ref.version_id,
-                state_hashes=builder.state_hashes,
+                serializer=builder.serializer_for(partner),
                 max_event_bytes=builder.max_event_bytes,
             )
 
@@ -1008,14 +1003,8 @@ class _EventBuilder:
             )
         )
 
-    def build(self, record: Record) -> tuple[bytes, SplitValue | None] | None:
-        partner = self.partner or self.fallback
-        if partner is None:
-            self.report_unrouted()
-            return None
-        key = events.render_key(partner.key_template, product_id=record.product_id, partner_id=partner.id)
-        if record.fields is None:
-            return key, None
+    def serializer_for(self, partner: Partner) -> events.FileSerializer:
+        """This file's serializer for ``partner`` (built once; the parallel path's workers use it too)."""
         if self._serializer is None or self._serializer.partner_id != partner.id:
             self._serializer = events.FileSerializer(
                 partner_id=partner.id,
@@ -1027,8 +1016,18 @@ class _EventBuilder:
                 parser_version=self.parser_ref["version"],
                 state_hashes=self.state_hashes,
             )
+        return self._serializer
+
+    def build(self, record: Record) -> tuple[bytes, SplitValue | None] | None:
+        partner = self.partner or self.fallback
+        if partner is None:
+            self.report_unrouted()
+            return None
+        key = events.render_key(partner.key_template, product_id=record.product_id, partner_id=partner.id)
+        if record.fields is None:
+            return key, None
         try:
-            value = self._serializer.serialize(record.product_id, record.fields, record.index)
+            value = self.serializer_for(partner).serialize(record.product_id, record.fields, record.index)
         except ValidationError as error:
             for err in error.errors():
                 loc = ".".join(str(part) for part in err["loc"])

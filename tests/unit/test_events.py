@@ -183,9 +183,14 @@ def test_the_per_file_fast_path_is_byte_identical_to_the_model() -> None:
     ],
 )
 def test_the_fast_path_refuses_what_the_model_refuses(fields: dict[str, Any], error: str) -> None:
+    with pytest.raises(ValueError, match=error):
+        _serializer().serialize("P1", fields, 1)
+
+
+def _serializer(*, state_hashes: bool = True) -> Any:
     from dropgate.events import FileSerializer
 
-    fast = FileSerializer(
+    return FileSerializer(
         partner_id="acme",
         as_of=datetime(2026, 1, 1, tzinfo=UTC),
         bucket="b",
@@ -193,29 +198,17 @@ def test_the_fast_path_refuses_what_the_model_refuses(fields: dict[str, Any], er
         version_id="v",
         parser_name="p",
         parser_version="1",
+        state_hashes=state_hashes,
     )
-    with pytest.raises(ValueError, match=error):
-        fast.serialize("P1", fields, 1)
 
 
 def test_without_state_hashes_the_bytes_are_the_same_and_the_hashes_left_out() -> None:
     """Local runs skip the guard's hashes; the event itself must not change."""
-    from dropgate.events import NO_FIELD_HASHES, FileSerializer
-
-    def serializer(hashes: bool) -> FileSerializer:
-        return FileSerializer(
-            partner_id="acme",
-            as_of=datetime(2026, 1, 1, tzinfo=UTC),
-            bucket="b",
-            key="k",
-            version_id="v",
-            parser_name="p",
-            parser_version="1",
-            state_hashes=hashes,
-        )
+    from dropgate.events import NO_FIELD_HASHES
 
     fields = {"quantity": 3, "availability": "in_stock", "locations": [{"locationId": "A", "quantity": 3}]}
-    with_hashes, without = serializer(True).serialize("P1", fields, 1), serializer(False).serialize("P1", fields, 1)
+    with_hashes = _serializer(state_hashes=True).serialize("P1", fields, 1)
+    without = _serializer(state_hashes=False).serialize("P1", fields, 1)
     assert without.complete(SHA) == with_hashes.complete(SHA)
     assert with_hashes.state != 0 and with_hashes.fields != NO_FIELD_HASHES
     assert (without.state, without.fields) == (0, NO_FIELD_HASHES)

@@ -22,6 +22,7 @@ import pytest
 from dropgate import parallel
 from dropgate.app import build_ingestor
 from dropgate.config import Settings
+from dropgate.events import FileSerializer
 from dropgate.spool import EventSpool
 from dropgate.storage import ObjectRef
 from parsers.base import Document, InputRejected, Item, LimitExceeded, Record
@@ -131,13 +132,16 @@ def _spec() -> parallel.EncodeSpec:
     return parallel.EncodeSpec(
         parser=PARSER,
         limits=DEFAULT_LIMITS,
-        partner_id="acme",
         key_template="{productId}",
-        as_of=datetime(2026, 11, 20, 6, tzinfo=UTC),
-        bucket=None,
-        key="drop.xml",
-        version_id=None,
-        state_hashes=True,
+        serializer=FileSerializer(
+            partner_id="acme",
+            as_of=datetime(2026, 11, 20, 6, tzinfo=UTC),
+            bucket=None,
+            key="drop.xml",
+            version_id=None,
+            parser_name=PARSER.name,
+            parser_version=PARSER.version,
+        ),
         max_event_bytes=900_000,
     )
 
@@ -161,7 +165,7 @@ def _into_spool(stream: Any, processes: int = 2, spec: parallel.EncodeSpec | Non
 def test_workers_fill_the_spool_in_file_order(processes: int) -> None:
     data = _document(1_000)
     [(count, entries)] = list(_into_spool(io.BytesIO(data), processes))
-    serializer = _spec().serializer()
+    serializer = _spec().serializer
     expected = []
     for record in [item for item in _streamed(data) if isinstance(item, Record)]:
         key = record.product_id.encode()
