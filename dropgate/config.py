@@ -22,13 +22,15 @@ from parsers.limits import DEFAULT_LIMITS, Limits
 #: ``security.protocol``; that is how MSK or Confluent Cloud are reached without code changes.
 KAFKA_PASSTHROUGH_PREFIX = "DROPGATE_KAFKA_"
 
-_REPO_ROOT = Path(__file__).resolve().parent.parent
+#: The partners.yaml shipped with the code: in a checkout a symlink to the one at the root, in the
+#: wheel a copy of it.
+_SHIPPED_PARTNERS = Path(__file__).resolve().parent / "partners.yaml"
 
 
 def default_partners_path() -> str:
-    """``partners.yaml`` in the working directory, else the one shipped beside the code."""
+    """``partners.yaml`` in the working directory, else the one shipped with the code."""
     local = Path("partners.yaml")
-    return str(local if local.exists() else _REPO_ROOT / "partners.yaml")
+    return str(local if local.exists() else _SHIPPED_PARTNERS)
 
 
 class Settings(BaseSettings):

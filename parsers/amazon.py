@@ -2,7 +2,7 @@
 
 Partners who already produce this feed for Amazon can drop the same file here unchanged, so the
 rules follow Amazon's ``amzn-envelope.xsd``/``Inventory.xsd`` rather than inventing new ones.
-Streams with ``iterparse`` filtered to the few tags it needs; each ``<Message>`` is released once
+Streams with ``secure_iterparse`` filtered to the few tags it needs; each ``<Message>`` is released once
 emitted, so memory stays flat however many messages the feed holds.
 
 Format rules:

@@ -3,7 +3,7 @@
 Suppliers already send this document to their buyers' networks, so accepting it unchanged spares
 them a second export. Real files start with ``<!DOCTYPE cXML SYSTEM "http://xml.cxml.org/…/Fulfill.dtd">``:
 that DTD is never fetched nor loaded (``secure_iterparse``), so the file parses offline and a hostile
-DOCTYPE cannot make dropgate connect anywhere. Streams with ``iterparse`` filtered to the tags it
+DOCTYPE cannot make dropgate connect anywhere. Streams with ``secure_iterparse`` filtered to the tags it
 needs and releases each ``<ProductActivityDetails>`` once emitted.
 
 Format rules:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 from datetime import UTC, datetime
+from pathlib import Path
 
 from parsers.base import Document, Problem, Record
 from parsers.generic import GenericInventoryParser
@@ -195,3 +196,28 @@ def test_records_stream_out_before_the_file_is_read_to_the_end() -> None:
     assert first.product_id == "P0"
     assert stream.tell() < len(data) // 10
     assert sum(isinstance(item, Record) for item in items) == 199_999
+
+
+def test_a_syntax_error_deep_in_a_file_follows_every_record_before_it() -> None:
+    """Records read before the error are the same whatever the parser library buffers: here the error
+    sits in the middle of a later 32 KiB feed, after 2,000 products spread over several feeds."""
+    products = "".join(f'<product id="P{n}"><quantity>{n}</quantity></product>\n' for n in range(1, 2001))
+    data = f"<inventory>\n{products}<product id='BAD'><quantity>1</quantiy></product></inventory>".encode()
+    _, records, problems = parse(data)
+    assert len(records) == 2000 and records[-1].product_id == "P2000"
+    (problem,) = problems
+    assert problem.kind == "xml_syntax" and problem.line == 2002
+    assert problem.record == 2001 and problem.product_id == "BAD"
+
+
+def test_an_external_dtd_on_local_disk_is_never_opened(tmp_path: Path) -> None:
+    """libxml2 reads a DOCTYPE's external subset when lxml's ID collection is off; ours stays on."""
+    dtd = tmp_path / "inventory.dtd"
+    dtd.write_text("not a DTD <<< if this is read, the parse fails")
+    data = (
+        f'<?xml version="1.0"?>\n<!DOCTYPE inventory SYSTEM "{dtd}">\n'
+        '<inventory><product id="A"><quantity>1</quantity></product></inventory>'
+    ).encode()
+    _, records, problems = parse(data)
+    assert problems == []
+    assert [r.product_id for r in records] == ["A"]

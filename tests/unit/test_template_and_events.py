@@ -38,11 +38,33 @@ def template() -> dict[str, Any]:
 
 
 def functions() -> dict[str, dict[str, Any]]:
-    return {
-        name: resource["Properties"]
-        for name, resource in template()["Resources"].items()
-        if resource["Type"] == "AWS::Serverless::Function"
-    }
+    """Each function's properties as SAM sees them: its own over the template's Globals (environment
+    variables merged one by one, as SAM merges maps)."""
+    loaded = template()
+    shared = loaded.get("Globals", {}).get("Function", {})
+    found = {}
+    for name, resource in loaded["Resources"].items():
+        if resource["Type"] != "AWS::Serverless::Function":
+            continue
+        own = resource["Properties"]
+        variables = {**_variables(shared), **_variables(own)}
+        found[name] = {**shared, **own, "Environment": {"Variables": variables}}
+    return found
+
+
+def _variables(properties: dict[str, Any]) -> dict[str, Any]:
+    variables: dict[str, Any] = properties.get("Environment", {}).get("Variables", {})
+    return variables
+
+
+def test_both_functions_run_one_package_built_by_the_makefile() -> None:
+    for name, props in functions().items():
+        resource = template()["Resources"][name]
+        assert resource["Metadata"]["BuildMethod"] == "makefile", name
+        assert props["CodeUri"] == "." and props["Runtime"] == "python3.12" and props["Architectures"] == ["arm64"]
+    targets = (REPO / "Makefile").read_text()
+    for name in functions():
+        assert f"build-{name}" in targets, f"sam build needs a make target build-{name}"
 
 
 def setting_variables() -> set[str]:
