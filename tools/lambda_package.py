@@ -85,6 +85,9 @@ def _install_wheels(out: Path, arch: str) -> None:
         *("--implementation", "cp", "--python-version", lambda_python()),
         *(argument for platform in platforms for argument in ("--platform", platform)),
         *("-r", str(LOCK)),
+        # The lock was resolved for the runtime's Python; older pips (23.2, what a new venv has) check
+        # Requires-Python against the interpreter running pip, not --python-version, and refuse numpy.
+        "--ignore-requires-python",
     ]
     subprocess.run(command, check=True)
     shutil.rmtree(out / "bin", ignore_errors=True)  # console scripts: nothing runs them on Lambda
