@@ -31,6 +31,7 @@ from parsers.fields import FieldError
 from parsers.limits import DEFAULT_LIMITS, Limits
 from parsers.records import RecordReader
 from parsers.xml_stream import (
+    DoctypeRefused,
     RecordWindow,
     Sniffed,
     check_attributes,
@@ -117,6 +118,9 @@ class AmazonInventoryParser:
                     release(element)
                 elif envelope is not None and element.getparent() is envelope:
                     header.read(element, limits)
+        except DoctypeRefused as doctype:  # before any record: nothing of the document was read
+            yield doctype.problem()
+            return
         except etree.XMLSyntaxError as error:
             if inside_message:
                 # The message is cut off, but what was parsed of it may already name the product.

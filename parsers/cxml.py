@@ -37,6 +37,7 @@ from parsers.limits import DEFAULT_LIMITS, Limits
 from parsers.records import RecordReader
 from parsers.xml_stream import (
     SNIFF_BYTES,
+    DoctypeRefused,
     RecordWindow,
     Sniffed,
     check_attributes,
@@ -140,6 +141,9 @@ class CxmlProductActivityParser:
                     payload = next((local_name(child.tag) for child in element if isinstance(child.tag, str)), None)
                     yield _not_activity(sniffed, self.expects, payload=payload, line=source_line(element))
                     return
+        except DoctypeRefused as doctype:  # before any record: nothing of the document was read
+            yield doctype.problem()
+            return
         except etree.XMLSyntaxError as error:
             if inside_details:
                 # The product is cut off, but what was parsed of it may already name it.

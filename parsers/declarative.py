@@ -32,6 +32,7 @@ from parsers.base import Document, Item, Problem, Record, truncate
 from parsers.fields import AVAILABILITY_VALUES, FieldError
 from parsers.limits import DEFAULT_LIMITS, Limits
 from parsers.xml_stream import (
+    DoctypeRefused,
     RecordWindow,
     Sniffed,
     check_attributes,
@@ -626,6 +627,9 @@ class XPathParser:
                     yield from reader.read()
                     current_id = reader.product_id  # for "after record N, productId …" in later errors
                     _release_chain(element)
+        except DoctypeRefused as doctype:  # before any record: nothing of the document was read
+            yield doctype.problem()
+            return
         except etree.XMLSyntaxError as error:
             if current is not None:
                 yield syntax_problem(error, record=index, product_id=current_id or self._partial_id(current))

@@ -26,6 +26,7 @@ from parsers.limits import DEFAULT_LIMITS, Limits
 from parsers.records import RecordReader
 from parsers.segments import NotPlain, Segment, check_first_root
 from parsers.xml_stream import (
+    DoctypeRefused,
     RecordWindow,
     Sniffed,
     check_attributes,
@@ -96,6 +97,9 @@ class GenericInventoryParser:
                     else:
                         yield from _product(element, index, limits)
                     release(element)
+        except DoctypeRefused as doctype:  # before any record: nothing of the document was read
+            yield doctype.problem()
+            return
         except etree.XMLSyntaxError as error:
             if inside_product:
                 yield syntax_problem(error, record=index, product_id=current_id)

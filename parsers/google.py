@@ -59,6 +59,7 @@ from parsers.base import Document, Item, Problem, Record, truncate
 from parsers.fields import FieldError
 from parsers.limits import DEFAULT_LIMITS, Limits
 from parsers.xml_stream import (
+    DoctypeRefused,
     RecordWindow,
     Sniffed,
     check_attributes,
@@ -300,6 +301,9 @@ class _RssScan:
                     last_id = reader.product_id
                     yield reader
                     release(element)
+        except DoctypeRefused as doctype:  # before any record: nothing of the document was read
+            yield doctype.problem()
+            return
         except etree.XMLSyntaxError as error:
             if current is not None:
                 yield syntax_problem(error, record=index, product_id=_partial_id(current, self.wanted))

@@ -17,7 +17,7 @@ from typing import Any, BinaryIO
 
 from lxml import etree
 
-from parsers.base import LimitExceeded, Problem, ProblemKind, truncate
+from parsers.base import InputRejected, LimitExceeded, Problem, ProblemKind, truncate
 from parsers.limits import Limits
 
 _LOCATION_SUFFIX = re.compile(r", line \d+, column \d+$")
@@ -45,6 +45,7 @@ class SecureEvents:
     def __init__(self, stream: BinaryIO, *, events: tuple[str, ...], tag: Iterable[str] | None) -> None:
         self._stream = stream
         self._parser = etree.XMLPullParser(events=events, tag=list(tag) if tag is not None else None, **_SECURE)
+        self._doctype_checked = False
         self.root: Any = None
 
     def __iter__(self) -> Iterator[tuple[str, Any]]:
@@ -56,13 +57,27 @@ class SecureEvents:
             try:
                 parser.feed(data)
             except etree.XMLSyntaxError:
-                yield from parser.read_events()  # what came before the error, as the chunk's own
+                yield from self._drain()  # what came before the error, as the chunk's own
                 raise
-            yield from parser.read_events()
+            yield from self._drain()
         # A document that ends early fails here, and libxml2 then closes every open element: those
         # "end" events are not the document's, so none of close()'s events outlive its error.
         self.root = parser.close()
-        yield from parser.read_events()
+        if not self._doctype_checked and self.root is not None:
+            refuse_doctype(self.root)
+        yield from self._drain()
+
+    def _drain(self) -> Iterator[tuple[str, Any]]:
+        events = self._parser.read_events()
+        if not self._doctype_checked:
+            # The first event comes after the whole DOCTYPE is parsed: judge it before handing out anything.
+            first = next(events, None)
+            if first is None:
+                return
+            refuse_doctype(first[1])
+            self._doctype_checked = True
+            yield first
+        yield from events
 
 
 def secure_iterparse(
@@ -194,9 +209,9 @@ _BOMS = (b"\xef\xbb\xbf",)
 
 
 class Sniffed:
-    """What the first bytes say: the root element, its namespace, and DOCTYPE facts."""
+    """What the first bytes say: the root element and its namespaces (for routing, never for safety)."""
 
-    __slots__ = ("declares_entities", "has_doctype", "head", "namespace", "namespaces", "prefix", "root")
+    __slots__ = ("head", "namespace", "namespaces", "prefix", "root")
 
     def __init__(self) -> None:
         self.root: str | None = None
@@ -204,8 +219,6 @@ class Sniffed:
         self.namespace: str | None = None
         #: Every namespace declared on the root element: prefix (``None`` for the default) → URI.
         self.namespaces: dict[str | None, str] = {}
-        self.has_doctype = False
-        self.declares_entities = False
         #: The bytes read (at most 64 KiB), for formats told apart by an element near the top.
         self.head = b""
 
@@ -274,15 +287,13 @@ def sniff(stream: BinaryIO) -> tuple[BinaryIO, Sniffed]:
                 break
             position = end + 3
         elif text.startswith(b"<!DOCTYPE", position):
-            found.has_doctype = True
+            # Skipped to find the root; what it declares is judged by the parser (refuse_doctype).
             close = text.find(b">", position)
             bracket = text.find(b"[", position)
             if 0 <= bracket < close or (bracket >= 0 and close < 0):
                 subset_end = text.find(b"]", bracket)
                 if subset_end < 0:
-                    found.declares_entities = b"<!ENTITY" in text[bracket:]
                     break
-                found.declares_entities = b"<!ENTITY" in text[bracket:subset_end]
                 close = text.find(b">", subset_end)
             if close < 0:
                 break
@@ -316,8 +327,8 @@ def sniff_root(stream: BinaryIO) -> Sniffed:
             found.root, found.namespace = local, namespace or None
             found.namespaces = {prefix: uri for prefix, uri in element.nsmap.items()}
             break
-    except etree.XMLSyntaxError:
-        pass
+    except (etree.XMLSyntaxError, DoctypeRefused):
+        pass  # the parser the file is routed to says what is wrong with it
     return found
 
 
@@ -342,7 +353,7 @@ def sniff_document(
     expects: str,
     refuse: Callable[[Sniffed, str], Problem] = unknown_format_problem,
 ) -> tuple[BinaryIO, Sniffed, Problem | None]:
-    """Sniff the head and refuse what no parse should start on: declared entities, another format's root.
+    """Sniff the head and refuse what no parse should start on: another format's root.
 
     Stopping before parsing matters: a foreign document would otherwise be read to its end for
     nothing. ``accepts`` says whether a readable head is the format's; ``refuse(sniffed, expects)``
@@ -351,8 +362,6 @@ def sniff_document(
     consumed), what was sniffed, and the problem to yield instead of parsing, if any.
     """
     stream, sniffed = sniff(stream)
-    if sniffed.declares_entities:
-        return stream, sniffed, entity_declaration_problem()
     if sniffed.root is not None and not accepts(sniffed):
         return stream, sniffed, refuse(sniffed, expects)
     return stream, sniffed, None
@@ -380,16 +389,46 @@ def foreign_root_problem(root: Any, expects: str, *, truncate_value: bool = Fals
     return replace(problem, line=line)
 
 
-def entity_declaration_problem() -> Problem:
-    return Problem(
-        kind="security_limit",
-        message=(
-            "the document declares entities (<!ENTITY …>) in its DOCTYPE; dropgate never expands entities: "
-            "send the document without an internal DTD subset and with literal text"
-        ),
-        line=1,
-        field="DOCTYPE",
-    )
+class DoctypeRefused(InputRejected):
+    """The DOCTYPE declares something that would change what the document says."""
+
+    kind: ProblemKind = "security_limit"
+
+    def problem(self) -> Problem:
+        return Problem(kind=self.kind, message=self.message, field="DOCTYPE")
+
+
+_ENTITIES_REFUSED = (
+    "the document declares entities (<!ENTITY …>) in its DOCTYPE; dropgate never expands entities: send the "
+    "document without an internal DTD subset and with literal text"
+)
+_ATTLISTS_REFUSED = (
+    "the document declares attribute lists (<!ATTLIST …>) in its DOCTYPE, which would add default attribute "
+    "values or rewrite the ones sent; dropgate applies no DTD: send the document without an internal DTD subset"
+)
+
+
+def refuse_doctype(element: Any) -> None:
+    """Raise :class:`DoctypeRefused` if the document's internal DTD subset could change its content.
+
+    Judged from libxml2's own model of the DTD, never from the raw text (a ``]`` in a comment, a
+    ``>`` in a quoted system id, a subset longer than any head we sniff, a parameter entity that
+    declares more: the model has them all as what they are). Entities (general or parameter) would
+    replace text; attribute lists add defaults that lxml then reports as sent (``deleted="true"``
+    turned a product into a tombstone) and normalise the values of non-CDATA attributes. Element
+    and notation declarations change nothing and are let through, as is an external DTD reference
+    (cXML's), which is never fetched.
+    """
+    tree = element.getroottree()
+    dtd = tree.docinfo.internalDTD
+    if dtd is None:
+        return
+    if dtd.entities():
+        raise DoctypeRefused(_ENTITIES_REFUSED)
+    # lxml lists attribute declarations only for declared elements; libxml2's serialisation of the
+    # model has every one. Content is escaped there, so the marker can only come from the DTD.
+    if b"<!ATTLIST" in etree.tostring(tree):
+        raise DoctypeRefused(_ATTLISTS_REFUSED)
 
 
 def check_attributes(

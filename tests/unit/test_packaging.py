@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -60,13 +61,21 @@ def test_the_wheel_ranges_have_a_floor_and_a_ceiling() -> None:
 
 def test_the_installed_wheel_reads_its_own_partners_yaml(tmp_path: Path) -> None:
     """`dropgate partners` from the wheel, in a folder with no partners.yaml, reads the shipped one."""
+    # Built from a copy: setuptools writes build/ and *.egg-info beside the sources it builds.
+    source = tmp_path / "source"
+    for name in ("pyproject.toml", "README.md", "partners.yaml"):
+        (source / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(REPO / name, source / name)
+    for package in ("dropgate", "parsers", "handlers"):
+        shutil.copytree(REPO / package, source / package, symlinks=True, ignore=shutil.ignore_patterns("__pycache__"))
     built = tmp_path / "dist"
-    subprocess.run(
+    done = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation", "-w", str(built), "."],
-        cwd=REPO,
-        check=True,
+        cwd=source,
         capture_output=True,
+        text=True,
     )
+    assert done.returncode == 0, done.stderr[-2000:]
     (wheel,) = built.glob("dropgate-*.whl")
     site = tmp_path / "site"
     subprocess.run(
