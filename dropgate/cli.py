@@ -16,6 +16,7 @@ import typer
 
 from dropgate.config import Settings
 from dropgate.storage import ObjectRef, parse_s3_uri
+from dropgate.terminal import neutralise, shown
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__, pretty_exceptions_enable=False)
 
@@ -42,8 +43,18 @@ def _with_progress(ingestor: Any, work: Any) -> Any:
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
-    typer.echo(f"dropgate: {message}", err=True)
+    _echo(f"dropgate: {message}", err=True)
     return typer.Exit(code)
+
+
+def _echo(text: str, *, err: bool = False) -> None:
+    """Every line the CLI prints: keys, ids and values in it come from partners, so no control
+    character reaches the terminal raw (their own fields are also cut with ``shown``)."""
+    typer.echo(neutralise(text), err=err)
+
+
+def _problem_line(problem: Any) -> str:
+    return shown(problem.one_line(), limit=None)
 
 
 @app.command()
@@ -73,28 +84,26 @@ def inspect(
                 out.write(b'{"key":' + key + b',"value":' + (entry.value or b"null") + b"}\n")
         out.flush()
         for problem in prepared.problems:
-            typer.echo(problem.one_line(), err=True)
+            _echo(_problem_line(problem), err=True)
         if prepared.problems:
             more = prepared.problem_count - len(prepared.problems)
             if more:
-                typer.echo(f"… and {more} more problem(s)", err=True)
+                _echo(f"… and {more} more problem(s)", err=True)
             published = "valid records would be published" if publishable else "nothing would be published"
-            typer.echo(
+            _echo(
                 f"{file}: would be quarantined: {prepared.problem_count} problem(s); {published} (policy {policy})",
                 err=True,
             )
             raise typer.Exit(1)
         if prepared.partner is None:
-            typer.echo(
+            _echo(
                 f"{file}: no partner claims this file (no --partner, and the document names none); events are shown "
                 f"with partnerId '{PREVIEW_PARTNER}' and key {{productId}}",
                 err=True,
             )
         if prepared.snapshot == "full":
-            typer.echo(
-                f"{file}: a full snapshot: products missing from it will be deleted when it is ingested", err=True
-            )
-        typer.echo(f"{file}: ok, {prepared.spool.count} event(s), parser {prepared.parser_label}", err=True)
+            _echo(f"{file}: a full snapshot: products missing from it will be deleted when it is ingested", err=True)
+        _echo(f"{file}: ok, {prepared.spool.count} event(s), parser {prepared.parser_label}", err=True)
 
 
 @app.command()
@@ -120,8 +129,8 @@ def ingest(
     except (PartnerConfigError, ObjectMissing, ValueError, TopicError, PublishError) as error:
         raise _fail(str(error)) from None
     for problem in outcome.problems:
-        typer.echo(problem.one_line(), err=True)
-    typer.echo(outcome.summary())
+        _echo(_problem_line(problem), err=True)
+    _echo(outcome.summary())
     if outcome.status == "quarantined":
         raise typer.Exit(1)
     if outcome.status == "ignored":
@@ -133,7 +142,7 @@ def _s3_target(target: str, settings: Settings) -> ObjectRef:
     if target.startswith("s3://"):
         return parse_s3_uri(target)
     if not settings.bucket:
-        raise _fail(f"'{target}' has no bucket: give s3://BUCKET/KEY or set DROPGATE_BUCKET")
+        raise _fail(f"'{shown(target)}' has no bucket: give s3://BUCKET/KEY or set DROPGATE_BUCKET")
     return ObjectRef(settings.bucket, target.lstrip("/"))
 
 
@@ -156,14 +165,14 @@ def _describe(result: Any) -> str:
     if result.dry_run:
         verdicts = outcome.verdicts
         if outcome.problems and verdicts is None:
-            return f"{outcome.ref}: would be quarantined again: {outcome.reason}"
+            return f"{outcome.ref.shown}: would be quarantined again: {outcome.reason}"
         counts = (
             f"would publish {outcome.events} event(s): new {verdicts.new}, changed {verdicts.changed}, "
             f"unchanged {verdicts.unchanged}, stale {verdicts.stale} (skipped)"
             if verdicts
             else "nothing to publish"
         )
-        lines = [f"{outcome.ref}: {counts}"]
+        lines = [f"{outcome.ref.shown}: {counts}"]
         if result.note:
             lines.append(f"  {result.note}")
         lines.extend(f"  {note}" for note in outcome.notes)
@@ -224,7 +233,7 @@ def reprocess(
             result = reprocessor.one(
                 _s3_target(target, settings), dry_run=dry_run, force=force, changed_only=changed_only or None
             )
-            typer.echo(_describe(result))
+            _echo(_describe(result))
             if _still_quarantined(result):
                 raise typer.Exit(1)
             return
@@ -237,7 +246,7 @@ def reprocess(
                 result = reprocessor.one(ref, dry_run=dry_run, force=force, changed_only=changed_only or None)
                 results.append(result)
                 if dry_run:
-                    typer.echo(_describe(result))
+                    _echo(_describe(result))
                 progress.advance(task)
     except (PartnerConfigError, ObjectMissing, ValueError, TopicError, PublishError) as error:
         raise _fail(str(error)) from None
@@ -274,7 +283,7 @@ def status(target: Annotated[str, typer.Argument(help="s3://BUCKET/KEY or a key 
     ref = _s3_target(target, settings)
     entries = DynamoLedger(aws_client("dynamodb"), settings.ledger_table).history(ref)
     if not entries:
-        raise _fail(f"the ledger has no record of {ref.uri}", code=1)
+        raise _fail(f"the ledger has no record of {shown(ref.uri)}", code=1)
     print_group(Console(), history_table(entries))
 
 
@@ -316,7 +325,9 @@ def quarantine_show(key: Annotated[str, typer.Argument(help="s3://BUCKET/KEY (or
     original = original_key(ref.key)
     diagnostics = S3Quarantine(s3, settings.quarantine_bucket).load(ref.bucket or "", original)
     if diagnostics is None:
-        raise _fail(f"no diagnostics for {ref.bucket}/{original}: it is not (or no longer) quarantined", code=1)
+        raise _fail(
+            f"no diagnostics for {shown(f's3://{ref.bucket}/{original}')}: it is not (or no longer) quarantined", code=1
+        )
     from botocore.exceptions import ClientError
 
     context: dict[int, str] = {}
@@ -340,7 +351,7 @@ def init() -> None:
         done = provision(settings, {name: aws_client(name) for name in ("s3", "sqs", "dynamodb")})
     except Exception as error:
         raise _fail(f"init failed: {error}") from None
-    typer.echo(f"bucket {done.bucket}, queue {done.queue_url}, ledger {done.table}, topic {done.topic}: ready")
+    _echo(f"bucket {done.bucket}, queue {done.queue_url}, ledger {done.table}, topic {done.topic}: ready")
 
 
 @app.command()
@@ -362,7 +373,7 @@ def ftp(
         raise _fail("DROPGATE_BUCKET is not set: it names the drop bucket uploads land in")
     partners = PartnerDirectory.load(settings.partners)
     users = ", ".join(p.id for p in partners)
-    typer.echo(f"FTP drop on ftp://{host}:{port}/ for partners {users} → s3://{settings.bucket}/<prefix>; Ctrl-C stops")
+    _echo(f"FTP drop on ftp://{host}:{port}/ for partners {users} → s3://{settings.bucket}/<prefix>; Ctrl-C stops")
     start_ftp_drop(
         partners, aws_client("s3"), settings.bucket, password=default_password(), host=host, port=port, background=False
     )
@@ -411,7 +422,7 @@ def schema() -> None:
     """Print the JSON Schema of event values (as checked into schemas/)."""
     from dropgate.events import json_schema
 
-    typer.echo(json.dumps(json_schema(), indent=2, sort_keys=True))
+    _echo(json.dumps(json_schema(), indent=2, sort_keys=True))
 
 
 @app.command()
@@ -429,8 +440,8 @@ def main() -> None:
         app()
     except Exception as error:
         detail = str(error).strip().splitlines()[0] if str(error).strip() else ""
-        typer.echo(f"dropgate: {type(error).__name__}: {detail}", err=True)
-        typer.echo("dropgate: set DROPGATE_DEBUG=1 for the traceback", err=True)
+        _echo(f"dropgate: {type(error).__name__}: {shown(detail, limit=400)}", err=True)
+        _echo("dropgate: set DROPGATE_DEBUG=1 for the traceback", err=True)
         if os.environ.get("DROPGATE_DEBUG"):
             raise
         sys.exit(2)

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 from dropgate.key_index import TRACKED_FIELDS, KeyIndex, key_hash
 from dropgate.spool import SpoolEntry
 from dropgate.state_objects import PartnerStateLocation, is_missing
+from dropgate.terminal import shown
 
 _CHUNK = 8192
 SAMPLE_LIMIT = 5
@@ -43,7 +44,7 @@ class Verdicts:
     def sample(self, category: str, text: str) -> None:
         found = self.samples.setdefault(category, [])
         if len(found) < SAMPLE_LIMIT:
-            found.append(text)
+            found.append(shown(text))  # sample keys are shown to operators (reprocess --dry-run)
 
 
 class _Commits:

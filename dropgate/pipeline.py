@@ -42,6 +42,7 @@ from dropgate.quarantine import (
 from dropgate.snapshots import NullSnapshotStore, SnapshotHeader, SnapshotKeys, SnapshotStore, plan, tombstone_entries
 from dropgate.spool import EventSpool, SpoolEntry
 from dropgate.storage import ObjectMeta, ObjectMissing, ObjectRef, ObjectStore
+from dropgate.terminal import shown
 from parsers.base import Document, InputRejected, LimitExceeded, Parser, Problem, Record, SegmentedParser, truncate
 from parsers.limits import Limits
 from parsers.segments import NotPlain
@@ -195,7 +196,7 @@ class FileOutcome:
 
     def summary(self) -> str:
         parts = [
-            f"{self.status}: {self.ref}",
+            f"{self.status}: {self.ref.shown}",
             f"partner={self.partner or '-'}",
             f"parser={self.parser or '-'}",
         ]
@@ -212,9 +213,9 @@ class FileOutcome:
             parts.append(f"problems={self.problem_count}")
         parts.append(f"seconds={self.seconds:.2f}")
         if self.diagnostics:
-            parts.append(f"quarantined_copy={self.diagnostics}")
+            parts.append(f"quarantined_copy={shown(self.diagnostics)}")
         if self.reason:
-            parts.append(f"reason={self.reason}")
+            parts.append(f"reason={shown(self.reason, limit=None)}")
         return " ".join(parts)
 
 
@@ -538,7 +539,7 @@ class Ingestor:
                 ref,
                 trigger,
                 started,
-                f"'{ref.key}' is a quarantine copy, not a drop; "
+                f"'{shown(ref.key)}' is a quarantine copy, not a drop; "
                 f"use {reprocess_command(ref.bucket, original_key(ref.key))}",
             )
         if read_from is not None:
@@ -995,7 +996,7 @@ class _EventBuilder:
             Problem(
                 kind="validation",
                 message=(
-                    f"no partner for this file: '{self.ref.key}' is under no partner prefix ({prefixes}) "
+                    f"no partner for this file: '{shown(self.ref.key)}' is under no partner prefix ({prefixes}) "
                     f"and the document {named}; add the partner to partners.yaml or drop it under its prefix"
                 ),
                 field="partner",

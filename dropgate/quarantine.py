@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from dropgate.terminal import shell_command
 from parsers.base import Problem
 
 QUARANTINE_PREFIX = "quarantine/"
@@ -46,8 +47,9 @@ def original_key(key: str) -> str:
 
 
 def reprocess_command(bucket: str | None, key: str) -> str:
+    """The command to paste: quoted so that any key a partner can upload reaches dropgate unchanged."""
     target = f"s3://{bucket}/{key}" if bucket else key
-    return f"dropgate reprocess '{target}'"
+    return shell_command("dropgate", "reprocess", target)
 
 
 @dataclass(slots=True)

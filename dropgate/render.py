@@ -6,11 +6,16 @@ from collections.abc import Iterable
 from typing import Any, BinaryIO
 
 from rich.console import Console, Group
-from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
 from dropgate.ledger import LedgerEntry
+from dropgate.quarantine import reprocess_command
+from dropgate.terminal import shown
+
+# Partner-controlled text (keys, ids, values, messages quoting them) goes in as Text, never as a
+# str: rich reads markup in a str, and a key like acme/[/].xml is not markup. shown() escapes
+# control characters and cuts it at 120 characters first.
 
 CONTEXT_BEFORE = 2
 CONTEXT_AFTER = 1
@@ -24,15 +29,15 @@ def history_table(entries: Iterable[LedgerEntry]) -> Group:
     for entry in entries:
         head = Text.assemble(
             (f"{entry.status}", {"published": "green", "quarantined": "red"}.get(entry.status, "yellow")),
-            f"  s3://{entry.bucket}/{entry.key}  version {entry.version}  partner {entry.partner or '-'}  "
+            f"  {shown(f's3://{entry.bucket}/{entry.key}')}  version {entry.version}  partner {entry.partner or '-'}  "
             f"parser {entry.parser_label if entry.parser_name else '-'}  events {entry.event_count}  "
             f"problems {entry.problem_count}",
         )
         parts.append(head)
         if entry.diagnostics:
-            parts.append(Text(f"  diagnostics: {entry.diagnostics}.diagnostics.json"))
+            parts.append(Text(f"  diagnostics: {shown(entry.diagnostics + '.diagnostics.json', limit=None)}"))
         if entry.reason:
-            parts.append(Text(f"  reason: {entry.reason}"))
+            parts.append(Text(f"  reason: {shown(entry.reason, limit=None)}"))
         table = Table(box=None, padding=(0, 1), show_edge=False)
         for column in ("at", "trigger", "parser", "outcome", "events", "invalid", "stale", "seconds", "error"):
             table.add_column(column, overflow="fold")
@@ -46,7 +51,7 @@ def history_table(entries: Iterable[LedgerEntry]) -> Group:
                 str(attempt.get("invalid", "")),
                 str(attempt.get("stale", "")),
                 str(attempt.get("seconds", "")),
-                escape(str(attempt.get("error", "") or "")),
+                Text(shown(attempt.get("error", "") or "", limit=None)),
             )
         parts.append(table)
     return Group(*parts)
@@ -61,11 +66,11 @@ def quarantine_table(entries: Iterable[LedgerEntry]) -> Table:
         table.add_row(
             entry.updated_at,
             entry.partner or "-",
-            f"s3://{entry.bucket}/{entry.key}",
+            Text(shown(f"s3://{entry.bucket}/{entry.key}")),
             entry.version,
             entry.parser_label,
             str(entry.problem_count),
-            escape(first[:200]),
+            Text(shown(first, limit=200)),
         )
     return table
 
@@ -116,7 +121,7 @@ def diagnostics_view(diagnostics: dict[str, Any], context: dict[int, str]) -> Gr
     parser = diagnostics["parser"]
     problems: list[dict[str, Any]] = diagnostics["problems"]
     parts: list[Any] = [
-        Text.assemble(("quarantined ", "bold red"), f"s3://{file['bucket']}/{file['key']}"),
+        Text.assemble(("quarantined ", "bold red"), shown(f"s3://{file['bucket']}/{file['key']}")),
         Text(
             f"version {file['versionId']}  size {file['size']:,} bytes  sha256 {file['sha256']}\n"
             f"partner {diagnostics['partner']}  parser {parser['name']}/{parser['version']}  "
@@ -143,26 +148,28 @@ def diagnostics_view(diagnostics: dict[str, Any], context: dict[int, str]) -> Gr
             table.add_row(
                 f"{problem.get('line') or '-'}:{problem.get('column') or '-'}",
                 str(problem.get("record") or "-"),
-                escape(str(problem.get("productId") or "-")),
-                escape(where),
-                escape(str(problem.get("value") if problem.get("value") is not None else "")),
-                escape(problem["message"]),
+                Text(shown(problem.get("productId") or "-")),
+                Text(shown(where)),
+                Text(shown(problem.get("value") if problem.get("value") is not None else "")),
+                Text(shown(problem["message"], limit=None)),
             )
         parts.append(table)
-    shown = [p for p in problems[:CONTEXT_PROBLEMS] if isinstance(p.get("line"), int)]
-    if shown and context:
+    located = [p for p in problems[:CONTEXT_PROBLEMS] if isinstance(p.get("line"), int)]
+    if located and context:
         parts.append(Text("context", style="bold"))
-        for problem in shown:
+        for problem in located:
             line = problem["line"]
-            parts.append(Text(f"line {line}: {problem['message']}", style="yellow"))
+            parts.append(Text(f"line {line}: {shown(problem['message'], limit=None)}", style="yellow"))
             for number in range(max(1, line - CONTEXT_BEFORE), line + CONTEXT_AFTER + 1):
                 if number in context:
                     marker = ">" if number == line else " "
-                    parts.append(Text(f" {marker} {number:>6} | {context[number]}"))
+                    parts.append(Text(f" {marker} {number:>6} | {shown(context[number], limit=None)}"))
             caret = problem.get("column")
             if isinstance(caret, int) and line in context:
                 parts.append(Text(" " * (11 + caret) + "^"))
-    parts.append(Text.assemble(("reprocess: ", "bold"), diagnostics["reprocess"]))
+    # Made again from the file's bucket and key: sidecars written before commands were quoted hold one
+    # that a key with a quote in it turns into something else when pasted.
+    parts.append(Text.assemble(("reprocess: ", "bold"), reprocess_command(file["bucket"], file["key"])))
     return Group(*parts)
 
 

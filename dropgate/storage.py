@@ -6,11 +6,13 @@ The core only sees :class:`ObjectStore`: ``head`` pins the exact version to proc
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol, cast
-from urllib.parse import urlparse
+
+from dropgate.terminal import shown
 
 
 class ObjectMissing(Exception):
@@ -37,13 +39,27 @@ class ObjectRef:
     def __str__(self) -> str:
         return self.uri + (f"?versionId={self.version_id}" if self.version_id else "")
 
+    @property
+    def shown(self) -> str:
+        """For messages a person reads: control characters escaped, cut at 120 characters."""
+        return shown(str(self))
+
+
+#: S3's rules for bucket names (3 to 63 lowercase letters, digits, dots and hyphens).
+_BUCKET = re.compile(r"[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]")
+
 
 def parse_s3_uri(uri: str) -> ObjectRef:
-    """``s3://bucket/key`` → :class:`ObjectRef`; anything else is a clear error."""
-    parsed = urlparse(uri)
-    if parsed.scheme != "s3" or not parsed.netloc or not parsed.path.strip("/"):
-        raise ValueError(f"'{uri}' is not an S3 URI; expected s3://BUCKET/KEY")
-    return ObjectRef(bucket=parsed.netloc, key=parsed.path[1:])
+    """``s3://bucket/key`` → :class:`ObjectRef`; anything else is a clear error.
+
+    Read literally, not as a URL: everything after the bucket's ``/`` is the key, ``#``, ``?``, ``%``
+    and spaces included (``acme/x#frag.xml`` is a key a partner can upload; a URL parser cut it to
+    ``acme/x`` and dropgate processed another object).
+    """
+    bucket, slash, key = uri.removeprefix("s3://").partition("/")
+    if not uri.startswith("s3://") or not slash or not key or not _BUCKET.fullmatch(bucket):
+        raise ValueError(f"'{shown(uri)}' is not an S3 URI; expected s3://BUCKET/KEY")
+    return ObjectRef(bucket=bucket, key=key)
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +93,7 @@ class S3ObjectStore:
         except ClientError as error:
             code = error.response.get("Error", {}).get("Code")
             if code in ("404", "NoSuchKey", "NotFound", "NoSuchVersion"):
-                raise ObjectMissing(f"{ref} does not exist (deleted before it was processed?)") from None
+                raise ObjectMissing(f"{ref.shown} does not exist (deleted before it was processed?)") from None
             raise
         return ObjectMeta(
             version_id=response.get("VersionId") or ref.version_id,
@@ -109,7 +125,7 @@ class LocalFileStore:
     def head(self, ref: ObjectRef) -> ObjectMeta:
         path = Path(ref.key)
         if not path.is_file():
-            raise ObjectMissing(f"{ref.key} is not a file")
+            raise ObjectMissing(f"{shown(ref.key)} is not a file")
         stat = path.stat()
         return ObjectMeta(
             version_id=None, size=stat.st_size, last_modified=datetime.fromtimestamp(stat.st_mtime, tz=UTC)

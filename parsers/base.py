@@ -68,9 +68,9 @@ class Problem:
         if self.line is not None:
             where.append(f"line {self.line}" + (f", col {self.column}" if self.column is not None else ""))
         if self.record is not None:
-            where.append(f"record {self.record}" + (f" ({self.product_id})" if self.product_id else ""))
+            where.append(f"record {self.record}" + (f" ({truncate(self.product_id)})" if self.product_id else ""))
         if self.path:
-            where.append(self.path)
+            where.append(str(truncate(self.path)))
         prefix = ", ".join(where)
         return f"[{self.kind}] {prefix + ': ' if prefix else ''}{self.message}"
 

@@ -4,15 +4,23 @@ why, nothing published, the ledger row written; never as an exception that SQS w
 from __future__ import annotations
 
 import json
+import os
+import shlex
+import subprocess
+from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from typer.testing import CliRunner
 
 from dropgate.app import build_ingestor
+from dropgate.cli import app
 from dropgate.config import Settings
 from dropgate.ledger import DynamoLedger
 from dropgate.storage import ObjectRef
-from tests.conftest import TopicProbe
+from tests.conftest import TopicProbe, fixture_bytes
 from tests.security.test_doctype import REFUSED
 
 pytestmark = pytest.mark.integration
@@ -46,3 +54,121 @@ def test_a_doctype_that_would_change_the_document_is_quarantined_and_nothing_pub
     row = DynamoLedger(aws["dynamodb"], settings.ledger_table).get(ref)
     assert row is not None and row.status == "quarantined"
     assert topic_probe.published_nothing()
+
+
+# -- keys: every printed command pastes back to the same key, nothing reaches the terminal raw --------
+
+runner = CliRunner()
+BAD = fixture_bytes("bad/acme-thousands-separator.xml")
+RAW_CONTROLS = ("\x1b", "\r", "\x07", "\u202e")
+
+
+def invoke(*argv: str) -> Any:
+    return runner.invoke(app, list(argv), terminal_width=250)
+
+
+def pasted_target(command: str) -> str:
+    """What the shell hands dropgate when the printed command is pasted (bash, C locale)."""
+    assert command.startswith("dropgate reprocess ")
+    word = command.removeprefix("dropgate reprocess ")
+    done = subprocess.run(["bash", "-c", f"printf %s {word}"], capture_output=True, env={"LC_ALL": "C"}, check=True)
+    return done.stdout.decode()
+
+
+def test_a_key_with_shell_metacharacters_is_quoted_wherever_a_command_is_printed(
+    aws: dict[str, Any], settings: Settings
+) -> None:
+    marker = Path(f"/tmp/dg-{os.getpid()}")  # short: the whole key must fit the 120 characters shown
+    marker.unlink(missing_ok=True)
+    key = f"acme/x'$(touch {marker})'.xml"
+    ref, outcome = ingest(aws, settings, key, BAD)
+    assert outcome.status == "quarantined"
+    command = sidecar(aws, key)["reprocess"]
+    assert shlex.split(command) == ["dropgate", "reprocess", f"s3://{BUCKET}/{key}"]
+    subprocess.run(
+        ["bash", "-c", command.replace("dropgate reprocess", "printf %s", 1)], check=True, capture_output=True
+    )
+    assert not marker.exists()
+
+    shown_file = invoke("quarantine", "show", f"s3://{BUCKET}/{key}")
+    assert shown_file.exit_code == 0, shown_file.output
+    assert f"reprocess: {command}" in shown_file.stdout
+
+    # ingesting the quarantine copy itself is refused with the command to use instead
+    copy = ObjectRef(BUCKET, f"quarantine/{key}")
+    ignored = build_ingestor(settings).ingest(copy, trigger="sqs")
+    assert ignored.status == "ignored" and ignored.reason is not None
+    assert ignored.reason.endswith(f"use {command}")
+
+    dry = invoke("reprocess", "--dry-run", f"s3://{BUCKET}/{key}")
+    assert f"s3://{BUCKET}/{key}?versionId={ref.version_id}" in dry.stdout
+
+
+def test_control_characters_in_a_key_never_reach_the_terminal_raw(aws: dict[str, Any], settings: Settings) -> None:
+    key = "acme/\x1b[2J\x1b[31mred\rfake: published\nx\u202elmx.xml"
+    ref, outcome = ingest(aws, settings, key, BAD)
+    assert outcome.status == "quarantined"
+    assert not any(char in outcome.summary() for char in (*RAW_CONTROLS, "\n"))
+    command = sidecar(aws, key)["reprocess"]
+    assert not any(char in command for char in (*RAW_CONTROLS, "\n"))
+    assert pasted_target(command) == f"s3://{BUCKET}/{key}"
+    for argv in (
+        ("quarantine", "show", f"s3://{BUCKET}/{key}"),
+        ("quarantine", "list"),
+        ("status", f"s3://{BUCKET}/{key}"),
+        ("reprocess", "--dry-run", f"s3://{BUCKET}/{key}"),
+    ):
+        result = invoke(*argv)
+        assert result.exit_code in (0, 1), (argv, result.output)
+        assert not any(char in result.output for char in RAW_CONTROLS), argv
+        assert "\\x1b[2J" in result.output, argv  # the key is there, escaped
+    assert DynamoLedger(aws["dynamodb"], settings.ledger_table).get(ref) is not None
+
+
+def test_rich_markup_in_a_key_is_shown_as_text(aws: dict[str, Any], settings: Settings) -> None:
+    key = "acme/[/].xml"
+    _, outcome = ingest(aws, settings, key, BAD)
+    assert outcome.status == "quarantined"
+    listed = invoke("quarantine", "list")
+    assert listed.exit_code == 0, listed.output
+    assert f"s3://{BUCKET}/{key}" in listed.stdout
+    shown_file = invoke("quarantine", "show", f"s3://{BUCKET}/{key}")
+    assert shown_file.exit_code == 0 and f"quarantined s3://{BUCKET}/{key}" in shown_file.stdout
+
+
+PARTNER_KEYS = st.text(
+    st.characters(blacklist_categories=["Cs"], blacklist_characters="\x00"), min_size=1, max_size=60
+).map(lambda tail: f"acme/{tail}.xml")
+
+
+@given(key=PARTNER_KEYS)
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_any_key_a_partner_can_upload_survives_quarantine_unchanged_and_harmless(aws: dict[str, Any], key: str) -> None:
+    aws["s3"].put_object(Bucket=BUCKET, Key=key, Body=BAD)
+    outcome = build_ingestor(Settings()).ingest(ObjectRef(BUCKET, key), trigger="sqs")
+    assert outcome.status == "quarantined"
+    diagnostics = sidecar(aws, key)
+    assert diagnostics["file"]["key"] == key
+    assert pasted_target(diagnostics["reprocess"]) == f"s3://{BUCKET}/{key}"
+    for argv in (("quarantine", "show", f"s3://{BUCKET}/{key}"), ("status", f"s3://{BUCKET}/{key}")):
+        result = invoke(*argv)
+        assert result.exit_code == 0, (argv, result.output)
+        assert not any(char in result.output for char in RAW_CONTROLS), argv
+
+
+# -- s3:// arguments are read literally ----------------------------------------------------------------
+
+
+def test_an_s3_uri_is_not_cut_at_a_hash_or_a_question_mark(aws: dict[str, Any], settings: Settings) -> None:
+    for key in ("acme/x", "acme/x#frag.xml", "acme/y?versionId=1.xml"):
+        aws["s3"].put_object(Bucket=BUCKET, Key=key, Body=BAD)
+    for key in ("acme/x#frag.xml", "acme/y?versionId=1.xml"):
+        done = invoke("ingest", f"s3://{BUCKET}/{key}")
+        assert done.exit_code == 1, done.output  # quarantined: the right object was read
+        assert f"quarantined: s3://{BUCKET}/{key}?versionId=" in done.stdout
+        assert sidecar(aws, key)["file"]["key"] == key
+    rows = aws["dynamodb"].scan(TableName=settings.ledger_table)["Items"]
+    assert sorted(row["pk"]["S"] for row in rows if row["pk"]["S"].startswith("s3://")) == [
+        f"s3://{BUCKET}/acme/x#frag.xml",
+        f"s3://{BUCKET}/acme/y?versionId=1.xml",
+    ]

@@ -64,7 +64,7 @@ def test_quarantined_file_is_copied_untouched_with_actionable_diagnostics(
             "value": None,
         }
     ]
-    assert sidecar["reprocess"] == f"dropgate reprocess 's3://{BUCKET}/acme/2026/inventory.xml'"
+    assert sidecar["reprocess"] == f"dropgate reprocess s3://{BUCKET}/acme/2026/inventory.xml"
     row = DynamoLedger(aws["dynamodb"], settings.ledger_table).get(ref)
     assert row is not None
     assert row.status == "quarantined" and row.diagnostics == outcome.diagnostics
