@@ -17,6 +17,8 @@ from dropgate.storage import ObjectRef
 Status = Literal["received", "published", "quarantined", "ignored"]
 #: Attempts kept per object version (the oldest are dropped; ``attemptCount`` counts every one).
 MAX_ATTEMPTS = 50
+#: How much of a reason or an error one ledger row keeps.
+MAX_TEXT_CHARS = 1_000
 #: Global secondary index on (status, updatedAt): `dropgate quarantine list` reads it.
 STATUS_INDEX = "by-status"
 
@@ -49,7 +51,7 @@ class Attempt:
             "seconds": str(round(self.seconds, 3)),
         }
         if self.error:
-            item["error"] = self.error[:1000]
+            item["error"] = self.error[:MAX_TEXT_CHARS]
         return item
 
 
@@ -291,7 +293,7 @@ class DynamoLedger:
                 update.set(name, {"S": value})
         if failed:
             if attempt.error:
-                update.set("lastError", {"S": attempt.error[:1000]})
+                update.set("lastError", {"S": attempt.error[:MAX_TEXT_CHARS]})
         else:
             # These describe the current outcome only: a file published by a reprocess has no reason
             # and no diagnostics any more (its attempts keep the history).
@@ -302,8 +304,8 @@ class DynamoLedger:
             ):
                 if current is None:
                     update.remove(name)
-                else:
-                    update.set(name, {"S": current})
+                else:  # bounded: an item must stay far below DynamoDB's 400 KB whatever a file held
+                    update.set(name, {"S": current[:MAX_TEXT_CHARS]})
             if entry.etag:
                 update.set("etag", {"S": entry.etag})
         if entry.size is not None:

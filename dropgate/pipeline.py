@@ -43,14 +43,25 @@ from dropgate.snapshots import NullSnapshotStore, SnapshotHeader, SnapshotKeys, 
 from dropgate.spool import EventSpool, SpoolEntry
 from dropgate.storage import ObjectMeta, ObjectMissing, ObjectRef, ObjectStore
 from dropgate.terminal import shown
-from parsers.base import Document, InputRejected, LimitExceeded, Parser, Problem, Record, SegmentedParser, truncate
+from parsers.base import (
+    Document,
+    InputRejected,
+    Item,
+    LimitExceeded,
+    Parser,
+    ParserFailed,
+    Problem,
+    Record,
+    SegmentedParser,
+    truncate,
+)
 from parsers.limits import Limits
 from parsers.segments import NotPlain
 from parsers.unknown import UnknownFormat
 from parsers.xml_stream import sniff, sniff_root
 
 #: Problems that make a file unusable as a whole, whatever the partner's policy.
-FATAL_KINDS = frozenset({"xml_syntax", "unknown_format", "encoding", "security_limit", "empty"})
+FATAL_KINDS = frozenset({"xml_syntax", "unknown_format", "encoding", "security_limit", "empty", "parser_error"})
 #: A snapshot time this far past the upload time is a typo, and would block every later real snapshot.
 FUTURE_TOLERANCE = timedelta(days=1)
 
@@ -105,6 +116,51 @@ class _DeadlineStream(io.RawIOBase):
         data = self._stream.read(len(buffer))
         memoryview(buffer)[: len(data)] = data
         return len(data)
+
+
+class _SourceStream(io.RawIOBase):
+    """Remembers an error raised while reading the object, so that it can be told from a parser's.
+
+    A read that fails (S3 drops the connection, the deadline, a gzip stream refused) is the
+    source's: it keeps its meaning (retry, or a problem of the bytes). Anything else a parser
+    raises is a bug in dropgate: the file is quarantined as ``parser_error``, never retried.
+    """
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self._stream = stream
+        self.failed: BaseException | None = None
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        try:
+            data = self._stream.read(len(buffer))
+        except BaseException as error:
+            self.failed = error
+            raise
+        memoryview(buffer)[: len(data)] = data
+        return len(data)
+
+
+def _parsed(items: Iterator[Item], source: _SourceStream) -> Iterator[Item]:
+    """The parser's items; an unexpected exception inside the parser becomes :class:`ParserFailed`
+    naming the record after the last one it gave."""
+    last = 0
+    while True:
+        try:
+            item = next(items)
+        except StopIteration:
+            return
+        except (InputRejected, DeadlineReached):
+            raise
+        except Exception as error:
+            if source.failed is not None:
+                raise  # reading the object failed: the source's error, not the parser's
+            raise ParserFailed(error, record=last + 1) from error
+        if isinstance(item, Record):
+            last = item.index
+        yield item
 
 
 class EventSink(Protocol):
@@ -478,7 +534,8 @@ class Ingestor:
                         stream = cast(
                             BinaryIO, _DeadlineStream(stream, deadline, lambda: f"{ref} after {records:,} products")
                         )
-                    for item in parser.parse(stream, limits):
+                    source = _SourceStream(stream)
+                    for item in _parsed(parser.parse(cast(BinaryIO, source), limits), source):
                         if isinstance(item, Record):
                             records += 1
                             if records > limits.max_records:
@@ -497,7 +554,12 @@ class Ingestor:
                                     f"stopped reading {ref} after {records:,} products: the invocation is about to "
                                     "time out; the retry will start over"
                                 )
-                            built = builder.build(item)
+                            try:
+                                built = builder.build(item)
+                            except Exception as error:  # content that broke the builder: a bug, not a retry
+                                raise ParserFailed(
+                                    error, record=item.index, product_id=truncate(item.product_id)
+                                ) from error
                             if built is not None:
                                 key, value = built
                                 if value is None:
@@ -877,6 +939,7 @@ class _Problems:
         self.fatal = False
 
     def add(self, problem: Problem) -> None:
+        problem = problem.bounded()  # kept problems go to the sidecar and the ledger: bounded whatever the file
         self.total += 1
         fatal = is_fatal(problem)
         self.fatal = self.fatal or fatal

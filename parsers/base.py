@@ -8,8 +8,9 @@ outcome. Keeping them this small is what lets a parser fix be tested from a fixt
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, BinaryIO, Literal, Protocol
 
@@ -18,11 +19,18 @@ from parsers.limits import DEFAULT_LIMITS, Limits
 if TYPE_CHECKING:
     from parsers.xml_stream import Sniffed
 
-ProblemKind = Literal["xml_syntax", "validation", "unknown_format", "encoding", "security_limit", "empty"]
+ProblemKind = Literal[
+    "xml_syntax", "validation", "unknown_format", "encoding", "security_limit", "empty", "parser_error"
+]
 
 #: Offending values are cut to this many characters in problems, so a 50 MB text node cannot
 #: end up in a log line or a diagnostics file.
 MAX_VALUE_CHARS = 120
+#: A problem's message quotes values too; it is cut here, so a sidecar and a ledger row stay small.
+MAX_MESSAGE_CHARS = 1_000
+
+
+_CUT = re.compile(r"… \(\d+ characters\)$")
 
 
 def truncate(value: object, limit: int = MAX_VALUE_CHARS) -> str | None:
@@ -32,6 +40,9 @@ def truncate(value: object, limit: int = MAX_VALUE_CHARS) -> str | None:
     text = str(value)
     if len(text) <= limit:
         return text
+    cut = _CUT.search(text)
+    if cut is not None and cut.start() <= limit:
+        return text  # cut already (a problem is bounded again when stored): keep the true length
     return f"{text[:limit]}… ({len(text)} characters)"
 
 
@@ -61,6 +72,20 @@ class Problem:
             "field": self.field,
             "value": self.value,
         }
+
+    def bounded(self) -> Problem:
+        """This problem with every part that can quote the file cut to size (what is stored is bounded)."""
+        parts = (self.product_id, self.value, self.path, self.field)
+        if len(self.message) <= MAX_MESSAGE_CHARS and all(p is None or len(p) <= MAX_VALUE_CHARS for p in parts):
+            return self
+        return replace(
+            self,
+            message=str(truncate(self.message, MAX_MESSAGE_CHARS)),
+            product_id=truncate(self.product_id),
+            value=truncate(self.value),
+            path=truncate(self.path),
+            field=truncate(self.field),
+        )
 
     def one_line(self) -> str:
         """A compact human rendering: ``line 12, col 7, record 3 (P01), /inventory/product[3]: …``."""
@@ -176,3 +201,25 @@ class LimitExceeded(InputRejected):
 
     def problem(self) -> Problem:
         return Problem(kind=self.kind, message=self.message, field=self.limit, value=str(self.value), **self.where)
+
+
+class ParserFailed(InputRejected):
+    """dropgate itself failed on a record: a bug in a parser (or the event builder), not a bad byte.
+
+    Retrying cannot help (the same bytes fail the same way) and the file must not be lost, so it
+    is quarantined with this problem naming the record, and the field when the parser knew it:
+    fix the parser, bump its version, reprocess the file.
+    """
+
+    kind: ProblemKind = "parser_error"
+
+    def __init__(self, error: BaseException, **where: Any) -> None:
+        detail = truncate(f"{type(error).__name__}: {error}", 300)
+        super().__init__(
+            f"dropgate failed on this record ({detail}); this is a bug in dropgate's parser, not necessarily in "
+            "the file: once the parser is fixed, reprocess the file"
+        )
+        self.where = where
+
+    def problem(self) -> Problem:
+        return Problem(kind=self.kind, message=self.message, **self.where)

@@ -28,7 +28,7 @@ from lxml import etree
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from parsers import fields
-from parsers.base import Document, Item, Problem, Record, truncate
+from parsers.base import Document, Item, ParserFailed, Problem, Record, truncate
 from parsers.fields import AVAILABILITY_VALUES, FieldError
 from parsers.limits import DEFAULT_LIMITS, Limits
 from parsers.xml_stream import (
@@ -799,6 +799,9 @@ class _RecordReader:
             except FieldError as error:
                 self.problem(rule.name, f"{rule.name} {error}", value=raw, node=node, sub=rule.path.text)
                 return None
+            except Exception as error:  # a transform or converter bug: quarantine naming the field
+                where = {"record": self.index, "product_id": self.product_id}
+                raise ParserFailed(error, field=rule.name, **where) from error
             if value is not None:
                 return value
         if rule.default_value is not None:

@@ -89,7 +89,10 @@ def timestamp(raw: str | None) -> datetime:
         raise FieldError(f"'{text}' is not an ISO 8601 timestamp; expected e.g. 2026-11-20T06:00:00Z") from None
     if parsed.tzinfo is None:
         raise FieldError(f"'{text}' has no timezone; add one, e.g. 2026-11-20T06:00:00Z")
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00:00+14:00 is before year 1 in UTC
+        raise FieldError(f"'{text}' is out of range in UTC; send a real date, e.g. 2026-11-20T06:00:00Z") from None
 
 
 def text_value(raw: str | None) -> str | None:

@@ -20,7 +20,7 @@ from typing import Any, BinaryIO, cast
 from lxml import etree
 
 from parsers import fields
-from parsers.base import Document, Item, Problem, Record, truncate
+from parsers.base import Document, Item, ParserFailed, Problem, Record, truncate
 from parsers.fields import FieldError
 from parsers.limits import DEFAULT_LIMITS, Limits
 from parsers.records import RecordReader
@@ -201,6 +201,8 @@ class _ProductReader(RecordReader):
         except FieldError as error:
             self.problem(field, f"{field} {error}", value=raw, element=child, sub=sub or f"/{child.tag}")
             return None
+        except Exception as error:  # a converter bug: quarantine naming the field, never a retry
+            raise ParserFailed(error, field=field, **self.where(child, sub or f"/{child.tag}")) from error
 
 
 _LEAVES = frozenset({"sku", "name", "quantity", "availability", "price"})

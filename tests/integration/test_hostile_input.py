@@ -172,3 +172,93 @@ def test_an_s3_uri_is_not_cut_at_a_hash_or_a_question_mark(aws: dict[str, Any], 
         f"s3://{BUCKET}/acme/x#frag.xml",
         f"s3://{BUCKET}/acme/y?versionId=1.xml",
     ]
+
+
+# -- poison files end in quarantine with a problem, never in a retry loop ------------------------------
+
+OVERFLOWING = "0001-01-01T00:00:00+14:00"  # before year 1 once converted to UTC
+TIMESTAMPED = {
+    "acme/overflow.xml": fixture_bytes("good/acme-2026-11-20.xml").replace(
+        b'generatedAt="2026-11-20T06:00:00Z"', f'generatedAt="{OVERFLOWING}"'.encode()
+    ),
+    "fabrikam/overflow.xml": fixture_bytes("good/product-activity.xml", "cxml").replace(
+        b'creationDate="2026-11-20T08:00:00-05:00"', f'creationDate="{OVERFLOWING}"'.encode()
+    ),
+    "initech/overflow.xml": fixture_bytes("good/initech-stock.xml", "declarative").replace(
+        b'generated="2026-11-20T07:30:00+01:00"', f'generated="{OVERFLOWING}"'.encode()
+    ),
+}
+
+
+@pytest.mark.parametrize("key", sorted(TIMESTAMPED))
+def test_a_timestamp_that_overflows_in_utc_is_a_problem_of_the_file(
+    aws: dict[str, Any], settings: Settings, topic_probe: TopicProbe, key: str
+) -> None:
+    assert OVERFLOWING.encode() in TIMESTAMPED[key]
+    ref, outcome = ingest(aws, settings, key, TIMESTAMPED[key])
+    assert outcome.status == "quarantined"
+    (problem,) = [p for p in sidecar(aws, key)["problems"] if p["value"] == OVERFLOWING]
+    assert problem["kind"] == "validation" and "out of range in UTC" in problem["message"]
+    row = DynamoLedger(aws["dynamodb"], settings.ledger_table).get(ref)
+    assert row is not None and row.status == "quarantined"
+    assert topic_probe.published_nothing()
+
+
+def test_a_huge_product_id_on_an_invalid_product_is_stored_bounded(aws: dict[str, Any], settings: Settings) -> None:
+    huge = "P" * 450_000
+    body = f'<inventory><product id="{huge}"><quantity>x</quantity></product></inventory>'.encode()
+    ref, outcome = ingest(aws, settings, "acme/huge-id.xml", body)
+    assert outcome.status == "quarantined"
+    (problem,) = sidecar(aws, "acme/huge-id.xml")["problems"]
+    assert problem["productId"] == "P" * 120 + "… (450000 characters)"
+    row = DynamoLedger(aws["dynamodb"], settings.ledger_table).get(ref)
+    assert row is not None and row.status == "quarantined"
+    assert row.reason is not None and len(row.reason) <= 1_000
+
+
+def test_a_parser_that_fails_on_a_record_quarantines_the_file_naming_record_and_field(
+    aws: dict[str, Any], settings: Settings, topic_probe: TopicProbe, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import parsers.fields
+    import parsers.generic
+
+    real = parsers.fields.decimal_amount
+
+    def broken(raw: Any) -> Any:
+        if raw is not None and raw.strip() == "5.00":
+            raise ZeroDivisionError("a bug in the price converter")
+        return real(raw)
+
+    monkeypatch.setattr(parsers.generic, "_plain_product", lambda *_: None)  # every product on the checked path
+    monkeypatch.setattr(parsers.fields, "decimal_amount", broken)
+    ref, outcome = ingest(aws, settings, "acme/bug.xml", fixture_bytes("good/acme-2026-11-20.xml"))
+    assert outcome.status == "quarantined"
+    (problem,) = sidecar(aws, "acme/bug.xml")["problems"]
+    assert problem["kind"] == "parser_error"
+    assert (problem["record"], problem["productId"], problem["field"]) == (2, "P0000002", "price")
+    assert "ZeroDivisionError: a bug in the price converter" in problem["message"]
+    assert "reprocess the file" in problem["message"]
+    row = DynamoLedger(aws["dynamodb"], settings.ledger_table).get(ref)
+    assert row is not None and row.status == "quarantined"
+    assert topic_probe.published_nothing()  # strict or not: a parser bug publishes nothing of the file
+
+
+def test_a_bug_outside_any_converter_still_names_the_record(
+    aws: dict[str, Any], settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import parsers.generic
+
+    calls = {"n": 0}
+    real = parsers.generic._plain_product
+
+    def third_fails(element: Any, index: int, limits: Any) -> Any:
+        calls["n"] += 1
+        if index == 3:
+            raise KeyError("unexpected")
+        return real(element, index, limits)
+
+    monkeypatch.setattr(parsers.generic, "_plain_product", third_fails)
+    _, outcome = ingest(aws, settings, "acme/bug3.xml", fixture_bytes("good/acme-2026-11-20.xml"))
+    assert outcome.status == "quarantined"
+    (problem,) = sidecar(aws, "acme/bug3.xml")["problems"]
+    assert (problem["kind"], problem["record"]) == ("parser_error", 3)
