@@ -35,6 +35,7 @@ from pydantic import (
 from typing_extensions import TypedDict
 
 from dropgate.key_index import TRACKED_FIELDS, state_hashes
+from parsers.fields import MAX_QUANTITY
 
 SCHEMA_NAME = "inventory.product-state.v1"
 SCHEMA_VERSION = 1
@@ -62,7 +63,7 @@ class Price(_Strict):
 
 class Location(_Strict):
     locationId: str = Field(min_length=1)
-    quantity: int = Field(ge=0)
+    quantity: int = Field(ge=0, le=MAX_QUANTITY)
 
 
 class Source(_Strict):
@@ -88,7 +89,7 @@ class ProductState(_Strict):
     partnerId: str = Field(min_length=1)
     sku: str | None = None
     name: str | None = None
-    quantity: int | None = Field(default=None, ge=0)
+    quantity: int | None = Field(default=None, ge=0, le=MAX_QUANTITY)
     availability: Availability
     price: Price | None = None
     locations: list[Location] = Field(default_factory=list)

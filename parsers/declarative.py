@@ -892,6 +892,10 @@ class _RecordReader:
             return quantity
         located = [loc["quantity"] for loc in location_list]
         total = sum(located)
+        too_large = fields.total_too_large(total, "its locations")
+        if too_large:
+            self.problem("quantity", too_large, value=total)
+            return None
         if "quantity" not in self.parser.rules.fields or (quantity is _MISSING and location_list):
             return total
         if isinstance(quantity, int) and location_list and quantity != total:

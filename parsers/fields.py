@@ -17,6 +17,18 @@ CURRENCY_PATTERN = _CURRENCY = re.compile(r"[A-Z]{3}")
 #: 18 digits fits a signed 64-bit integer, which is what downstream consumers (Java, SQL) hold.
 #: Plain ASCII digits up to this length are therefore quantities without further checks.
 MAX_QUANTITY_DIGITS = 18
+#: The largest quantity, sent or derived (a sum of locations or stores is bounded like its parts).
+MAX_QUANTITY = 10**MAX_QUANTITY_DIGITS - 1
+
+
+def total_too_large(total: int, what: str) -> str | None:
+    """Why a derived quantity (``what``: "its locations", "its stores") cannot be published, if it can't."""
+    if total <= MAX_QUANTITY:
+        return None
+    return (
+        f"the sum of {what} ({total}) has more than {MAX_QUANTITY_DIGITS} digits; no quantity, sent or summed, "
+        f"may exceed {MAX_QUANTITY}"
+    )
 
 
 class FieldError(ValueError):

@@ -276,6 +276,8 @@ def _plain_product(element: Any, index: int, limits: Limits) -> Record | None:
             price = {"amount": text, "currency": currency}
     if locations is not None:
         total = sum(location["quantity"] for location in locations)
+        if total > fields.MAX_QUANTITY:
+            return None  # the checked path says why
         if quantity is None:
             quantity = total
         elif quantity != total:
@@ -391,7 +393,10 @@ def _product(element: Any, index: int, limits: Limits) -> Iterator[Item]:
     quantity = values.get("quantity")
     if location_list is not None:
         total = sum(loc["quantity"] for loc in location_list if loc["quantity"] is not None)
-        if "quantity" not in values:
+        too_large = fields.total_too_large(total, "its locations")
+        if too_large:
+            reader.problem("quantity", too_large, value=total, sub="/locations")
+        elif "quantity" not in values:
             quantity = total
         elif quantity is not None and quantity != total:
             parts = " + ".join(str(loc["quantity"]) for loc in location_list)

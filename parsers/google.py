@@ -656,13 +656,27 @@ def _product(product_id: str, product_rows: Iterator[_Row]) -> Iterator[Item]:
     if bad or first is None:
         return
     index, line = first[1], first[2]
+    total = sum(quantities.values())
+    too_large = fields.total_too_large(total, "its stores' quantities")
+    if too_large:
+        yield Problem(
+            kind="validation",
+            message=too_large,
+            line=line,
+            record=index,
+            product_id=product_id,
+            path=f"{ITEM_PATH}[{index}]/g:quantity",
+            field="quantity",
+            value=truncate(total),
+        )
+        return
     yield Record(
         index=index,
         product_id=product_id,
         fields={
             "sku": None,
             "name": None,
-            "quantity": sum(quantities.values()),
+            "quantity": total,
             "availability": best,
             "price": {"amount": lowest[1], "currency": currency} if lowest is not None else None,
             "locations": [{"locationId": store, "quantity": quantities[store]} for store in sorted(quantities)],

@@ -262,3 +262,39 @@ def test_a_bug_outside_any_converter_still_names_the_record(
     assert outcome.status == "quarantined"
     (problem,) = sidecar(aws, "acme/bug3.xml")["problems"]
     assert (problem["kind"], problem["record"]) == ("parser_error", 3)
+
+
+# -- derived numbers are bounded like the ones sent ----------------------------------------------------
+
+BIG = "999999999999999999"  # 18 digits: the largest single quantity
+TEN_LOCATIONS = "".join(f'<location id="W{i}" quantity="{BIG}"/>' for i in range(10))
+OVERFLOWING_SUMS = {
+    "acme/sum.xml": f'<inventory><product id="A"><locations>{TEN_LOCATIONS}</locations></product></inventory>'.encode(),
+    "contoso/sum.xml": (
+        '<rss version="2.0" xmlns:g="http://base.google.com/ns/1.0"><channel>'
+        + "".join(
+            f"<item><g:store_code>S{i}</g:store_code><g:id>A</g:id><g:quantity>{BIG}</g:quantity>"
+            "<g:availability>in_stock</g:availability></item>"
+            for i in range(10)
+        )
+        + "</channel></rss>"
+    ).encode(),
+    "initech/sum.xml": (
+        '<s:StockReport xmlns:s="urn:initech:stock:1" generated="2026-11-20T07:30:00Z"><s:Items><s:Item>'
+        "<s:Code>A</s:Code><s:Stores>"
+        + "".join(f'<s:Store code="S{i}" qty="{BIG}"/>' for i in range(10))
+        + "</s:Stores></s:Item></s:Items></s:StockReport>"
+    ).encode(),
+}
+
+
+@pytest.mark.parametrize("key", sorted(OVERFLOWING_SUMS))
+def test_a_sum_of_locations_or_stores_past_18_digits_is_a_problem(
+    aws: dict[str, Any], settings: Settings, topic_probe: TopicProbe, key: str
+) -> None:
+    _, outcome = ingest(aws, settings, key, OVERFLOWING_SUMS[key])
+    assert outcome.status == "quarantined"
+    (problem,) = sidecar(aws, key)["problems"]
+    assert problem["kind"] == "validation" and problem["field"] == "quantity"
+    assert "(9999999999999999990) has more than 18 digits" in problem["message"]
+    assert topic_probe.published_nothing()
