@@ -28,9 +28,12 @@ _SHIPPED_PARTNERS = Path(__file__).resolve().parent / "partners.yaml"
 
 
 def default_partners_path() -> str:
-    """``partners.yaml`` in the working directory, else the one shipped with the code."""
-    local = Path("partners.yaml")
-    return str(local if local.exists() else _SHIPPED_PARTNERS)
+    """The partners.yaml shipped with the code, when DROPGATE_PARTNERS names none.
+
+    Never one that happens to sit in the working directory: configuration is read only from where
+    it is configured, so running dropgate in another folder cannot swap the partners silently.
+    """
+    return str(_SHIPPED_PARTNERS)
 
 
 class Settings(BaseSettings):

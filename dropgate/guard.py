@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 from dropgate.key_index import TRACKED_FIELDS, KeyIndex, key_hash
 from dropgate.spool import SpoolEntry
-from dropgate.state_objects import PartnerStateLocation, is_missing
+from dropgate.state_objects import STATE_PREFIX, PartnerStateLocation, is_missing
 from dropgate.terminal import shown
 
 _CHUNK = 8192
@@ -143,7 +143,7 @@ class S3KeyIndexStore:
     """One object per partner: ``dropgate-state/key-index/<partner>.keyindex`` (see
     :mod:`dropgate.state_objects`)."""
 
-    def __init__(self, client: Any, bucket: str | None, prefix: str = "dropgate-state/key-index/") -> None:
+    def __init__(self, client: Any, bucket: str | None, prefix: str = STATE_PREFIX + "key-index/") -> None:
         self._client = client
         self._location = PartnerStateLocation(bucket, prefix, ".keyindex", "the key index")
 

@@ -9,6 +9,7 @@ allowed, instead of failing the first file of that partner.
 
 from __future__ import annotations
 
+import string
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -16,11 +17,20 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 import parsers
+from dropgate.quarantine import QUARANTINE_PREFIX
+from dropgate.state_objects import STATE_PREFIX
+from dropgate.terminal import shown
 from parsers.base import Parser
 from parsers.limits import Limits
 
 if TYPE_CHECKING:
     from parsers.xml_stream import Sniffed
+
+
+#: The placeholders a key_template may use.
+KEY_FIELDS = frozenset({"productId", "partnerId"})
+#: Where dropgate keeps its own objects in the drop bucket: no partner may drop files there.
+RESERVED_PREFIXES = (QUARANTINE_PREFIX, STATE_PREFIX)
 
 
 class PartnerConfigError(ValueError):
@@ -54,20 +64,34 @@ class Partner(BaseModel):
     @field_validator("key_template")
     @classmethod
     def _template(cls, value: str) -> str:
+        """Plain ``{productId}`` and ``{partnerId}`` only: str.format would also run attribute access
+        (``{productId.__class__}``) and format specs (``{productId:>3000000000}`` allocates 3 GB)."""
         try:
-            rendered = value.format(productId="p", partnerId="x")
-        except (KeyError, IndexError, ValueError) as error:
-            raise ValueError(f"key_template '{value}' may only use {{productId}} and {{partnerId}} ({error})") from None
-        if "p" not in rendered or "{productId}" not in value:
+            parts = list(string.Formatter().parse(value))
+        except ValueError as error:
+            raise ValueError(f"key_template '{shown(value)}' is not a template ({error})") from None
+        for _literal, name, spec, conversion in parts:
+            if name is not None and (name not in KEY_FIELDS or spec or conversion):
+                placeholder = "{" + name + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "") + "}"
+                raise ValueError(
+                    f"key_template '{shown(value)}' uses {shown(placeholder)}; only the plain placeholders "
+                    "{productId} and {partnerId} are allowed"
+                )
+        if "{productId}" not in value:
             raise ValueError("key_template must contain {productId}")
         return value
 
     @field_validator("prefix")
     @classmethod
     def _prefix(cls, value: str) -> str:
-        if value.startswith("/") or value.startswith("quarantine/"):
-            raise ValueError("prefix must be a relative key prefix outside quarantine/, e.g. 'acme/'")
-        return value if value.endswith("/") else value + "/"
+        prefix = value if value.endswith("/") else value + "/"
+        segments = prefix[:-1].split("/")
+        if prefix.startswith("/") or any(segment in ("", ".", "..") for segment in segments) or shown(prefix) != prefix:
+            raise ValueError(f"prefix '{shown(value)}' must be a relative key prefix of plain segments, e.g. 'acme/'")
+        for reserved in RESERVED_PREFIXES:
+            if prefix.startswith(reserved):
+                raise ValueError(f"prefix '{prefix}' lies inside {reserved}, where dropgate keeps its own objects")
+        return prefix
 
 
 class _PartnerFile(BaseModel):
@@ -75,6 +99,20 @@ class _PartnerFile(BaseModel):
     #: Declarative formats (parsers.declarative), by name; partners refer to them like built-in ones.
     formats: dict[str, dict[str, Any]] = Field(default_factory=dict)
     partners: dict[str, Partner]
+
+    def overlapping_prefixes(self) -> list[str]:
+        """A prefix inside another partner's lets that partner's uploads (and FTP home) publish as this one."""
+        problems = []
+        for inner in self.partners.values():
+            for outer in self.partners.values():
+                if inner.id != outer.id and inner.prefix.startswith(outer.prefix):
+                    same = "is the same as" if inner.prefix == outer.prefix else "lies inside"
+                    problems.append(
+                        f"  partner '{inner.id}', field 'prefix': '{inner.prefix}' {same} partner '{outer.id}''s "
+                        f"prefix '{outer.prefix}', so '{outer.id}' could drop files as '{inner.id}'; give each "
+                        "partner a prefix of its own"
+                    )
+        return problems
 
     @model_validator(mode="before")
     @classmethod
@@ -109,7 +147,7 @@ class PartnerDirectory:
 
     def __init__(self, partners: list[Partner], formats: dict[str, Callable[[], Parser]] | None = None) -> None:
         self._by_id = {p.id: p for p in partners}
-        # Longest prefix first, so 'acme/eu/' wins over 'acme/'.
+        # No prefix lies inside another's (the configuration refuses it), so at most one matches.
         self._by_prefix = sorted(partners, key=lambda p: len(p.prefix), reverse=True)
         #: Declarative formats from the configuration (parser factories); built-in ones are looked up in
         #: parsers.FORMATS at each call, so a parser fix (or the demo's stand-in) applies without a reload.
@@ -174,7 +212,7 @@ class PartnerDirectory:
             parsed = _PartnerFile.model_validate(data)
         except ValidationError as error:
             raise PartnerConfigError(f"{origin} is invalid:\n" + "\n".join(_errors(error, "file"))) from None
-        problems: list[str] = []
+        problems: list[str] = parsed.overlapping_prefixes()
         declared: dict[str, Callable[[], Parser]] = {}
         roots: dict[tuple[str, str | None], str] = {}
         for name, spec in parsed.formats.items():

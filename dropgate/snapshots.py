@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import IO, Any, Protocol
 
 from dropgate.spool import SpoolEntry
-from dropgate.state_objects import PartnerStateLocation, is_missing
+from dropgate.state_objects import STATE_PREFIX, PartnerStateLocation, is_missing
 
 _MAGIC = b"dropgate-keyset 1\n"
 _LENGTH = struct.Struct("<I")
@@ -246,7 +246,7 @@ class S3SnapshotStore:
 
     enabled = True
 
-    def __init__(self, client: Any, bucket: str | None, prefix: str = "dropgate-state/snapshots/") -> None:
+    def __init__(self, client: Any, bucket: str | None, prefix: str = STATE_PREFIX + "snapshots/") -> None:
         self._client = client
         self._location = PartnerStateLocation(bucket, prefix, ".keyset", "snapshot key sets")
 

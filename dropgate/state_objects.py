@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+#: Where every state object lives: no partner prefix may be (or lie) here (dropgate.partners).
+STATE_PREFIX = "dropgate-state/"
 #: S3 error codes meaning the object does not exist (yet): read as empty state, not as a failure.
 MISSING_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
 

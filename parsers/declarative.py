@@ -63,6 +63,9 @@ _NCNAME = r"[A-Za-z_][\w.\-]*"
 _QNAME = re.compile(rf"(?:({_NCNAME}):)?({_NCNAME})")
 _ATTRIBUTE = re.compile(rf"@(?:({_NCNAME}):)?({_NCNAME})")
 _YAML_BOOLEAN_HINT = "YAML reads yes/no/on/off/true/false unquoted as booleans; quote it"
+#: A call of a prefixed function (an extension such as EXSLT's ``re:test(``), and XPath string literals.
+_EXTENSION_CALL = re.compile(r"(?<![\w.:-])([A-Za-z_][\w.-]*:[A-Za-z_][\w.-]*)\s*\(")
+_STRING_LITERAL = re.compile(r"'[^']*'|\"[^\"]*\"")
 
 
 def _scalar_text(value: object, what: str) -> object:
@@ -376,10 +379,20 @@ class _Compiler:
             self.fail(where, f"path '{text}' must be relative to the record element, e.g. s:Code or @id")
             return None
         try:
-            xpath = etree.XPath(text, namespaces=self.spec.namespaces)
+            # XPath 1.0 alone: lxml's EXSLT regular expressions (re:test, re:replace) backtrack without
+            # bound on a partner's value (over 60 s on 31 characters), so they are not registered, and
+            # a call to any prefixed (extension) function is refused now, not when a record reaches it.
+            called = _EXTENSION_CALL.search(_STRING_LITERAL.sub("''", text))
+            if called:
+                raise etree.XPathSyntaxError(f"Unregistered function {called.group(1)}()")
+            xpath = etree.XPath(text, namespaces=self.spec.namespaces, regexp=False, smart_strings=False)
             result = xpath(etree.Element("record"))
         except etree.XPathError as error:
-            self.fail(where, f"'{text}' is not a usable XPath 1.0 expression ({error}); e.g. s:Code or @id")
+            self.fail(
+                where,
+                f"'{text}' is not a usable XPath 1.0 expression ({error}; extension functions such as EXSLT's "
+                "re: are not available); e.g. s:Code or @id",
+            )
             return None
         if elements and not isinstance(result, list):
             self.fail(where, f"'{text}' must select elements, e.g. s:Stores/s:Store")

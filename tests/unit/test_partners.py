@@ -1,15 +1,17 @@
+from pathlib import Path
+
 import pytest
 
 from dropgate.partners import PartnerConfigError, PartnerDirectory
 from tests.conftest import REPO
 
 
-def test_repository_partners_load_and_route_by_longest_prefix() -> None:
+def test_repository_partners_load_and_route_by_prefix() -> None:
     partners = PartnerDirectory.from_yaml(
-        "partners:\n  acme: {prefix: acme/, format: generic}\n  acme-eu: {prefix: acme/eu, format: generic}\n"
+        "partners:\n  acme: {prefix: acme/, format: generic}\n  acme-eu: {prefix: acme-eu, format: generic}\n"
     )
-    assert partners.for_key("acme/eu/x.xml").id == "acme-eu"  # type: ignore[union-attr]
-    assert partners.for_key("acme/x.xml").id == "acme"  # type: ignore[union-attr]
+    assert partners.for_key("acme-eu/x.xml").id == "acme-eu"  # type: ignore[union-attr]
+    assert partners.for_key("acme/eu/x.xml").id == "acme"  # type: ignore[union-attr]
     assert partners.for_key("other/x.xml") is None
     assert PartnerDirectory.load(str(REPO / "partners.yaml")).get("globex").key_template == "{partnerId}:{productId}"
 
@@ -30,7 +32,29 @@ def test_repository_partners_load_and_route_by_longest_prefix() -> None:
             "{prefix: acme/, format: generic, snapshot: weekly}",
             "partner 'acme', field 'snapshot': Input should be 'full' or",
         ),
-        ("{prefix: acme/, format: generic, key_template: '{sku}'}", "may only use {productId} and {partnerId}"),
+        (
+            "{prefix: acme/, format: generic, key_template: '{sku}'}",
+            "key_template '{sku}' uses {sku}; only the plain placeholders {productId} and {partnerId} are allowed",
+        ),
+        (
+            "{prefix: acme/, format: generic, key_template: '{productId.__class__}'}",
+            "uses {productId.__class__}; only the plain placeholders",
+        ),
+        (
+            "{prefix: acme/, format: generic, key_template: '{productId:>3000000000}'}",
+            "uses {productId:>3000000000}; only the plain placeholders",
+        ),
+        ("{prefix: acme/, format: generic, key_template: '{productId!r}'}", "uses {productId!r}; only the plain"),
+        ("{prefix: acme/, format: generic, key_template: '{productId.nope}'}", "uses {productId.nope}; only the"),
+        ("{prefix: acme/, format: generic, key_template: '{productId'}", "is not a template"),
+        (
+            "{prefix: dropgate-state/, format: generic}",
+            "prefix 'dropgate-state/' lies inside dropgate-state/, where dropgate keeps its own objects",
+        ),
+        ("{prefix: quarantine/acme, format: generic}", "lies inside quarantine/, where dropgate keeps its own"),
+        ("{prefix: ../acme, format: generic}", "must be a relative key prefix of plain segments"),
+        ("{prefix: 'acme//x', format: generic}", "must be a relative key prefix of plain segments"),
+        ('{prefix: "acme\\e[31m", format: generic}', "must be a relative key prefix of plain segments"),
         (
             "{prefix: acme/, format: generic, colour: red}",
             "partner 'acme', field 'colour': Extra inputs are not permitted",
@@ -67,6 +91,22 @@ def test_declarative_formats_are_checked_at_start_up_naming_the_format_and_field
         )
 
 
+def test_a_declarative_path_may_not_use_regular_expressions() -> None:
+    """EXSLT's re:test backtracks without bound on a partner's value: it is not available at all."""
+    with pytest.raises(PartnerConfigError) as raised:
+        PartnerDirectory.from_yaml(
+            "partners:\n  initech: {prefix: initech/, format: stock}\n"
+            "formats:\n  stock:\n    version: '1'\n    root: StockReport\n    record: Item\n"
+            "    namespaces: {re: 'http://exslt.org/regular-expressions'}\n"
+            "    fields:\n      productId: {path: 'Code'}\n"
+            "      name: {path: \"Name[re:test(., '^(a+)+$')]\"}\n"
+        )
+    assert "format 'stock'" in str(raised.value) and "fields.name" in str(raised.value)
+    assert "Unregistered function" in str(raised.value) and "extension functions such as EXSLT's re:" in str(
+        raised.value
+    )
+
+
 def test_partner_configuration_is_read_from_s3(monkeypatch: pytest.MonkeyPatch) -> None:
     import boto3
     from moto import mock_aws
@@ -94,3 +134,27 @@ def test_two_declarative_formats_cannot_claim_the_same_root() -> None:
     spec = "{version: '1', root: Stock, namespace: 'urn:x', record: Item, fields: {productId: {path: Code}}}"
     with pytest.raises(PartnerConfigError, match=r"format 'b-stock', field 'root': format 'a-stock' already has root"):
         PartnerDirectory.from_yaml(f"partners: {{}}\nformats:\n  a-stock: {spec}\n  b-stock: {spec}\n")
+
+
+@pytest.mark.parametrize("inner", ["acme/eu", "acme/"])
+def test_a_prefix_inside_another_partners_is_refused_naming_both(inner: str) -> None:
+    """acme's FTP home is acme/: with globex at acme/eu/, acme could publish as globex."""
+    with pytest.raises(PartnerConfigError) as raised:
+        PartnerDirectory.from_yaml(
+            f"partners:\n  acme: {{prefix: acme/, format: generic}}\n  globex: {{prefix: {inner}, format: generic}}\n"
+        )
+    relation = "is the same as" if inner == "acme/" else "lies inside"
+    assert (
+        f"partner 'globex', field 'prefix': '{inner.rstrip('/')}/' {relation} partner 'acme''s prefix 'acme/'"
+        in str(raised.value)
+    )
+
+
+def test_a_partners_yaml_in_the_working_directory_is_not_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "partners.yaml").write_text("partners:\n  mallory: {prefix: acme/, format: generic}\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("DROPGATE_PARTNERS", raising=False)
+    from dropgate.config import Settings
+
+    configured = PartnerDirectory.load(Settings().partners)
+    assert [p.id for p in configured if p.prefix == "acme/"] == ["acme"]
