@@ -96,8 +96,13 @@ def inspect(
             )
             raise typer.Exit(1)
         if prepared.partner is None:
+            named = (
+                f"the document names partner '{shown(prepared.partner_id)}', which is not configured"
+                if prepared.partner_id
+                else "the document names none"
+            )
             _echo(
-                f"{file}: no partner claims this file (no --partner, and the document names none); events are shown "
+                f"{file}: no partner claims this file (no --partner, and {named}); events are shown "
                 f"with partnerId '{PREVIEW_PARTNER}' and key {{productId}}",
                 err=True,
             )

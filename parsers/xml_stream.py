@@ -23,6 +23,8 @@ from parsers.limits import Limits
 _LOCATION_SUFFIX = re.compile(r", line \d+, column \d+$")
 #: libxml2's words when a document hits one of its resource limits (we never lift them).
 _LIMIT_MARKERS = ("amplification", "XML_PARSE_HUGE", "Excessive depth", "huge input lookup", "Maximum entity")
+#: libxml2's words for a character reference (``&#x1b;``) to a character XML forbids.
+_CHAR_REF = re.compile(r"xmlParseCharRef: invalid xmlChar value (\d+)")
 #: libxml2 error codes that mean "the bytes are not what the declared encoding says".
 _ENCODING_ERROR_CODES = frozenset({9, 31, 32, 81})  # INVALID_CHAR, UNKNOWN/UNSUPPORTED/INVALID_ENCODING
 
@@ -112,11 +114,20 @@ def syntax_problem(error: etree.XMLSyntaxError, *, record: int | None = None, pr
     message = _LOCATION_SUFFIX.sub("", str(error.msg or error))
     line, column = error.position if error.position else (error.lineno, None)
     kind: ProblemKind = "encoding" if error.code in _ENCODING_ERROR_CODES else "xml_syntax"
+    character_reference = _CHAR_REF.search(message)
     if any(marker in message for marker in _LIMIT_MARKERS):
         kind = "security_limit"
         message = (
             "the document exceeds a safety limit of the XML parser (entity amplification, nesting depth or "
             f"text length); send plain, flat XML without entities. Parser said: {message}"
+        )
+    elif character_reference:
+        # &#x1b; is well-encoded text that names a character XML 1.0 forbids: a syntax problem, not encoding.
+        kind = "xml_syntax"
+        code = int(character_reference.group(1))
+        message = (
+            f"a character reference names U+{code:04X}, a character XML does not allow (control characters other "
+            "than tab, line feed and carriage return); remove it or send the text without it"
         )
     elif (line, column) == (1, 1) and "Start tag expected" in message:
         message = "the file is not XML: it does not start with '<' (is it another format, or compressed?)"
@@ -206,12 +217,14 @@ SNIFF_BYTES = 64 * 1024
 _NAME = re.compile(rb"<([A-Za-z_][\w.\-]*(?::[A-Za-z_][\w.\-]*)?)[\s/>]")
 _XMLNS = re.compile(rb"""xmlns(?::([^\s=]+))?\s*=\s*(["'])(.*?)\2""", re.S)
 _BOMS = (b"\xef\xbb\xbf",)
+#: How a UTF-32 document starts: a byte order mark either way, or '<' in four bytes either way.
+_UTF32_STARTS = frozenset({b"\xff\xfe\x00\x00", b"\x00\x00\xfe\xff", b"<\x00\x00\x00", b"\x00\x00\x00<"})
 
 
 class Sniffed:
     """What the first bytes say: the root element and its namespaces (for routing, never for safety)."""
 
-    __slots__ = ("head", "namespace", "namespaces", "prefix", "root")
+    __slots__ = ("head", "namespace", "namespaces", "prefix", "root", "utf32")
 
     def __init__(self) -> None:
         self.root: str | None = None
@@ -219,6 +232,8 @@ class Sniffed:
         self.namespace: str | None = None
         #: Every namespace declared on the root element: prefix (``None`` for the default) → URI.
         self.namespaces: dict[str | None, str] = {}
+        #: The head is UTF-32 (by its byte order mark or its zero bytes), which libxml2 does not read here.
+        self.utf32 = False
         #: The bytes read (at most 64 KiB), for formats told apart by an element near the top.
         self.head = b""
 
@@ -267,6 +282,7 @@ def sniff(stream: BinaryIO) -> tuple[BinaryIO, Sniffed]:
     head = stream.read(SNIFF_BYTES)
     found = Sniffed()
     found.head = head
+    found.utf32 = head[:4] in _UTF32_STARTS
     if b"\x00" in head[:4]:  # UTF-16/32 without a BOM: leave it to the parser's encoding detection
         return io.BufferedReader(_Replay(head, stream), buffer_size=SNIFF_BYTES), found
     text = head
@@ -362,6 +378,8 @@ def sniff_document(
     consumed), what was sniffed, and the problem to yield instead of parsing, if any.
     """
     stream, sniffed = sniff(stream)
+    if sniffed.utf32:
+        return stream, sniffed, utf32_problem()
     if sniffed.root is not None and not accepts(sniffed):
         return stream, sniffed, refuse(sniffed, expects)
     return stream, sniffed, None
@@ -387,6 +405,16 @@ def foreign_root_problem(root: Any, expects: str, *, truncate_value: bool = Fals
     if truncate_value:
         return replace(problem, line=line, value=truncate(problem.value))
     return replace(problem, line=line)
+
+
+def utf32_problem() -> Problem:
+    return Problem(
+        kind="encoding",
+        message=(
+            "the file is UTF-32 encoded (by its first four bytes); dropgate reads UTF-8 and UTF-16: send it as UTF-8"
+        ),
+        line=1,
+    )
 
 
 class DoctypeRefused(InputRejected):

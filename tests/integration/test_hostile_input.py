@@ -298,3 +298,32 @@ def test_a_sum_of_locations_or_stores_past_18_digits_is_a_problem(
     assert problem["kind"] == "validation" and problem["field"] == "quantity"
     assert "(9999999999999999990) has more than 18 digits" in problem["message"]
     assert topic_probe.published_nothing()
+
+
+# -- messages that say what is really wrong ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "kind", "says"),
+    [
+        (
+            '<?xml version="1.0" encoding="UTF-32"?><inventory><product id="A"><quantity>1</quantity></product></inventory>'.encode(
+                "utf-32"
+            ),
+            "encoding",
+            "the file is UTF-32 encoded",
+        ),
+        (
+            b'<inventory><product id="A"><name>x&#x1b;y</name><quantity>1</quantity></product></inventory>',
+            "xml_syntax",
+            "a character reference names U+001B",
+        ),
+    ],
+)
+def test_the_s3_path_words_the_problem_for_what_it_is(
+    aws: dict[str, Any], settings: Settings, body: bytes, kind: str, says: str
+) -> None:
+    _, outcome = ingest(aws, settings, "acme/worded.xml", body)
+    assert outcome.status == "quarantined"
+    (problem,) = sidecar(aws, "acme/worded.xml")["problems"]
+    assert problem["kind"] == kind and problem["message"].startswith(says)
