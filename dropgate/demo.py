@@ -181,11 +181,13 @@ def _ftp_drop(console: Console, settings: Any, s3: Any) -> None:
     """Globex uses FTP: its upload lands in globex/ once complete, and notifies like any drop."""
     import ftplib
 
-    from dropgate.local.ftp_drop import start_ftp_drop
+    from dropgate.local.ftp_drop import partner_passwords, start_ftp_drop
     from dropgate.partners import PartnerDirectory
 
-    password = "demo"  # noqa: S105 - a throwaway server on loopback for the length of the demo
-    drop = start_ftp_drop(PartnerDirectory.load(settings.partners), s3, BUCKET, password=password, port=0)
+    partners = PartnerDirectory.load(settings.partners)
+    passwords, _ = partner_passwords(partners)  # made up for this run: a throwaway server on loopback
+    password = passwords["globex"]
+    drop = start_ftp_drop(partners, s3, BUCKET, passwords=passwords, port=0)
     try:
         client = ftplib.FTP()  # noqa: S321 - a local, loopback-only stand-in for the partner's SFTP
         client.connect(drop.host, drop.port, timeout=10)

@@ -12,9 +12,14 @@ Transfer Family writes the object when the upload closes, with the same outcome.
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
+import secrets
+import stat
 import tempfile
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,7 +53,7 @@ def start_ftp_drop(
     s3: Any,
     bucket: str,
     *,
-    password: str,
+    passwords: Mapping[str, str],
     host: str = "127.0.0.1",
     port: int = 2121,
     background: bool = True,
@@ -77,7 +82,8 @@ def start_ftp_drop(
         home = Path(root.name) / partner.id
         home.mkdir()
         homes[partner.id] = (home, partner.prefix)
-        authorizer.add_user(partner.id, password, str(home), perm="elwmd")  # list, write, mkdir, delete
+        # Each partner its own password: one shared among all let any partner log in as any other.
+        authorizer.add_user(partner.id, passwords[partner.id], str(home), perm="elwmd")  # list, write, mkdir, delete
 
     class DropHandler(FTPHandler):  # type: ignore[misc]
         def _target(self, file: str) -> tuple[Path, str]:
@@ -111,5 +117,54 @@ def start_ftp_drop(
     return drop
 
 
-def default_password() -> str:
-    return os.environ.get("DROPGATE_FTP_PASSWORD", "dropgate-local")
+def password_variable(partner_id: str) -> str:
+    """``DROPGATE_FTP_PASSWORD_<PARTNER>``: the id upper-cased, anything but letters and digits as ``_``."""
+    return "DROPGATE_FTP_PASSWORD_" + re.sub(r"[^A-Z0-9]", "_", partner_id.upper())
+
+
+def partner_passwords(partners: PartnerDirectory, secrets_file: str | None = None) -> tuple[dict[str, str], list[str]]:
+    """Each partner's password, and the ids whose password was made up for this run.
+
+    From ``secrets_file`` (YAML, ``partner: password``, readable by its owner only), else from
+    ``DROPGATE_FTP_PASSWORD_<PARTNER>``, else a random one for this run, which the caller prints
+    once. Never one password for everybody.
+    """
+    from_file: dict[str, str] = {}
+    if secrets_file:
+        from_file = _read_secrets(Path(secrets_file))
+    passwords: dict[str, str] = {}
+    generated: list[str] = []
+    for partner in partners:
+        given = from_file.get(partner.id) or os.environ.get(password_variable(partner.id))
+        if given:
+            passwords[partner.id] = given
+        else:
+            passwords[partner.id] = secrets.token_urlsafe(12)
+            generated.append(partner.id)
+    return passwords, generated
+
+
+def _read_secrets(path: Path) -> dict[str, str]:
+    import yaml
+
+    if path.stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise ValueError(f"{path} is readable by others than its owner: chmod 600 it, it holds partners' passwords")
+    loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    if not isinstance(loaded, dict) or not all(isinstance(v, str) and v for v in loaded.values()):
+        raise ValueError(f"{path} must map partner ids to non-empty passwords, e.g. 'acme: s3cret'")
+    return {str(key): value for key, value in loaded.items()}
+
+
+def exposure_warning(host: str) -> str | None:
+    """A warning when ``host`` is not loopback: FTP sends passwords and files in clear text."""
+    if host == "localhost":
+        return None
+    try:
+        if ipaddress.ip_address(host).is_loopback:
+            return None
+    except ValueError:
+        pass  # a host name: assume it is reachable
+    return (
+        f"listening on {host}, which other machines can reach: FTP carries passwords and files in clear text; "
+        "this endpoint is for local development (partners use the template's SFTP server on AWS)"
+    )

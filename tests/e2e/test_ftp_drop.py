@@ -23,14 +23,15 @@ from tests.e2e.conftest import Stack
 pytestmark = pytest.mark.e2e
 BUCKET = "dropgate-ftp-drops"
 PASSWORD = "test-password"
+PASSWORDS = {"acme": PASSWORD, "globex": "globex-password"}
 
 
 @pytest.fixture
 def stack(local_stack: Stack) -> Iterator[dict[str, Any]]:
     clients = local_stack.clients
-    drop = start_ftp_drop(
-        PartnerDirectory.load(local_stack.settings.partners), clients["s3"], BUCKET, password=PASSWORD, port=0
-    )
+    partners = PartnerDirectory.load(local_stack.settings.partners)
+    passwords = {partner.id: PASSWORDS.get(partner.id, f"{partner.id}-password") for partner in partners}
+    drop = start_ftp_drop(partners, clients["s3"], BUCKET, passwords=passwords, port=0)
     yield {"clients": clients, "queue_url": local_stack.queue_url, "drop": drop}
     drop.stop()
 
@@ -107,3 +108,17 @@ def test_partners_only_see_their_own_folder(stack: dict[str, Any]) -> None:
     with pytest.raises(ftplib.error_perm):
         client.login("acme", "wrong password")
     client.close()
+
+
+def test_each_partner_has_its_own_password(stack: dict[str, Any]) -> None:
+    """With one shared password, acme's credentials logged in as globex and dropped files as globex."""
+    drop: FtpDrop = stack["drop"]
+    client = ftplib.FTP()  # noqa: S321 - the local drop is plain FTP on loopback
+    client.connect(drop.host, drop.port, timeout=60)
+    with pytest.raises(ftplib.error_perm, match="530"):
+        client.login("globex", PASSWORD)  # acme's password
+    client.close()
+    client = ftplib.FTP()  # noqa: S321
+    client.connect(drop.host, drop.port, timeout=60)
+    client.login("globex", PASSWORDS["globex"])
+    client.quit()
