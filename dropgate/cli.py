@@ -321,7 +321,7 @@ def quarantine_show(key: Annotated[str, typer.Argument(help="s3://BUCKET/KEY (or
     from rich.console import Console
 
     from dropgate.app import aws_client
-    from dropgate.quarantine import S3Quarantine, original_key, quarantine_key
+    from dropgate.quarantine import S3Quarantine, copy_of, original_key
     from dropgate.render import diagnostics_view, file_context, print_group
 
     settings = Settings()
@@ -337,7 +337,8 @@ def quarantine_show(key: Annotated[str, typer.Argument(help="s3://BUCKET/KEY (or
 
     context: dict[int, str] = {}
     try:
-        body = s3.get_object(Bucket=settings.quarantine_bucket or ref.bucket, Key=quarantine_key(original))["Body"]
+        copy = copy_of(diagnostics, ObjectRef(ref.bucket, original), settings.quarantine_bucket or ref.bucket or "")
+        body = s3.get_object(Bucket=copy.bucket, Key=copy.key)["Body"]
     except ClientError:  # resolved meanwhile: show the diagnostics without context
         body = None
     if body is not None:

@@ -149,7 +149,7 @@ def _run(console: Console) -> int:
     if diagnostics is None:
         console.print("[red]expected a quarantined file with diagnostics[/]")
         return 1
-    copy = clients["s3"].get_object(Bucket=BUCKET, Key=f"quarantine/{QUARANTINED_KEY}")["Body"]
+    copy = clients["s3"].get_object(Bucket=BUCKET, Key=f"quarantine/files/{QUARANTINED_KEY}")["Body"]
     context = file_context(copy, diagnostics["problems"])
     console.print(diagnostics_view(diagnostics, context), highlight=False)
 
@@ -158,14 +158,14 @@ def _run(console: Console) -> int:
 
     parsers.FORMATS["generic"] = FixedGenericParser
     reprocessor = Reprocessor(build_ingestor(settings), ledger, quarantine)
-    dry = reprocessor.one(ObjectRef(BUCKET, f"quarantine/{QUARANTINED_KEY}"), dry_run=True)
+    dry = reprocessor.one(ObjectRef(BUCKET, f"quarantine/files/{QUARANTINED_KEY}"), dry_run=True)
     verdicts = dry.outcome.verdicts
     if verdicts is not None:
         console.print(
             f"   dry run: would publish {dry.outcome.events} event(s): new {verdicts.new}, changed "
             f"{verdicts.changed}, unchanged {verdicts.unchanged}, stale {verdicts.stale}"
         )
-    done = reprocessor.one(ObjectRef(BUCKET, f"quarantine/{QUARANTINED_KEY}"))
+    done = reprocessor.one(ObjectRef(BUCKET, f"quarantine/files/{QUARANTINED_KEY}"))
     console.print(f"   {escape(done.outcome.summary())}", highlight=False)
     if done.resolved:
         console.print(f"   quarantined copy resolved: {done.resolved}")

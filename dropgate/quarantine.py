@@ -1,9 +1,17 @@
 """Quarantine: set a file aside, untouched, with a diagnostic a partner engineer can act on.
 
-A quarantined file is copied byte for byte to ``quarantine/<original key>`` with a sidecar
-``quarantine/<original key>.diagnostics.json``. The original object is never deleted or altered.
-After a successful reprocess the copy and its sidecar move under ``quarantine/resolved/`` (they
-stay findable). Keys under ``quarantine/`` are never ingested as drops.
+A quarantined file is copied byte for byte to ``quarantine/files/<original key>``, with its sidecar
+at ``quarantine/diagnostics/<original key>.diagnostics.json``. The original object is never
+deleted or altered. After a successful reprocess both move under ``quarantine/resolved/`` (the
+same two names below it), where they stay findable. Keys under ``quarantine/`` are never ingested
+as drops.
+
+Copies, sidecars and resolved objects live under prefixes of their own, so no key a partner can
+upload makes one look like another: in the first layout (``quarantine/<key>`` beside
+``quarantine/<key>.diagnostics.json``, ``quarantine/resolved/<key>``) a partner file named
+``a.xml.diagnostics.json`` was the sidecar of ``a.xml``, and a drop at ``resolved/v.xml`` landed on
+the resolved copy of ``v.xml``. Files quarantined in that layout are still read, reprocessed and
+resolved (their objects move to the new names when resolved).
 """
 
 from __future__ import annotations
@@ -13,12 +21,26 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from dropgate.storage import ObjectRef, parse_s3_uri
 from dropgate.terminal import shell_command
 from parsers.base import Problem
 
 QUARANTINE_PREFIX = "quarantine/"
+COPIES_PREFIX = "quarantine/files/"
+SIDECARS_PREFIX = "quarantine/diagnostics/"
 RESOLVED_PREFIX = "quarantine/resolved/"
+RESOLVED_COPIES_PREFIX = "quarantine/resolved/files/"
+RESOLVED_SIDECARS_PREFIX = "quarantine/resolved/diagnostics/"
 DIAGNOSTICS_SUFFIX = ".diagnostics.json"
+#: Longest first: how each kind of quarantine key maps back to its original (the first layout last).
+_ORIGINAL_OF = (
+    (RESOLVED_COPIES_PREFIX, ""),
+    (RESOLVED_SIDECARS_PREFIX, DIAGNOSTICS_SUFFIX),
+    (COPIES_PREFIX, ""),
+    (SIDECARS_PREFIX, DIAGNOSTICS_SUFFIX),
+    (RESOLVED_PREFIX, "legacy"),
+    (QUARANTINE_PREFIX, "legacy"),
+)
 
 
 def is_quarantine_key(key: str) -> bool:
@@ -26,24 +48,59 @@ def is_quarantine_key(key: str) -> bool:
 
 
 def quarantine_key(original: str) -> str:
-    return QUARANTINE_PREFIX + original
+    """Where the copy of ``original`` is kept while it is quarantined."""
+    return COPIES_PREFIX + original
+
+
+def sidecar_key(original: str) -> str:
+    return SIDECARS_PREFIX + original + DIAGNOSTICS_SUFFIX
 
 
 def resolved_key(original: str) -> str:
-    return RESOLVED_PREFIX + original
+    return RESOLVED_COPIES_PREFIX + original
 
 
-def diagnostics_key(copy_key: str) -> str:
-    return copy_key + DIAGNOSTICS_SUFFIX
+def resolved_sidecar_key(original: str) -> str:
+    return RESOLVED_SIDECARS_PREFIX + original + DIAGNOSTICS_SUFFIX
+
+
+def legacy_keys(original: str) -> tuple[str, str, str, str]:
+    """The first layout's copy, sidecar, resolved copy and resolved sidecar of ``original``."""
+    copy, resolved = QUARANTINE_PREFIX + original, RESOLVED_PREFIX + original
+    return copy, copy + DIAGNOSTICS_SUFFIX, resolved, resolved + DIAGNOSTICS_SUFFIX
 
 
 def original_key(key: str) -> str:
-    """``quarantine/acme/x.xml`` or ``quarantine/resolved/acme/x.xml`` → ``acme/x.xml``."""
-    for prefix in (RESOLVED_PREFIX, QUARANTINE_PREFIX):
+    """Any quarantine key (copy, sidecar, resolved, either layout) → the key of the original drop.
+
+    ``quarantine/files/acme/x.xml`` and ``quarantine/diagnostics/acme/x.xml.diagnostics.json`` →
+    ``acme/x.xml``; a key outside ``quarantine/`` is an original already.
+    """
+    for prefix, suffix in _ORIGINAL_OF:
         if key.startswith(prefix):
-            key = key[len(prefix) :]
-            break
-    return key.removesuffix(DIAGNOSTICS_SUFFIX)
+            rest = key[len(prefix) :]
+            if suffix == "legacy":  # the first layout could not tell a sidecar from a file so named
+                return rest.removesuffix(DIAGNOSTICS_SUFFIX)
+            return rest.removesuffix(suffix)
+    return key
+
+
+def copy_of(diagnostics: dict[str, Any], original: ObjectRef, quarantine_bucket: str) -> ObjectRef:
+    """Where the sidecar says the copy is (either layout), else where this layout keeps it."""
+    location = diagnostics.get("quarantineCopy")
+    if isinstance(location, str) and location.startswith("s3://"):
+        return parse_s3_uri(location)
+    return ObjectRef(quarantine_bucket, quarantine_key(original.key))
+
+
+def sidecar_location(copy_location: str) -> str:
+    """``s3://…`` of the sidecar beside a copy at ``copy_location`` (what the ledger records), either layout."""
+    copy = parse_s3_uri(copy_location)
+    if copy.key.startswith((COPIES_PREFIX, RESOLVED_COPIES_PREFIX)):
+        resolved = copy.key.startswith(RESOLVED_COPIES_PREFIX)
+        original = original_key(copy.key)
+        return f"s3://{copy.bucket}/" + (resolved_sidecar_key(original) if resolved else sidecar_key(original))
+    return copy_location + DIAGNOSTICS_SUFFIX  # the first layout: beside the copy
 
 
 def reprocess_command(bucket: str | None, key: str) -> str:
@@ -148,40 +205,54 @@ class S3Quarantine:
         location = f"s3://{target}/{copy_key}"
         diagnostics.copy_location = location
         body = json.dumps(diagnostics.as_dict(), indent=2, ensure_ascii=False).encode()
-        self._client.put_object(Bucket=target, Key=diagnostics_key(copy_key), Body=body, ContentType="application/json")
+        self._client.put_object(
+            Bucket=target, Key=sidecar_key(diagnostics.key), Body=body, ContentType="application/json"
+        )
         return location
 
     def resolve(self, bucket: str, key: str) -> str | None:
-        """Move the quarantined copy and its sidecar under ``quarantine/resolved/``."""
-        from botocore.exceptions import ClientError
-
+        """Move the quarantined copy and its sidecar under ``quarantine/resolved/`` (from either layout)."""
         target = self._target_bucket(bucket)
+        legacy_copy, legacy_sidecar, _, _ = legacy_keys(key)
         moved = None
-        for source_key, dest_key in (
-            (quarantine_key(key), resolved_key(key)),
-            (diagnostics_key(quarantine_key(key)), diagnostics_key(resolved_key(key))),
+        for sources, dest_key in (
+            ((quarantine_key(key), legacy_copy), resolved_key(key)),
+            ((sidecar_key(key), legacy_sidecar), resolved_sidecar_key(key)),
         ):
-            try:
-                self._client.copy({"Bucket": target, "Key": source_key}, target, dest_key)
-            except ClientError as error:
-                if error.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
-                    continue
-                raise
-            self._client.delete_object(Bucket=target, Key=source_key)
-            moved = moved or f"s3://{target}/{dest_key}"
+            for source_key in sources:
+                if self._move(target, source_key, dest_key):
+                    moved = moved or f"s3://{target}/{dest_key}"
+                    break
         return moved
 
+    def _move(self, bucket: str, source_key: str, dest_key: str) -> bool:
+        from botocore.exceptions import ClientError
+
+        try:
+            self._client.copy({"Bucket": bucket, "Key": source_key}, bucket, dest_key)
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") in _MISSING:
+                return False
+            raise
+        self._client.delete_object(Bucket=bucket, Key=source_key)
+        return True
+
     def load(self, bucket: str, key: str) -> dict[str, Any] | None:
+        """The sidecar of ``key``'s quarantine, current or resolved, in this layout or the first one."""
         from botocore.exceptions import ClientError
 
         target = self._target_bucket(bucket)
-        for copy_key in (quarantine_key(key), resolved_key(key)):
+        _, legacy_sidecar, _, legacy_resolved = legacy_keys(key)
+        for candidate in (sidecar_key(key), resolved_sidecar_key(key), legacy_sidecar, legacy_resolved):
             try:
-                body = self._client.get_object(Bucket=target, Key=diagnostics_key(copy_key))["Body"].read()
+                body = self._client.get_object(Bucket=target, Key=candidate)["Body"].read()
             except ClientError as error:
-                if error.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                if error.response.get("Error", {}).get("Code") in _MISSING:
                     continue
                 raise
             loaded: dict[str, Any] = json.loads(body)
             return loaded
         return None
+
+
+_MISSING = ("404", "NoSuchKey", "NotFound")

@@ -10,7 +10,7 @@ from rich.table import Table
 from rich.text import Text
 
 from dropgate.ledger import LedgerEntry
-from dropgate.quarantine import reprocess_command
+from dropgate.quarantine import reprocess_command, sidecar_location
 from dropgate.terminal import shown
 
 # Partner-controlled text (keys, ids, values, messages quoting them) goes in as Text, never as a
@@ -35,7 +35,7 @@ def history_table(entries: Iterable[LedgerEntry]) -> Group:
         )
         parts.append(head)
         if entry.diagnostics:
-            parts.append(Text(f"  diagnostics: {shown(entry.diagnostics + '.diagnostics.json', limit=None)}"))
+            parts.append(Text(f"  diagnostics: {shown(sidecar_location(entry.diagnostics), limit=None)}"))
         if entry.reason:
             parts.append(Text(f"  reason: {shown(entry.reason, limit=None)}"))
         table = Table(box=None, padding=(0, 1), show_edge=False)

@@ -14,7 +14,7 @@ from datetime import datetime
 
 from dropgate.ledger import DynamoLedger, LedgerEntry
 from dropgate.pipeline import FileOutcome, Ingestor
-from dropgate.quarantine import Quarantine, original_key, quarantine_key
+from dropgate.quarantine import Quarantine, copy_of, original_key
 from dropgate.storage import ObjectMeta, ObjectMissing, ObjectRef
 
 
@@ -60,7 +60,7 @@ class Reprocessor:
         file = diagnostics["file"]
         if target.version_id and file.get("versionId") not in (target.version_id, None):
             return None  # the copy is of another version
-        copy = ObjectRef(self.quarantine_bucket(target.bucket), quarantine_key(target.key))
+        copy = copy_of(diagnostics, target, self.quarantine_bucket(target.bucket))
         try:
             copy_meta = self.ingestor.store.head(copy)
         except ObjectMissing:

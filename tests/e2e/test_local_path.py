@@ -108,7 +108,7 @@ def test_demo_runs_on_embedded_defaults() -> None:
     assert ">      7 |     <quantity>1,250</quantity>" in shown  # with the line it is on
     assert "dry run: would publish 3 event(s): new 3, changed 0, unchanged 0, stale 0" in shown
     assert "published: s3://dropgate-demo-drops/acme/erp-export-2026-11-22.xml" in shown
-    assert "quarantined copy resolved: s3://dropgate-demo-drops/quarantine/resolved/" in shown
+    assert "quarantined copy resolved: s3://dropgate-demo-drops/quarantine/resolved/files/" in shown
     assert "globex uploaded over FTP" in shown and "s3://dropgate-demo-drops/globex/nightly-update.xml" in shown
     assert "northwind:SKU-10042" in shown and "tailspin:ABC-125" in shown  # Google Merchant and Amazon feeds
     assert "initech:INI-1001" in shown  # a declarative format, dropped under no prefix, routed by its root

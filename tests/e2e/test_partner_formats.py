@@ -87,7 +87,7 @@ def test_every_format_reaches_the_topic_and_an_unknown_one_is_quarantined(
     }
     diagnostics = json.loads(
         local_stack.clients["s3"]
-        .get_object(Bucket=BUCKET, Key="quarantine/inbox/orders.xml.diagnostics.json")["Body"]
+        .get_object(Bucket=BUCKET, Key="quarantine/diagnostics/inbox/orders.xml.diagnostics.json")["Body"]
         .read()
     )
     [problem] = diagnostics["problems"]

@@ -150,10 +150,10 @@ def test_a_failed_reprocess_leaves_the_file_quarantined_and_listed(
     ledger = DynamoLedger(aws["dynamodb"], settings.ledger_table)
     row = ledger.get(ref)
     assert row is not None
-    assert row.status == "quarantined" and row.diagnostics == f"s3://{BUCKET}/quarantine/acme/erp.xml"
+    assert row.status == "quarantined" and row.diagnostics == f"s3://{BUCKET}/quarantine/files/acme/erp.xml"
     assert row.claim_until is None and "127.0.0.1" in (row.last_error or "")
     assert [e.key for e in ledger.with_status("quarantined")] == ["acme/erp.xml"]
     sidecar = json.loads(
-        aws["s3"].get_object(Bucket=BUCKET, Key="quarantine/acme/erp.xml.diagnostics.json")["Body"].read()
+        aws["s3"].get_object(Bucket=BUCKET, Key="quarantine/diagnostics/acme/erp.xml.diagnostics.json")["Body"].read()
     )
     assert sidecar["parser"]["version"] == "1"  # untouched by the failed attempt

@@ -21,6 +21,7 @@ from dropgate.config import Settings
 from dropgate.ledger import DynamoLedger
 from dropgate.storage import ObjectRef
 from tests.conftest import TopicProbe, fixture_bytes
+from tests.integration.test_reprocess import ThousandsTolerantParser
 from tests.security.test_doctype import REFUSED
 
 pytestmark = pytest.mark.integration
@@ -34,7 +35,7 @@ def ingest(aws: dict[str, Any], settings: Settings, key: str, body: bytes) -> tu
 
 def sidecar(aws: dict[str, Any], key: str) -> dict[str, Any]:
     loaded: dict[str, Any] = json.loads(
-        aws["s3"].get_object(Bucket=BUCKET, Key=f"quarantine/{key}.diagnostics.json")["Body"].read()
+        aws["s3"].get_object(Bucket=BUCKET, Key=f"quarantine/diagnostics/{key}.diagnostics.json")["Body"].read()
     )
     return loaded
 
@@ -95,7 +96,7 @@ def test_a_key_with_shell_metacharacters_is_quoted_wherever_a_command_is_printed
     assert f"reprocess: {command}" in shown_file.stdout
 
     # ingesting the quarantine copy itself is refused with the command to use instead
-    copy = ObjectRef(BUCKET, f"quarantine/{key}")
+    copy = ObjectRef(BUCKET, f"quarantine/files/{key}")
     ignored = build_ingestor(settings).ingest(copy, trigger="sqs")
     assert ignored.status == "ignored" and ignored.reason is not None
     assert ignored.reason.endswith(f"use {command}")
@@ -327,3 +328,73 @@ def test_the_s3_path_words_the_problem_for_what_it_is(
     assert outcome.status == "quarantined"
     (problem,) = sidecar(aws, "acme/worded.xml")["problems"]
     assert problem["kind"] == kind and problem["message"].startswith(says)
+
+
+# -- the quarantine layout is unambiguous for any key --------------------------------------------------
+
+
+def test_a_file_named_like_a_sidecar_has_its_own_copy_and_sidecar(aws: dict[str, Any], settings: Settings) -> None:
+    for key in ("acme/a.xml", "acme/a.xml.diagnostics.json"):
+        _, outcome = ingest(aws, settings, key, BAD)
+        assert outcome.status == "quarantined", key
+    for key in ("acme/a.xml", "acme/a.xml.diagnostics.json"):
+        assert sidecar(aws, key)["file"]["key"] == key
+        assert aws["s3"].get_object(Bucket=BUCKET, Key=f"quarantine/files/{key}")["Body"].read() == BAD
+        shown_file = invoke("quarantine", "show", f"s3://{BUCKET}/{key}")
+        assert shown_file.exit_code == 0, shown_file.output
+        assert f"quarantined s3://{BUCKET}/{key}" in shown_file.stdout
+
+
+def test_a_drop_under_resolved_never_lands_on_a_resolved_copy(
+    aws: dict[str, Any], settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import parsers
+
+    _, first = ingest(aws, settings, "acme/v.xml", BAD)
+    assert first.status == "quarantined"
+    monkeypatch.setitem(parsers.FORMATS, "generic", ThousandsTolerantParser)
+    fixed = invoke("reprocess", f"s3://{BUCKET}/acme/v.xml")
+    assert fixed.exit_code == 0, fixed.output
+    resolved_copy = aws["s3"].get_object(Bucket=BUCKET, Key="quarantine/resolved/files/acme/v.xml")["Body"].read()
+    _, other = ingest(
+        aws, settings, "resolved/acme/v.xml", b"<inventory><product id='X'><quantity>x</quantity></product></inventory>"
+    )
+    assert other.status == "quarantined"
+    assert (
+        aws["s3"].get_object(Bucket=BUCKET, Key="quarantine/resolved/files/acme/v.xml")["Body"].read() == resolved_copy
+    )
+    assert sidecar(aws, "resolved/acme/v.xml")["file"]["key"] == "resolved/acme/v.xml"
+
+
+def test_files_quarantined_in_the_first_layout_are_still_shown_reprocessed_and_resolved(
+    aws: dict[str, Any], settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before copies and sidecars had prefixes of their own: quarantine/<key> and <key>.diagnostics.json."""
+    import parsers
+
+    ref, _ = ingest(aws, settings, "acme/old.xml", BAD)
+    s3 = aws["s3"]
+    for new, old in (
+        ("quarantine/files/acme/old.xml", "quarantine/acme/old.xml"),
+        ("quarantine/diagnostics/acme/old.xml.diagnostics.json", "quarantine/acme/old.xml.diagnostics.json"),
+    ):
+        s3.copy({"Bucket": BUCKET, "Key": new}, BUCKET, old)
+        s3.delete_object(Bucket=BUCKET, Key=new)
+    legacy = json.loads(s3.get_object(Bucket=BUCKET, Key="quarantine/acme/old.xml.diagnostics.json")["Body"].read())
+    legacy["quarantineCopy"] = f"s3://{BUCKET}/quarantine/acme/old.xml"
+    legacy["reprocess"] = f"dropgate reprocess 's3://{BUCKET}/acme/old.xml'"
+    s3.put_object(Bucket=BUCKET, Key="quarantine/acme/old.xml.diagnostics.json", Body=json.dumps(legacy).encode())
+
+    shown_file = invoke("quarantine", "show", f"s3://{BUCKET}/quarantine/acme/old.xml")
+    assert shown_file.exit_code == 0, shown_file.output
+    assert f"reprocess: dropgate reprocess s3://{BUCKET}/acme/old.xml" in shown_file.stdout
+    monkeypatch.setitem(parsers.FORMATS, "generic", ThousandsTolerantParser)
+    done = invoke("reprocess", f"s3://{BUCKET}/quarantine/acme/old.xml")
+    assert done.exit_code == 0, done.output
+    assert f"quarantined copy resolved: s3://{BUCKET}/quarantine/resolved/files/acme/old.xml" in done.stdout
+    listed = {o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix="quarantine/")["Contents"]}
+    assert listed == {
+        "quarantine/resolved/files/acme/old.xml",
+        "quarantine/resolved/diagnostics/acme/old.xml.diagnostics.json",
+    }
+    assert DynamoLedger(aws["dynamodb"], settings.ledger_table).get(ref).status == "published"  # type: ignore[union-attr]

@@ -30,13 +30,15 @@ def test_quarantined_file_is_copied_untouched_with_actionable_diagnostics(
     ref = put(aws, body, "acme/2026/inventory.xml")
     outcome = build_ingestor(settings).ingest(ref, trigger="sqs")
     assert outcome.status == "quarantined"
-    assert outcome.diagnostics == f"s3://{BUCKET}/quarantine/acme/2026/inventory.xml"
+    assert outcome.diagnostics == f"s3://{BUCKET}/quarantine/files/acme/2026/inventory.xml"
 
     s3 = aws["s3"]
-    assert s3.get_object(Bucket=BUCKET, Key="quarantine/acme/2026/inventory.xml")["Body"].read() == body
+    assert s3.get_object(Bucket=BUCKET, Key="quarantine/files/acme/2026/inventory.xml")["Body"].read() == body
     assert s3.get_object(Bucket=BUCKET, Key=ref.key, VersionId=ref.version_id)["Body"].read() == body  # original kept
     sidecar = json.loads(
-        s3.get_object(Bucket=BUCKET, Key="quarantine/acme/2026/inventory.xml.diagnostics.json")["Body"].read()
+        s3.get_object(Bucket=BUCKET, Key="quarantine/diagnostics/acme/2026/inventory.xml.diagnostics.json")[
+            "Body"
+        ].read()
     )
     import hashlib
 
@@ -79,14 +81,14 @@ def test_problem_cap_keeps_the_first_thousand_and_counts_all(
     outcome = build_ingestor(Settings()).ingest(ref, trigger="test")
     assert (outcome.problem_count, len(outcome.problems)) == (1500, 1000)
     sidecar = json.loads(
-        aws["s3"].get_object(Bucket=BUCKET, Key="quarantine/acme/many.xml.diagnostics.json")["Body"].read()
+        aws["s3"].get_object(Bucket=BUCKET, Key="quarantine/diagnostics/acme/many.xml.diagnostics.json")["Body"].read()
     )
     assert (sidecar["problemCount"], sidecar["problemsShown"]) == (1500, 1000)
     assert sidecar["problems"][999]["productId"] == "P999"
 
 
 def test_quarantine_copies_are_never_ingested(aws: dict[str, Any], settings: Settings) -> None:
-    ref = put(aws, fixture_bytes("good/acme-2026-11-20.xml"), "quarantine/acme/x.xml")
+    ref = put(aws, fixture_bytes("good/acme-2026-11-20.xml"), "quarantine/files/acme/x.xml")
     outcome = build_ingestor(settings).ingest(ref, trigger="sqs")
     assert outcome.status == "ignored"
     assert "is a quarantine copy" in (outcome.reason or "") and "dropgate reprocess" in (outcome.reason or "")
@@ -103,7 +105,7 @@ def test_skip_invalid_publishes_valid_records_and_still_quarantines(
     assert (outcome.status, outcome.events, outcome.problem_count) == ("quarantined", 1, 6)
     assert [m.key for m in topic_probe.messages()] == [b"P0000001"]
     sidecar = json.loads(
-        aws["s3"].get_object(Bucket=BUCKET, Key="quarantine/acme/mixed.xml.diagnostics.json")["Body"].read()
+        aws["s3"].get_object(Bucket=BUCKET, Key="quarantine/diagnostics/acme/mixed.xml.diagnostics.json")["Body"].read()
     )
     assert sidecar["policy"] == "skip_invalid" and sidecar["publishedEvents"] == 1
 

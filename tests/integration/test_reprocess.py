@@ -59,7 +59,7 @@ def test_fix_the_parser_then_reprocess_by_key(
     ref = quarantine(aws, settings)
 
     # Same parser version: nothing to do, and the operator is told why.
-    same = runner.invoke(app, ["reprocess", f"s3://{BUCKET}/quarantine/{KEY}"])
+    same = runner.invoke(app, ["reprocess", f"s3://{BUCKET}/quarantine/files/{KEY}"])
     assert same.exit_code == 1
     assert "already quarantined with parser generic-xml/1" in same.stdout
     assert "fix the parser (and bump its version) or use --force" in same.stdout
@@ -70,20 +70,20 @@ def test_fix_the_parser_then_reprocess_by_key(
     assert dry.exit_code == 0, dry.stdout + dry.stderr
     assert "would publish 3 event(s): new 3, changed 0, unchanged 0, stale 0" in dry.stdout
     assert topic_probe.published_nothing()  # a dry run publishes nothing
-    assert exists(aws, f"quarantine/{KEY}")  # a dry run changes nothing
+    assert exists(aws, f"quarantine/files/{KEY}")  # a dry run changes nothing
 
-    done = runner.invoke(app, ["reprocess", f"s3://{BUCKET}/quarantine/{KEY}"])
+    done = runner.invoke(app, ["reprocess", f"s3://{BUCKET}/quarantine/files/{KEY}"])
     assert done.exit_code == 0, done.stdout + done.stderr
     assert f"published: s3://{BUCKET}/{KEY}?versionId={ref.version_id}" in done.stdout
-    assert f"quarantined copy resolved: s3://{BUCKET}/quarantine/resolved/{KEY}" in done.stdout
+    assert f"quarantined copy resolved: s3://{BUCKET}/quarantine/resolved/files/{KEY}" in done.stdout
 
     values = values_by_key(topic_probe.messages())
     assert {k: v["quantity"] for k, v in values.items()} == {"P0000007": 1250, "P0000008": 980, "P0000009": 12000}
     assert all(v["parser"] == {"name": "generic-xml", "version": "2"} for v in values.values())
 
-    assert not exists(aws, f"quarantine/{KEY}")
-    assert exists(aws, f"quarantine/resolved/{KEY}")
-    assert exists(aws, f"quarantine/resolved/{KEY}.diagnostics.json")
+    assert not exists(aws, f"quarantine/files/{KEY}")
+    assert exists(aws, f"quarantine/resolved/files/{KEY}")
+    assert exists(aws, f"quarantine/resolved/diagnostics/{KEY}.diagnostics.json")
     original = aws["s3"].get_object(Bucket=BUCKET, Key=KEY, VersionId=ref.version_id)["Body"].read()
     assert original == fixture_bytes("bad/acme-thousands-separator.xml")  # never altered
 
@@ -111,7 +111,9 @@ def test_a_failed_reprocess_rewrites_the_diagnostics(aws: dict[str, Any], settin
     quarantine(aws, settings)
     result = runner.invoke(app, ["reprocess", "--force", f"s3://{BUCKET}/{KEY}"])
     assert result.exit_code == 1
-    sidecar = json.loads(aws["s3"].get_object(Bucket=BUCKET, Key=f"quarantine/{KEY}.diagnostics.json")["Body"].read())
+    sidecar = json.loads(
+        aws["s3"].get_object(Bucket=BUCKET, Key=f"quarantine/diagnostics/{KEY}.diagnostics.json")["Body"].read()
+    )
     assert sidecar["problemCount"] == 2
     rows = DynamoLedger(aws["dynamodb"], settings.ledger_table).history(ObjectRef(BUCKET, KEY))
     assert [a["outcome"] for a in rows[0].attempts] == ["quarantined", "quarantined"]
@@ -166,7 +168,7 @@ def test_reprocess_handler_payloads(
         assert dry["results"][0]["status"] == "dry-run" and dry["results"][0]["verdicts"]["new"] == 3
         bulk = reprocess.handler({"partner": "acme", "since": "2000-01-01"}, LocalLambdaContext())
         assert [r["status"] for r in bulk["results"]] == ["published"]
-        assert bulk["results"][0]["resolved"] == f"s3://{BUCKET}/quarantine/resolved/{KEY}"
+        assert bulk["results"][0]["resolved"] == f"s3://{BUCKET}/quarantine/resolved/files/{KEY}"
         with pytest.raises(ValueError, match="payload must be"):
             reprocess.handler({"hello": 1}, LocalLambdaContext())
     finally:
@@ -182,7 +184,9 @@ def test_reprocess_reads_the_quarantine_copy_when_the_original_version_is_gone(
     monkeypatch.setitem(parsers.FORMATS, "generic", ThousandsTolerantParser)
     done = runner.invoke(app, ["reprocess", f"s3://{BUCKET}/{KEY}"])
     assert done.exit_code == 0, done.stdout + done.stderr
-    assert f"the original version is gone; read the quarantined copy s3://{BUCKET}/quarantine/{KEY}" in done.stdout
+    assert (
+        f"the original version is gone; read the quarantined copy s3://{BUCKET}/quarantine/files/{KEY}" in done.stdout
+    )
     values = values_by_key(topic_probe.messages())
     assert values["P0000007"]["quantity"] == 1250
     import hashlib
@@ -192,7 +196,7 @@ def test_reprocess_reads_the_quarantine_copy_when_the_original_version_is_gone(
     assert source["sha256"] == hashlib.sha256(fixture_bytes("bad/acme-thousands-separator.xml")).hexdigest()
     row = DynamoLedger(aws["dynamodb"], settings.ledger_table).get(ref)
     assert row is not None and row.status == "published"
-    assert exists(aws, f"quarantine/resolved/{KEY}")
+    assert exists(aws, f"quarantine/resolved/files/{KEY}")
 
 
 def test_a_new_declarative_format_version_makes_reprocess_republish(

@@ -139,3 +139,41 @@ def test_every_reprocess_event_goes_through_the_reprocess_handler(path: Path, mo
         assert kind == "one" and ref.key == payload["key"] and flags["dry_run"] == payload.get("dryRun", False)
     else:
         assert kind == "bulk" and detail["partner"] == payload["partner"] and detail["since"] == payload["since"]
+
+
+def _choose(choices: list[dict[str, Any]], default: str, key: str) -> str:
+    """Step Functions' Choice for the rules this state machine uses (StringMatches, Or)."""
+    import fnmatch
+
+    def holds(rule: dict[str, Any]) -> bool:
+        if "Or" in rule:
+            return any(holds(inner) for inner in rule["Or"])
+        return fnmatch.fnmatchcase(key, rule["StringMatches"])
+
+    return next((choice["Next"] for choice in choices if holds(choice)), default)
+
+
+@pytest.mark.parametrize(
+    ("key", "state"),
+    [
+        ("quarantine/files/acme/a.xml", "Reprocess"),
+        ("quarantine/files/acme/a.xml.diagnostics.json.xml", "Reprocess"),  # a copy, whatever it is called
+        ("quarantine/diagnostics/acme/a.xml.diagnostics.json", "SkipSidecar"),
+        ("quarantine/resolved/files/acme/a.xml", "SkipResolved"),
+        ("quarantine/resolved/diagnostics/acme/a.xml.diagnostics.json", "SkipResolved"),
+        ("quarantine/acme/a.xml", "Reprocess"),  # the first layout
+        ("quarantine/acme/a.xml.diagnostics.json", "SkipSidecar"),
+        ("acme/a.xml.gz", "Reprocess"),
+        ("acme/readme.txt", "SkipNotADrop"),
+    ],
+)
+def test_the_bulk_reprocess_picks_copies_and_skips_sidecars_and_resolved_files(key: str, state: str) -> None:
+    machine = json.loads((REPO / "statemachine" / "reprocess.asl.json").read_text())
+    processors = [
+        step["ItemProcessor"]["States"]["IsDrop"]
+        for step in machine["States"].values()
+        if step.get("Type") == "Map" and "IsDrop" in step.get("ItemProcessor", {}).get("States", {})
+    ]
+    assert len(processors) == 2  # the prefix and the keys mode
+    for choice in processors:
+        assert _choose(choice["Choices"], choice["Default"], key) == state
