@@ -398,3 +398,19 @@ def test_files_quarantined_in_the_first_layout_are_still_shown_reprocessed_and_r
         "quarantine/resolved/diagnostics/acme/old.xml.diagnostics.json",
     }
     assert DynamoLedger(aws["dynamodb"], settings.ledger_table).get(ref).status == "published"  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("key", "body", "says"),
+    [
+        *[(key, body, "out of range in UTC") for key, body in sorted(TIMESTAMPED.items())],
+        *[(key, body, "has more than 18 digits") for key, body in sorted(OVERFLOWING_SUMS.items())],
+    ],
+)
+def test_inspect_says_the_same_for_poison_values(tmp_path: Path, key: str, body: bytes, says: str) -> None:
+    path = tmp_path / key.replace("/", "-")
+    path.write_bytes(body)
+    result = runner.invoke(app, ["inspect", str(path), "--partner", key.split("/")[0]])
+    assert result.exit_code == 1, result.output
+    assert result.stdout == ""
+    assert says in result.stderr and "[validation]" in result.stderr
