@@ -27,11 +27,11 @@ from lxml import etree
 
 from parsers import fields
 from parsers.base import Document, Item, Problem, Record, truncate
+from parsers.doctype import DoctypeRefused
 from parsers.fields import FieldError
 from parsers.limits import DEFAULT_LIMITS, Limits
 from parsers.records import RecordReader
 from parsers.xml_stream import (
-    DoctypeRefused,
     RecordWindow,
     Sniffed,
     check_attributes,

@@ -29,10 +29,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from parsers import fields
 from parsers.base import Document, Item, ParserFailed, Problem, Record, truncate
+from parsers.doctype import DoctypeRefused
 from parsers.fields import AVAILABILITY_VALUES, FieldError
 from parsers.limits import DEFAULT_LIMITS, Limits
 from parsers.xml_stream import (
-    DoctypeRefused,
     RecordWindow,
     Sniffed,
     check_attributes,
