@@ -152,8 +152,8 @@ def _parsed(items: Iterator[Item], source: _SourceStream) -> Iterator[Item]:
             item = next(items)
         except StopIteration:
             return
-        except (InputRejected, DeadlineReached):
-            raise
+        except (InputRejected, DeadlineReached, MemoryError, OSError):
+            raise  # the bytes' own problem, or the function's resources (memory, /tmp): not a parser bug
         except Exception as error:
             if source.failed is not None:
                 raise  # reading the object failed: the source's error, not the parser's
