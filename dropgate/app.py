@@ -19,12 +19,27 @@ from dropgate.quarantine import NullQuarantine, Quarantine, S3Quarantine
 from dropgate.snapshots import NullSnapshotStore, S3SnapshotStore, SnapshotStore
 from dropgate.storage import LocalFileStore, ObjectStore, S3ObjectStore
 
+#: botocore waits 60 s to connect and 60 s per read by default, each retried: a stalled S3 or
+#: DynamoDB call could outlast the function's whole timeout. These fail fast enough that the
+#: invocation ends with a retryable error (and the file's claim released) instead of being killed.
+AWS_CONNECT_TIMEOUT_S = 5
+AWS_READ_TIMEOUT_S = 30
+#: botocore's "standard" retry mode: exponential backoff with jitter, throttling errors included.
+AWS_RETRIES = {"mode": "standard", "total_max_attempts": 4}  # the first call and three retries
+
 
 def aws_client(service: str) -> Any:
     """A boto3 client; ``AWS_ENDPOINT_URL`` (moto locally) and the region come from the environment."""
     import boto3
+    from botocore.config import Config
 
-    return boto3.session.Session().client(service)
+    config = Config(
+        connect_timeout=AWS_CONNECT_TIMEOUT_S,
+        read_timeout=AWS_READ_TIMEOUT_S,
+        retries=AWS_RETRIES,
+        tcp_keepalive=True,
+    )
+    return boto3.session.Session().client(service, config=config)
 
 
 def build_publisher(settings: Settings) -> KafkaPublisher:

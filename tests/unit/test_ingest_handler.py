@@ -142,3 +142,13 @@ def test_tracing_is_opt_in(monkeypatch: pytest.MonkeyPatch) -> None:
     assert traced(handle) is handle  # no X-Ray SDK on the cold-start path
     monkeypatch.setenv("DROPGATE_TRACING", "true")
     assert traced(handle) is not handle
+
+
+def test_aws_clients_give_up_inside_the_functions_timeout() -> None:
+    """botocore's defaults (60 s to connect, 60 s per read, legacy retries) could outlast the function."""
+    from dropgate.app import aws_client
+
+    for service in ("s3", "dynamodb"):
+        config = aws_client(service).meta.config
+        assert (config.connect_timeout, config.read_timeout) == (5, 30)
+        assert config.retries == {"mode": "standard", "total_max_attempts": 4}
