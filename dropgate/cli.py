@@ -223,6 +223,7 @@ def reprocess(
     from rich.console import Console
     from rich.progress import Progress
     from rich.table import Table
+    from rich.text import Text
 
     from dropgate.partners import PartnerConfigError
     from dropgate.publisher import PublishError, TopicError
@@ -261,14 +262,14 @@ def reprocess(
     for result in results:
         outcome = result.outcome
         status = "dry-run" if dry_run else outcome.status
-        table.add_row(
-            outcome.ref.uri,
-            outcome.ref.version_id or "null",
+        table.add_row(  # keys as Text: a key like acme/[/].xml is not rich markup
+            Text(shown(outcome.ref.uri)),
+            Text(shown(outcome.ref.version_id or "null")),
             status,
             str(outcome.events),
             str(outcome.stale),
             str(outcome.problem_count),
-            result.resolved or "",
+            Text(shown(result.resolved or "")),
         )
     console.print(table)
     if any(_still_quarantined(r) for r in results):
@@ -403,6 +404,7 @@ def partners_command() -> None:
     """List the configured partners and the formats dropgate reads (validates DROPGATE_PARTNERS)."""
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     from dropgate.partners import PartnerConfigError, PartnerDirectory
 
@@ -417,14 +419,12 @@ def partners_command() -> None:
         table.add_column(column, overflow="fold")  # piped at 80 columns: wrap, never hide a name
     for partner in sorted(directory, key=lambda p: p.id):
         parser = directory.parser(partner.format)
-        table.add_row(
-            partner.id,
-            partner.prefix,
-            partner.format,
+        table.add_row(  # configuration is untrusted too: a prefix or template with [ ] is not markup
+            *(Text(shown(cell)) for cell in (partner.id, partner.prefix, partner.format)),
             f"{parser.name}/{parser.version}",
             partner.snapshot,
             partner.policy,
-            partner.key_template,
+            Text(shown(partner.key_template)),
         )
     console.print(table)
     formats = Table(title="formats (files under no prefix are routed by their root element)", title_justify="left")

@@ -135,6 +135,9 @@ def test_rich_markup_in_a_key_is_shown_as_text(aws: dict[str, Any], settings: Se
     assert f"s3://{BUCKET}/{key}" in listed.stdout
     shown_file = invoke("quarantine", "show", f"s3://{BUCKET}/{key}")
     assert shown_file.exit_code == 0 and f"quarantined s3://{BUCKET}/{key}" in shown_file.stdout
+    bulk = invoke("reprocess", "--quarantined", "--dry-run")
+    assert bulk.exit_code == 1, bulk.output  # still quarantined: the parser has not changed
+    assert f"s3://{BUCKET}/{key}" in bulk.stdout
 
 
 PARTNER_KEYS = st.text(

@@ -156,3 +156,15 @@ def test_partners_lists_partners_and_formats_and_refuses_a_bad_configuration(tmp
     refused = runner.invoke(app, ["partners"])
     assert refused.exit_code == 2
     assert "partner 'acme', field 'snapshot': Input should be 'full' or 'delta'" in refused.stderr
+
+
+def test_partners_shows_configuration_text_as_text_not_markup(tmp_path: Any, monkeypatch: Any) -> None:
+    partners = tmp_path / "partners.yaml"
+    partners.write_text(
+        'partners:\n  acme: {prefix: "acme[bold]x[/]/", format: generic, key_template: "[red]{productId}"}\n'
+    )
+    monkeypatch.setenv("DROPGATE_PARTNERS", str(partners))
+    monkeypatch.setenv("COLUMNS", "250")  # rich sizes its tables from COLUMNS
+    result = runner.invoke(app, ["partners"])
+    assert result.exit_code == 0, result.output
+    assert "acme[bold]x[/]/" in result.stdout and "[red]{productId}" in result.stdout
