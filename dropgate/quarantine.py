@@ -215,14 +215,16 @@ class S3Quarantine:
         target = self._target_bucket(bucket)
         legacy_copy, legacy_sidecar, _, _ = legacy_keys(key)
         moved = None
-        for sources, dest_key in (
+        for (current, legacy), dest_key in (
             ((quarantine_key(key), legacy_copy), resolved_key(key)),
             ((sidecar_key(key), legacy_sidecar), resolved_sidecar_key(key)),
         ):
-            for source_key in sources:
-                if self._move(target, source_key, dest_key):
-                    moved = moved or f"s3://{target}/{dest_key}"
-                    break
+            if self._move(target, current, dest_key):
+                # A first-layout copy re-quarantined since has both: the current one is kept.
+                self._client.delete_object(Bucket=target, Key=legacy)
+            elif not self._move(target, legacy, dest_key):
+                continue
+            moved = moved or f"s3://{target}/{dest_key}"
         return moved
 
     def _move(self, bucket: str, source_key: str, dest_key: str) -> bool:

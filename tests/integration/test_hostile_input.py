@@ -417,3 +417,28 @@ def test_inspect_says_the_same_for_poison_values(tmp_path: Path, key: str, body:
     assert result.exit_code == 1, result.output
     assert result.stdout == ""
     assert says in result.stderr and "[validation]" in result.stderr
+
+
+def test_a_first_layout_file_quarantined_again_leaves_nothing_behind_once_resolved(
+    aws: dict[str, Any], settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import parsers
+
+    ingest(aws, settings, "acme/twice.xml", BAD)
+    s3 = aws["s3"]
+    for new, old in (
+        ("quarantine/files/acme/twice.xml", "quarantine/acme/twice.xml"),
+        ("quarantine/diagnostics/acme/twice.xml.diagnostics.json", "quarantine/acme/twice.xml.diagnostics.json"),
+    ):
+        s3.copy({"Bucket": BUCKET, "Key": new}, BUCKET, old)
+        s3.delete_object(Bucket=BUCKET, Key=new)
+    again = invoke("reprocess", "--force", f"s3://{BUCKET}/acme/twice.xml")  # same parser: quarantined again
+    assert again.exit_code == 1, again.output
+    monkeypatch.setitem(parsers.FORMATS, "generic", ThousandsTolerantParser)
+    done = invoke("reprocess", f"s3://{BUCKET}/acme/twice.xml")
+    assert done.exit_code == 0, done.output
+    listed = {o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix="quarantine/")["Contents"]}
+    assert listed == {
+        "quarantine/resolved/files/acme/twice.xml",
+        "quarantine/resolved/diagnostics/acme/twice.xml.diagnostics.json",
+    }
