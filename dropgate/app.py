@@ -11,9 +11,9 @@ from typing import Any
 
 from dropgate.config import Settings
 from dropgate.guard import KeyIndexGuard, NullGuard, PartnerLock, PublishGuard, S3KeyIndexStore
+from dropgate.ingest.service import Ingestor
 from dropgate.ledger import DynamoLedger, Ledger, NullLedger
 from dropgate.partners import PartnerDirectory
-from dropgate.pipeline import Ingestor
 from dropgate.publisher import KafkaPublisher
 from dropgate.quarantine import NullQuarantine, Quarantine, S3Quarantine
 from dropgate.snapshots import NullSnapshotStore, S3SnapshotStore, SnapshotStore

@@ -64,8 +64,8 @@ def inspect(
 ) -> None:
     """Parse a local file without AWS or Kafka: events on stdout (JSON lines), problems on stderr."""
     from dropgate.app import build_ingestor
+    from dropgate.ingest.preparing import PREVIEW_PARTNER
     from dropgate.partners import PartnerConfigError
-    from dropgate.pipeline import PREVIEW_PARTNER
     from dropgate.storage import ObjectMissing
 
     settings = Settings()
@@ -120,7 +120,7 @@ def ingest(
     """Run the same core the Lambda handler runs, for one file, and print its outcome."""
     from dropgate.app import build_ingestor
     from dropgate.partners import PartnerConfigError
-    from dropgate.publisher import PublishError, TopicError
+    from dropgate.publishing import PublishError, TopicError
     from dropgate.storage import ObjectMissing
 
     settings = Settings()
@@ -226,7 +226,7 @@ def reprocess(
     from rich.text import Text
 
     from dropgate.partners import PartnerConfigError
-    from dropgate.publisher import PublishError, TopicError
+    from dropgate.publishing import PublishError, TopicError
     from dropgate.storage import ObjectMissing
 
     settings = Settings()

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -219,6 +219,16 @@ class PartnerLock:
                 raise  # (a lease that expired and was taken over is not ours to delete)
 
 
+class GuardedSession(Protocol):
+    """One file's publish under the guard: what to publish, what was decided, what to do on commit."""
+
+    verdicts: Verdicts
+
+    def select(self, entries: Iterator[SpoolEntry]) -> Iterator[SpoolEntry]: ...
+
+    def on_commit(self, work: Callable[[], None]) -> None: ...
+
+
 class PublishGuard(Protocol):
     #: Whether sessions read each event's state and field hashes (building them is not free).
     reads_state: bool
@@ -231,7 +241,7 @@ class PublishGuard(Protocol):
         deadline: float | None = None,
         changed_only: bool = False,
         write: bool = True,
-    ) -> Any: ...
+    ) -> AbstractContextManager[GuardedSession]: ...
 
 
 class PassThroughSession(_Commits):

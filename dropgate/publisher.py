@@ -11,35 +11,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
-Header = tuple[str, str | bytes | None]
-
-
-class PublishError(RuntimeError):
-    """Not every event was acknowledged; nothing may be recorded as published."""
-
-
-class TopicError(RuntimeError):
-    """The topic is missing and cannot be created, or the broker cannot be reached."""
-
-
-@dataclass(slots=True)
-class OutMessage:
-    key: bytes
-    value: bytes | None
-    headers: list[Header]
-
-
-@dataclass(slots=True)
-class PublishReport:
-    sent: int
-    acknowledged: int
-    seconds: float
+from dropgate.publishing import OutMessage, PublishError, PublishReport, TopicError
 
 
 class _Deliveries:

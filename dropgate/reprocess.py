@@ -12,8 +12,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
+from dropgate.ingest.outcome import FileOutcome
+from dropgate.ingest.service import Ingestor
 from dropgate.ledger import DynamoLedger, LedgerEntry
-from dropgate.pipeline import FileOutcome, Ingestor
 from dropgate.quarantine import Quarantine, copy_of, original_key
 from dropgate.storage import ObjectMeta, ObjectMissing, ObjectRef
 

@@ -13,7 +13,7 @@ from typing import Any
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
-from dropgate.pipeline import FileOutcome
+from dropgate.ingest.outcome import FileOutcome
 from dropgate.storage import ObjectRef
 
 SERVICE = "dropgate"

@@ -2,7 +2,7 @@
 
 Parsers are pure: a byte stream goes in, a stream of :class:`Document`, :class:`Record` and
 :class:`Problem` items comes out. They never import boto3 or Kafka and never decide what happens
-to a file; the core (``dropgate.pipeline``) turns records into events and problems into an
+to a file; the core (``dropgate.ingest``) turns records into events and problems into an
 outcome. Keeping them this small is what lets a parser fix be tested from a fixture alone.
 """
 

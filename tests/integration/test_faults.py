@@ -20,7 +20,7 @@ from dropgate.ledger import DynamoLedger
 from dropgate.local.broker import LocalBroker
 from dropgate.local.lambda_context import LocalLambdaContext
 from dropgate.local.sqs_runner import lambda_sqs_event
-from dropgate.publisher import PublishError
+from dropgate.publishing import PublishError
 from dropgate.storage import ObjectRef
 from dropgate.topic_reader import read_topic
 from tests.integration.test_stale_guard import snapshot

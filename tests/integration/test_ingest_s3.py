@@ -10,9 +10,9 @@ import pytest
 
 from dropgate.app import build_ingestor
 from dropgate.config import Settings
+from dropgate.ingest.service import Ingestor
 from dropgate.ledger import DynamoLedger
-from dropgate.pipeline import Ingestor
-from dropgate.publisher import PublishError
+from dropgate.publishing import PublishError
 from dropgate.storage import ObjectRef
 from dropgate.topic_reader import materialise
 from tests.conftest import TopicProbe, fixture_bytes, values_by_key
@@ -137,7 +137,7 @@ def test_broker_unreachable_fails_and_nothing_is_recorded_published(
     monkeypatch.setenv("DROPGATE_CREATE_TOPIC", "false")
     ingestor = build_ingestor(Settings())
     ref = upload(aws, "good/globex-stock.xml", "globex/stock.xml")
-    from dropgate.publisher import TopicError
+    from dropgate.publishing import TopicError
 
     with pytest.raises((PublishError, TopicError), match=r"127\.0\.0\.1"):
         ingestor.ingest(ref, trigger="test")

@@ -12,8 +12,8 @@ import pytest
 
 from dropgate.app import build_ingestor
 from dropgate.config import Settings
+from dropgate.ingest.service import Ingestor
 from dropgate.ledger import DynamoLedger
-from dropgate.pipeline import Ingestor
 from dropgate.snapshots import S3SnapshotStore
 from dropgate.storage import ObjectRef
 from dropgate.topic_reader import materialise

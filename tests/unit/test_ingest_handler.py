@@ -9,9 +9,9 @@ import pytest
 
 import handlers.ingest as ingest
 from dropgate import lambda_runtime
+from dropgate.ingest.outcome import FileOutcome
 from dropgate.local.lambda_context import LocalLambdaContext
 from dropgate.local.sqs_runner import lambda_sqs_event
-from dropgate.pipeline import FileOutcome
 from dropgate.storage import ObjectRef
 from tests.unit.test_triggers import s3_record
 

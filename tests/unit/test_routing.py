@@ -8,7 +8,7 @@ import pytest
 
 from dropgate.app import build_ingestor
 from dropgate.config import Settings
-from dropgate.pipeline import Ingestor
+from dropgate.ingest.service import Ingestor
 from dropgate.storage import ObjectRef
 from tests.conftest import REPO, fixture_bytes
 
@@ -130,7 +130,7 @@ def test_the_deadline_stops_a_parser_that_reads_without_yielding(ingestor: Inges
     """A local inventory feed groups every row before its first record: the deadline still applies."""
     import time
 
-    from dropgate.pipeline import DeadlineReached
+    from dropgate.ingest.reading import DeadlineReached
 
     rows = "".join(
         f"<item><g:store_code>S{n % 7}</g:store_code><g:id>P{n // 7}</g:id><g:quantity>1</g:quantity></item>"

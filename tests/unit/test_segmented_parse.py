@@ -254,7 +254,7 @@ def test_the_pipeline_gives_the_same_outcome_either_way(
 
 
 def test_the_deadline_stops_a_parallel_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from dropgate.pipeline import DeadlineReached
+    from dropgate.ingest.reading import DeadlineReached
 
     target = tmp_path / "drop.xml"
     target.write_bytes(_document(3_000))

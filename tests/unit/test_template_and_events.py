@@ -113,7 +113,7 @@ def test_every_sample_event_goes_through_the_handler(path: Path, monkeypatch: py
 
 @pytest.mark.parametrize("path", sorted((REPO / "events" / "reprocess").glob("*.json")), ids=lambda p: p.name)
 def test_every_reprocess_event_goes_through_the_reprocess_handler(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from dropgate.pipeline import FileOutcome
+    from dropgate.ingest.outcome import FileOutcome
     from dropgate.reprocess import ReprocessResult
     from dropgate.storage import ObjectRef
     from handlers import reprocess

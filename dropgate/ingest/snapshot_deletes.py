@@ -1,0 +1,125 @@
+"""Snapshot deletes: tombstones for the products a partner's full snapshot no longer holds.
+
+The key set holds every key this partner has live on the topic as far as dropgate knows: a full
+snapshot replaces it (after publishing tombstones for what it lacks); any other file of a tracked
+partner (a delta between snapshots, a partial or an older snapshot) adds the keys it made live, so
+a product published by a delta is deleted by the next snapshot that lacks it. Runs inside the
+guard session (the partner lock); the new set is written after the key index, and before
+tombstones go out the stored set is widened to cover this file, so a crash at any point repeats
+the same tombstones instead of losing them.
+"""
+
+from __future__ import annotations
+
+from contextlib import ExitStack
+from dataclasses import dataclass, replace
+
+from dropgate.guard import GuardedSession
+from dropgate.ingest.outcome import Prepared
+from dropgate.partners import Partner
+from dropgate.publishing import EventSink
+from dropgate.snapshots import SnapshotHeader, SnapshotKeys, SnapshotStore, plan, tombstone_entries
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotStep:
+    """How many tombstones the broker acknowledged (a dry run: would publish), and what was decided
+    for the outcome's notes (``None``: the partner's snapshots are not tracked)."""
+
+    deletes: int = 0
+    note: str | None = None
+
+
+@dataclass(slots=True)
+class SnapshotDeletes:
+    snapshots: SnapshotStore
+    sink: EventSink | None
+    spool_dir: str | None
+
+    def run(
+        self,
+        prepared: Prepared,
+        session: GuardedSession,
+        *,
+        stack: ExitStack,
+        deadline: float | None,
+        dry_run: bool = False,
+    ) -> SnapshotStep:
+        """Snapshot deletes, and the partner's key set that makes them possible (see the module)."""
+        partner = prepared.partner
+        if partner is None:
+            return SnapshotStep()
+        if not (prepared.snapshot == "full" or prepared.snapshot_declared or partner.snapshot == "full"):
+            return SnapshotStep()  # before any work: a delta partner's file must not pay for sorting its keys
+        if not self.snapshots.enabled:
+            return SnapshotStep(note="snapshot: no state store is configured (local run): no deletes")
+        keys = stack.enter_context(SnapshotKeys(self.spool_dir))
+        keys.add_current(prepared.spool.replay(prepared.sha256))
+        header, restarted = self._previous(partner, prepared, keys)
+        decision = plan(
+            mode=prepared.snapshot,
+            problems=prepared.problem_count,
+            live=keys.live,
+            as_of_ms=prepared.as_of_ms,
+            previous=header,
+        )
+        if not decision.delete:
+            if not dry_run:
+                base = header or SnapshotHeader(partner.id, 0, str(prepared.ref), 0, partner.key_template)
+                bucket = prepared.ref.bucket
+                session.on_commit(
+                    lambda: self.snapshots.save(
+                        partner.id, bucket, replace(base, count=keys.merged_count()), keys.merged_sorted()
+                    )
+                )
+            return SnapshotStep(note=f"snapshot: {decision.reason}{restarted}")
+        return self._delete(prepared, partner, session, keys, header, restarted, deadline=deadline, dry_run=dry_run)
+
+    def _previous(self, partner: Partner, prepared: Prepared, keys: SnapshotKeys) -> tuple[SnapshotHeader | None, str]:
+        """The stored key set's header (its keys added to ``keys``), and a note if it was dropped."""
+        with self.snapshots.load(partner.id, prepared.ref.bucket) as stored:
+            header = stored.header if stored is not None else None
+            if header is not None and header.key_template != partner.key_template:
+                return None, (
+                    f"; the key template changed ({header.key_template} → {partner.key_template}) since the stored "
+                    "key set, so it restarts from this file"
+                )
+            if stored is not None:
+                keys.add_previous(stored.keys())
+        return header, ""
+
+    def _delete(
+        self,
+        prepared: Prepared,
+        partner: Partner,
+        session: GuardedSession,
+        keys: SnapshotKeys,
+        header: SnapshotHeader | None,
+        restarted: str,
+        *,
+        deadline: float | None,
+        dry_run: bool,
+    ) -> SnapshotStep:
+        bucket = prepared.ref.bucket
+        gone = keys.missing_count()
+        since = f"since {header.source}" if header is not None and header.as_of_ms else "from the tracked key set"
+        tombstones = session.select(tombstone_entries(keys.missing_sorted(), prepared.as_of_ms))
+        if dry_run:
+            would = sum(1 for _ in tombstones)
+            return SnapshotStep(
+                would, f"snapshot: {gone} product(s) missing {since}: would publish {would} tombstone(s)"
+            )
+        if gone and header is not None:
+            self.snapshots.save(partner.id, bucket, replace(header, count=keys.merged_count()), keys.merged_sorted())
+        if self.sink is None:
+            raise RuntimeError("no event sink configured")
+        report = self.sink.publish(prepared.messages(tombstones), deadline=deadline)
+        new = SnapshotHeader(partner.id, prepared.as_of_ms, str(prepared.ref), keys.live, partner.key_template)
+        session.on_commit(lambda: self.snapshots.save(partner.id, bucket, new, keys.live_sorted()))
+        recorded = f"{keys.live} key(s) recorded as the partner's current snapshot{restarted}"
+        if header is None:
+            return SnapshotStep(report.acknowledged, f"snapshot: first snapshot recorded: {recorded}")
+        return SnapshotStep(
+            report.acknowledged,
+            f"snapshot: {gone} product(s) missing {since}: {report.acknowledged} tombstone(s) published; {recorded}",
+        )

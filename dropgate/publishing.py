@@ -1,0 +1,66 @@
+"""What the core hands a publisher, and the headers every state event carries.
+
+The port (:class:`EventSink`) and its message types live here, apart from the Kafka adapter
+(:mod:`dropgate.adapters.kafka_publisher`), so the ingest service and its tests import no Kafka
+client. The headers are the event contract's (``shared/design.md``): built here, once, for every
+publisher.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Protocol
+
+from dropgate import events
+from dropgate.spool import SpoolEntry
+
+Header = tuple[str, str | bytes | None]
+
+
+class PublishError(RuntimeError):
+    """Not every event was acknowledged; nothing may be recorded as published."""
+
+
+class TopicError(RuntimeError):
+    """The topic is missing and cannot be created, or the broker cannot be reached."""
+
+
+@dataclass(slots=True)
+class OutMessage:
+    key: bytes
+    value: bytes | None
+    headers: list[Header]
+
+
+@dataclass(slots=True)
+class PublishReport:
+    sent: int
+    acknowledged: int
+    seconds: float
+
+
+class EventSink(Protocol):
+    """Where events go (Kafka in production): every message acknowledged, or an exception."""
+
+    topic: str
+
+    def publish(self, messages: Iterable[OutMessage], *, deadline: float | None = None) -> PublishReport: ...
+
+
+def event_messages(
+    entries: Iterable[SpoolEntry], *, source: str, parser_label: str, ingested_at: str
+) -> Iterator[OutMessage]:
+    """Spooled events as Kafka messages with the contract's headers (``event-id`` per event)."""
+    same_for_every_event: list[Header] = [
+        ("content-type", events.CONTENT_TYPE.encode()),
+        ("schema", events.SCHEMA_NAME.encode()),
+        ("source-object", source.encode()),
+        ("parser-version", parser_label.encode()),
+        ("ingested-at", ingested_at.encode()),
+    ]
+    event_id = events.event_id
+    for entry in entries:
+        key, value = entry.key, entry.value
+        headers: list[Header] = [("event-id", event_id(key, value).encode()), *same_for_every_event]
+        yield OutMessage(key=key, value=value, headers=headers)
