@@ -9,15 +9,20 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
+from dropgate.adapters.dynamo_ledger import DynamoLedger
+from dropgate.adapters.dynamo_lock import DynamoPartnerLock
+from dropgate.adapters.kafka_publisher import KafkaPublisher
+from dropgate.adapters.object_stores import LocalFileStore, S3ObjectStore
+from dropgate.adapters.s3_quarantine import S3Quarantine
+from dropgate.adapters.s3_state import S3KeyIndexStore, S3SnapshotStore
 from dropgate.config import Settings
-from dropgate.guard import KeyIndexGuard, NullGuard, PartnerLock, PublishGuard, S3KeyIndexStore
+from dropgate.guard import KeyIndexGuard, NullGuard, PublishGuard
 from dropgate.ingest.service import Ingestor
-from dropgate.ledger import DynamoLedger, Ledger, NullLedger
+from dropgate.ledger import Ledger, NullLedger
 from dropgate.partners import PartnerDirectory
-from dropgate.publisher import KafkaPublisher
-from dropgate.quarantine import NullQuarantine, Quarantine, S3Quarantine
-from dropgate.snapshots import NullSnapshotStore, S3SnapshotStore, SnapshotStore
-from dropgate.storage import LocalFileStore, ObjectStore, S3ObjectStore
+from dropgate.quarantine import NullQuarantine, Quarantine
+from dropgate.snapshots import NullSnapshotStore, SnapshotStore
+from dropgate.storage import ObjectStore
 
 #: botocore waits 60 s to connect and 60 s per read by default, each retried: a stalled S3 or
 #: DynamoDB call could outlast the function's whole timeout. These fail fast enough that the
@@ -72,7 +77,7 @@ def build_ingestor(settings: Settings, *, local: bool = False, publish: bool = T
         quarantine = S3Quarantine(s3, settings.quarantine_bucket)
         guard = KeyIndexGuard(
             S3KeyIndexStore(s3, settings.state_bucket or settings.bucket),
-            PartnerLock(aws_client("dynamodb"), settings.ledger_table),
+            DynamoPartnerLock(aws_client("dynamodb"), settings.ledger_table),
             lock_ttl_s=settings.claim_ttl_s,
             lock_wait_s=settings.partner_lock_wait_s,
         )

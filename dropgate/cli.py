@@ -152,9 +152,9 @@ def _s3_target(target: str, settings: Settings) -> ObjectRef:
 
 
 def _reprocessor(settings: Settings, *, publish: bool = True) -> Any:
+    from dropgate.adapters.dynamo_ledger import DynamoLedger
+    from dropgate.adapters.s3_quarantine import S3Quarantine
     from dropgate.app import aws_client, build_ingestor
-    from dropgate.ledger import DynamoLedger
-    from dropgate.quarantine import S3Quarantine
     from dropgate.reprocess import Reprocessor
 
     ingestor = build_ingestor(settings, publish=publish)
@@ -281,8 +281,8 @@ def status(target: Annotated[str, typer.Argument(help="s3://BUCKET/KEY or a key 
     """A file's history in the ledger: every version, every attempt."""
     from rich.console import Console
 
+    from dropgate.adapters.dynamo_ledger import DynamoLedger
     from dropgate.app import aws_client
-    from dropgate.ledger import DynamoLedger
     from dropgate.render import history_table, print_group
 
     settings = Settings()
@@ -305,8 +305,8 @@ def quarantine_list(
     """Files currently quarantined, newest first."""
     from rich.console import Console
 
+    from dropgate.adapters.dynamo_ledger import DynamoLedger
     from dropgate.app import aws_client
-    from dropgate.ledger import DynamoLedger
     from dropgate.render import quarantine_table
 
     settings = Settings()
@@ -321,8 +321,9 @@ def quarantine_show(key: Annotated[str, typer.Argument(help="s3://BUCKET/KEY (or
     """A quarantined file's diagnostics, grouped by kind, with the lines around each problem."""
     from rich.console import Console
 
+    from dropgate.adapters.s3_quarantine import S3Quarantine
     from dropgate.app import aws_client
-    from dropgate.quarantine import S3Quarantine, copy_of, original_key
+    from dropgate.quarantine import copy_of, original_key
     from dropgate.render import diagnostics_view, file_context, print_group
 
     settings = Settings()

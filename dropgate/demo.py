@@ -87,8 +87,8 @@ def run_demo(console: Console | None = None) -> int:
         try:
             return _run(console)
         finally:
+            from dropgate.adapters.kafka_publisher import close_producers
             from dropgate.app import lambda_ingestor
-            from dropgate.publisher import close_producers
 
             parsers.FORMATS["generic"] = original_generic
             lambda_ingestor.cache_clear()
@@ -98,16 +98,16 @@ def run_demo(console: Console | None = None) -> int:
 
 
 def _run(console: Console) -> int:
+    from dropgate.adapters.dynamo_ledger import DynamoLedger
+    from dropgate.adapters.kafka_topic_reader import read_topic
+    from dropgate.adapters.s3_quarantine import S3Quarantine
     from dropgate.app import aws_client, build_ingestor, lambda_ingestor
     from dropgate.config import Settings
-    from dropgate.ledger import DynamoLedger
     from dropgate.local.sqs_runner import drain_queue
     from dropgate.provision import provision
-    from dropgate.quarantine import S3Quarantine
     from dropgate.render import diagnostics_view, file_context, history_table
     from dropgate.reprocess import Reprocessor
     from dropgate.storage import ObjectRef
-    from dropgate.topic_reader import read_topic
     from handlers.ingest import handler
     from handlers.observability import logger
 

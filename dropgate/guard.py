@@ -18,7 +18,6 @@ from typing import Any, Protocol
 
 from dropgate.key_index import TRACKED_FIELDS, KeyIndex, key_hash
 from dropgate.spool import SpoolEntry
-from dropgate.state_objects import STATE_PREFIX, PartnerStateLocation, is_missing
 from dropgate.terminal import shown
 
 _CHUNK = 8192
@@ -139,84 +138,14 @@ class KeyIndexStore(Protocol):
     def save(self, partner: str, bucket: str | None, index: KeyIndex) -> None: ...
 
 
-class S3KeyIndexStore:
-    """One object per partner: ``dropgate-state/key-index/<partner>.keyindex`` (see
-    :mod:`dropgate.state_objects`)."""
-
-    def __init__(self, client: Any, bucket: str | None, prefix: str = STATE_PREFIX + "key-index/") -> None:
-        self._client = client
-        self._location = PartnerStateLocation(bucket, prefix, ".keyindex", "the key index")
-
-    def load(self, partner: str, bucket: str | None) -> KeyIndex:
-        from botocore.exceptions import ClientError
-
-        target, key = self._location.where(partner, bucket)
-        try:
-            body = self._client.get_object(Bucket=target, Key=key)["Body"].read()
-        except ClientError as error:
-            if is_missing(error):
-                return KeyIndex.empty()
-            raise
-        return KeyIndex.from_bytes(body)
-
-    def save(self, partner: str, bucket: str | None, index: KeyIndex) -> None:
-        target, key = self._location.where(partner, bucket)
-        self._client.put_object(Bucket=target, Key=key, Body=index.to_bytes())
-
-
-class PartnerLock:
-    """A lease in the ledger table (``pk = lock#<partner>``): conditional put, expiring, owner-checked."""
-
-    def __init__(self, client: Any, table: str) -> None:
-        self._client = client
-        self._table = table
-
-    def _key(self, partner: str) -> dict[str, Any]:
-        return {"pk": {"S": f"lock#{partner}"}, "version": {"S": "lock"}}
+class PartnerLock(Protocol):
+    """A lease per partner (DynamoDB in production: :mod:`dropgate.adapters.dynamo_lock`)."""
 
     def acquire(self, partner: str, owner: str, *, ttl_s: float, wait_until: float) -> None:
-        from botocore.exceptions import ClientError
-
-        delay = 0.05
-        while True:
-            now = time.time()
-            try:
-                self._client.put_item(
-                    TableName=self._table,
-                    Item={
-                        **self._key(partner),
-                        "owner": {"S": owner},
-                        "until": {"N": f"{now + ttl_s:.3f}"},
-                        # DynamoDB TTL sweeps abandoned leases later; `until` is what decides.
-                        "expiresAt": {"N": str(int(now + ttl_s) + 3600)},
-                    },
-                    ConditionExpression="attribute_not_exists(pk) OR #until < :now",
-                    ExpressionAttributeNames={"#until": "until"},
-                    ExpressionAttributeValues={":now": {"N": f"{now:.3f}"}},
-                )
-                return
-            except ClientError as error:
-                if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
-                    raise
-            if time.monotonic() + delay > wait_until:
-                raise LockBusy(f"another file of partner '{partner}' is being published; this one will be retried")
-            time.sleep(delay)  # back off while the other file of this partner finishes
-            delay = min(delay * 2, 1.0)
+        """Take the lease, waiting until ``wait_until`` (monotonic), else raise :class:`LockBusy`."""
 
     def release(self, partner: str, owner: str) -> None:
-        from botocore.exceptions import ClientError
-
-        try:
-            self._client.delete_item(
-                TableName=self._table,
-                Key=self._key(partner),
-                ConditionExpression="#owner = :owner",
-                ExpressionAttributeNames={"#owner": "owner"},
-                ExpressionAttributeValues={":owner": {"S": owner}},
-            )
-        except ClientError as error:
-            if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
-                raise  # (a lease that expired and was taken over is not ours to delete)
+        """Give the lease back, if it is still ``owner``'s."""
 
 
 class GuardedSession(Protocol):

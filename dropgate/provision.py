@@ -10,10 +10,10 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from dropgate.adapters.kafka_publisher import KafkaPublisher
 from dropgate.config import Settings
 from dropgate.ledger import STATUS_INDEX
 from dropgate.partners import PartnerDirectory
-from dropgate.publisher import KafkaPublisher
 
 QUEUE_NAME = "dropgate-ingest"
 DLQ_NAME = "dropgate-ingest-dlq"

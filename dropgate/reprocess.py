@@ -14,7 +14,7 @@ from datetime import datetime
 
 from dropgate.ingest.outcome import FileOutcome
 from dropgate.ingest.service import Ingestor
-from dropgate.ledger import DynamoLedger, LedgerEntry
+from dropgate.ledger import Ledger, LedgerEntry
 from dropgate.quarantine import Quarantine, copy_of, original_key
 from dropgate.storage import ObjectMeta, ObjectMissing, ObjectRef
 
@@ -29,7 +29,7 @@ class ReprocessResult:
 
 
 class Reprocessor:
-    def __init__(self, ingestor: Ingestor, ledger: DynamoLedger, quarantine: Quarantine) -> None:
+    def __init__(self, ingestor: Ingestor, ledger: Ledger, quarantine: Quarantine) -> None:
         self.ingestor = ingestor
         self.ledger = ledger
         self.quarantine = quarantine

@@ -23,12 +23,11 @@ import os
 import struct
 import tempfile
 from collections.abc import Iterable, Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
+from contextlib import AbstractContextManager, nullcontext, suppress
 from dataclasses import dataclass
-from typing import IO, Any, Protocol
+from typing import IO, Protocol
 
 from dropgate.spool import SpoolEntry
-from dropgate.state_objects import STATE_PREFIX, PartnerStateLocation, is_missing
 
 _MAGIC = b"dropgate-keyset 1\n"
 _LENGTH = struct.Struct("<I")
@@ -238,41 +237,3 @@ class NullSnapshotStore:
 
     def save(self, partner: str, bucket: str | None, header: SnapshotHeader, keys: Iterable[bytes]) -> None:
         return None
-
-
-class S3SnapshotStore:
-    """One object per partner: ``dropgate-state/snapshots/<partner>.keyset`` (see
-    :mod:`dropgate.state_objects`)."""
-
-    enabled = True
-
-    def __init__(self, client: Any, bucket: str | None, prefix: str = STATE_PREFIX + "snapshots/") -> None:
-        self._client = client
-        self._location = PartnerStateLocation(bucket, prefix, ".keyset", "snapshot key sets")
-
-    @contextmanager
-    def _open(self, partner: str, bucket: str | None) -> Iterator[StoredKeys | None]:
-        from botocore.exceptions import ClientError
-
-        target, key = self._location.where(partner, bucket)
-        try:
-            body = self._client.get_object(Bucket=target, Key=key)["Body"]
-        except ClientError as error:
-            if is_missing(error):
-                yield None
-                return
-            raise
-        try:
-            yield StoredKeys(body)
-        finally:
-            body.close()
-
-    def load(self, partner: str, bucket: str | None) -> AbstractContextManager[StoredKeys | None]:
-        return self._open(partner, bucket)
-
-    def save(self, partner: str, bucket: str | None, header: SnapshotHeader, keys: Iterable[bytes]) -> None:
-        target, key = self._location.where(partner, bucket)
-        with tempfile.TemporaryFile() as buffer:
-            write_keyset(buffer, header, keys)
-            buffer.seek(0)
-            self._client.upload_fileobj(buffer, target, key)

@@ -9,10 +9,10 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
+from dropgate.adapters.dynamo_ledger import DynamoLedger
+from dropgate.adapters.s3_quarantine import S3Quarantine
 from dropgate.app import aws_client, lambda_ingestor
 from dropgate.config import Settings
-from dropgate.ledger import DynamoLedger
-from dropgate.quarantine import S3Quarantine
 from dropgate.reprocess import Reprocessor, ReprocessResult
 from dropgate.storage import ObjectRef
 from handlers.observability import file_finished, logger, metrics, traced

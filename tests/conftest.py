@@ -18,10 +18,10 @@ from typing import Any
 
 import pytest
 
+from dropgate.adapters.kafka_publisher import close_producers
+from dropgate.adapters.kafka_topic_reader import TopicMessage, read_topic
 from dropgate.config import Settings
 from dropgate.local.aws import FAKE_CREDENTIALS
-from dropgate.publisher import close_producers
-from dropgate.topic_reader import TopicMessage, read_topic
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = REPO / "fixtures"

@@ -110,8 +110,8 @@ def run_soak(files: int = 1000, *, seed: int = 7, keys: int = 150, bad_every: in
         try:
             return _soak(files, seed=seed, keys=keys, bad_every=bad_every, proxy=proxy)
         finally:
+            from dropgate.adapters.kafka_publisher import close_producers
             from dropgate.app import lambda_ingestor
-            from dropgate.publisher import close_producers
 
             proxy.stop()
             lambda_ingestor.cache_clear()
@@ -121,13 +121,13 @@ def run_soak(files: int = 1000, *, seed: int = 7, keys: int = 150, bad_every: in
 
 
 def _soak(files: int, *, seed: int, keys: int, bad_every: int, proxy: Any) -> SoakReport:
+    from dropgate.adapters.dynamo_ledger import DynamoLedger
+    from dropgate.adapters.kafka_topic_reader import materialise, read_topic
     from dropgate.app import aws_client, lambda_ingestor
     from dropgate.config import Settings
-    from dropgate.ledger import DynamoLedger
     from dropgate.local.sqs_runner import RunStats, drain_queue
     from dropgate.provision import provision
     from dropgate.storage import ObjectRef
-    from dropgate.topic_reader import materialise, read_topic
     from handlers.ingest import handler
     from handlers.observability import logger
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from dropgate.ledger import DynamoLedger
+from dropgate.adapters.dynamo_ledger import DynamoLedger
 from dropgate.local.ftp_drop import FtpDrop, start_ftp_drop
 from dropgate.local.sqs_runner import drain_queue
 from dropgate.partners import PartnerDirectory

@@ -16,7 +16,7 @@ from pathlib import Path
 import boto3
 import pytest
 
-from dropgate.ledger import DynamoLedger
+from dropgate.adapters.dynamo_ledger import DynamoLedger
 from dropgate.local.sqs_runner import lambda_sqs_event
 from dropgate.storage import ObjectRef
 from tests.conftest import REPO, TopicProbe, fixture_bytes, values_by_key

@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 from rich.console import Console
 
-from dropgate.ledger import DynamoLedger
+from dropgate.adapters.dynamo_ledger import DynamoLedger
+from dropgate.adapters.kafka_topic_reader import materialise
 from dropgate.local.sqs_runner import drain_queue
 from dropgate.storage import ObjectRef
-from dropgate.topic_reader import materialise
 from handlers.ingest import handler
 from tests.conftest import TopicProbe, fixture_bytes
 from tests.e2e.conftest import Stack

@@ -9,11 +9,11 @@ import orjson
 import pytest
 
 import parsers
+from dropgate.adapters.dynamo_ledger import DynamoLedger
+from dropgate.adapters.kafka_topic_reader import materialise
 from dropgate.app import build_ingestor
 from dropgate.config import Settings
-from dropgate.ledger import DynamoLedger
 from dropgate.storage import ObjectRef
-from dropgate.topic_reader import materialise
 from tests.conftest import TopicProbe, fixture_bytes
 from tests.integration.test_reprocess import ThousandsTolerantParser
 from tests.integration.test_stale_guard import snapshot

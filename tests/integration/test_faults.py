@@ -14,15 +14,15 @@ from typing import Any
 import boto3
 import pytest
 
+from dropgate.adapters.dynamo_ledger import DynamoLedger
+from dropgate.adapters.kafka_topic_reader import read_topic
 from dropgate.app import build_ingestor
 from dropgate.config import Settings
-from dropgate.ledger import DynamoLedger
 from dropgate.local.broker import LocalBroker
 from dropgate.local.lambda_context import LocalLambdaContext
 from dropgate.local.sqs_runner import lambda_sqs_event
 from dropgate.publishing import PublishError
 from dropgate.storage import ObjectRef
-from dropgate.topic_reader import read_topic
 from tests.integration.test_stale_guard import snapshot
 
 pytestmark = pytest.mark.integration
@@ -40,7 +40,7 @@ def own_broker(monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalBroker]:
     monkeypatch.setenv("DROPGATE_DELIVERY_TIMEOUT_MS", "3000")
     yield broker
     broker.stop()
-    from dropgate.publisher import close_producers
+    from dropgate.adapters.kafka_publisher import close_producers
 
     close_producers(timeout=0)
 

@@ -15,10 +15,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
+from dropgate.adapters.dynamo_ledger import DynamoLedger
 from dropgate.app import build_ingestor
 from dropgate.cli import app
 from dropgate.config import Settings
-from dropgate.ledger import DynamoLedger
 from dropgate.storage import ObjectRef
 from tests.conftest import TopicProbe, fixture_bytes
 from tests.integration.test_reprocess import ThousandsTolerantParser

@@ -8,13 +8,13 @@ from typing import Any
 import orjson
 import pytest
 
+from dropgate.adapters.dynamo_ledger import DynamoLedger
+from dropgate.adapters.kafka_topic_reader import materialise
 from dropgate.app import build_ingestor
 from dropgate.config import Settings
 from dropgate.ingest.service import Ingestor
-from dropgate.ledger import DynamoLedger
 from dropgate.publishing import PublishError
 from dropgate.storage import ObjectRef
-from dropgate.topic_reader import materialise
 from tests.conftest import TopicProbe, fixture_bytes, values_by_key
 
 pytestmark = pytest.mark.integration

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
+from dropgate.adapters.dynamo_ledger import DynamoLedger
 from dropgate.app import build_ingestor
 from dropgate.config import Settings
-from dropgate.ledger import DynamoLedger
 from dropgate.storage import ObjectRef
 from tests.conftest import TopicProbe, fixture_bytes
 

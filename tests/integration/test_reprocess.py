@@ -10,10 +10,10 @@ import pytest
 from typer.testing import CliRunner
 
 import parsers
+from dropgate.adapters.dynamo_ledger import DynamoLedger
 from dropgate.app import build_ingestor
 from dropgate.cli import app
 from dropgate.config import Settings
-from dropgate.ledger import DynamoLedger
 from dropgate.storage import ObjectRef
 from parsers.generic import GenericInventoryParser
 from parsers.limits import DEFAULT_LIMITS, Limits

@@ -10,13 +10,13 @@ from typing import Any
 
 import pytest
 
+from dropgate.adapters.dynamo_ledger import DynamoLedger
+from dropgate.adapters.kafka_topic_reader import materialise
+from dropgate.adapters.s3_state import S3SnapshotStore
 from dropgate.app import build_ingestor
 from dropgate.config import Settings
 from dropgate.ingest.service import Ingestor
-from dropgate.ledger import DynamoLedger
-from dropgate.snapshots import S3SnapshotStore
 from dropgate.storage import ObjectRef
-from dropgate.topic_reader import materialise
 from tests.conftest import TopicProbe
 
 pytestmark = pytest.mark.integration

@@ -8,11 +8,11 @@ from typing import Any
 import orjson
 import pytest
 
+from dropgate.adapters.dynamo_ledger import DynamoLedger
+from dropgate.adapters.kafka_topic_reader import materialise
 from dropgate.app import build_ingestor
 from dropgate.config import Settings
-from dropgate.ledger import DynamoLedger
 from dropgate.storage import ObjectRef
-from dropgate.topic_reader import materialise
 from tests.conftest import TopicProbe
 from tests.integration.test_quarantine_and_claims import atomic_dynamodb_writes  # noqa: F401 (fixture)
 
