@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import hashlib
 import io
+import threading
 import time
 import uuid
 from collections.abc import Iterable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, BinaryIO, cast
 
 from dropgate.config import Settings
@@ -32,7 +32,21 @@ from dropgate.quarantine import Diagnostics, quarantine_key
 from dropgate.snapshots import SnapshotHeader, StoredKeys, write_keyset
 from dropgate.storage import ObjectMeta, ObjectMissing, ObjectRef
 
-__all__ = ["FileOutcome", "Ingestor", "Service", "make_service"]
+__all__ = [
+    "PARTNERS_YAML",
+    "FileOutcome",
+    "InMemoryKeyIndexStore",
+    "InMemoryLedger",
+    "InMemoryLock",
+    "InMemoryObjectStore",
+    "InMemoryQuarantine",
+    "InMemorySnapshotStore",
+    "Ingestor",
+    "RecordingSink",
+    "Service",
+    "inventory",
+    "make_service",
+]
 
 BUCKET = "drops"
 
@@ -113,10 +127,8 @@ class RecordingSink:
         self.topic = topic
         self.messages: list[OutMessage] = []
         self.fail_after: int | None = None
-        self.calls = 0
 
     def publish(self, messages: Iterable[OutMessage], *, deadline: float | None = None) -> PublishReport:
-        self.calls += 1
         started, sent = time.monotonic(), 0
         for message in messages:
             if self.fail_after is not None and sent >= self.fail_after:
@@ -145,12 +157,13 @@ class InMemoryLedger:
     published or quarantined by the same parser label (and, when given, the same ETag). A claim
     lives ``ttl_s`` on the ledger's clock (``advance`` moves it on). ``record`` appends the attempt,
     releases the claim, and never lets a failed attempt (status ``received``) overwrite a final
-    status, its counts or its diagnostics.
+    status, its counts or its diagnostics. Each call is atomic, as DynamoDB's conditional writes are.
     """
 
     def __init__(self) -> None:
         self.entries: dict[tuple[str, str], LedgerEntry] = {}
         self.offset = 0.0
+        self._atomic = threading.Lock()
 
     def now(self) -> float:
         return time.time() + self.offset
@@ -175,6 +188,12 @@ class InMemoryLedger:
         force: bool = False,
         etag: str | None = None,
     ) -> Claim:
+        with self._atomic:
+            return self._claim(ref, partner, parser_label, ttl_s, force=force, etag=etag)
+
+    def _claim(
+        self, ref: ObjectRef, partner: str | None, parser_label: str, ttl_s: float, *, force: bool, etag: str | None
+    ) -> Claim:
         now = self.now()
         entry = self.get(ref)
         if entry is not None:
@@ -195,6 +214,10 @@ class InMemoryLedger:
         return Claim(granted=True)
 
     def record(self, ref: ObjectRef, entry: LedgerEntry, attempt: Attempt) -> None:
+        with self._atomic:
+            self._record(ref, entry, attempt)
+
+    def _record(self, ref: ObjectRef, entry: LedgerEntry, attempt: Attempt) -> None:
         row = self.entries.get(self._key(ref))
         if row is None:
             row = LedgerEntry(bucket=entry.bucket, key=entry.key, version=entry.version, status=entry.status)
@@ -271,18 +294,19 @@ class InMemoryLock:
 
     def __init__(self) -> None:
         self.leases: dict[str, tuple[str, float]] = {}
-        self.acquired = 0
+        self._atomic = threading.Lock()
 
     def acquire(self, partner: str, owner: str, *, ttl_s: float, wait_until: float) -> None:
-        held = self.leases.get(partner)
-        if held is not None and held[1] >= time.time():
-            raise LockBusy(f"another file of partner '{partner}' is being published; this one will be retried")
-        self.leases[partner] = (owner, time.time() + ttl_s)
-        self.acquired += 1
+        with self._atomic:
+            held = self.leases.get(partner)
+            if held is not None and held[1] >= time.time():
+                raise LockBusy(f"another file of partner '{partner}' is being published; this one will be retried")
+            self.leases[partner] = (owner, time.time() + ttl_s)
 
     def release(self, partner: str, owner: str) -> None:
-        if self.leases.get(partner, ("",))[0] == owner:
-            del self.leases[partner]
+        with self._atomic:
+            if self.leases.get(partner, ("",))[0] == owner:
+                del self.leases[partner]
 
 
 class InMemorySnapshotStore:
@@ -351,11 +375,9 @@ class Service:
         return entry
 
 
-def make_service(
-    partners_yaml: str = PARTNERS_YAML, *, settings: Settings | None = None, spool_dir: Path | None = None
-) -> Service:
+def make_service(partners_yaml: str = PARTNERS_YAML, *, settings: Settings | None = None) -> Service:
     """The service over fresh fakes and the real :class:`KeyIndexGuard`; parsing stays in-process."""
-    settings = settings or Settings(parallel_parse_min_bytes=-1, spool_dir=str(spool_dir) if spool_dir else None)
+    settings = settings or Settings(parallel_parse_min_bytes=-1)
     store, sink, ledger = InMemoryObjectStore(), RecordingSink(), InMemoryLedger()
     quarantine, key_index, lock, snapshots = (
         InMemoryQuarantine(),
