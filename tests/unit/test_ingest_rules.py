@@ -8,9 +8,12 @@ behaviours are proven end to end against moto and a broker in ``tests/integratio
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import pytest
 
+from dropgate.guard import LockBusy
 from dropgate.publisher import PublishError
 from tests.fakes import inventory, make_service
 
@@ -122,6 +125,51 @@ def test_a_version_claimed_by_another_invocation_is_a_duplicate_in_progress() ->
     assert outcome.reason == "another invocation is processing this version right now"
     assert svc.sink.messages == []
     assert svc.row(ref).status == "received"
+
+
+def test_a_notification_arriving_while_the_version_is_being_published_is_a_duplicate_in_progress(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    svc = make_service()
+    ref = svc.drop("acme/mon.xml", inventory({"A": 1, "B": 2}))
+    publish = svc.sink.publish
+    meanwhile: list[Any] = []
+
+    def publish_while_a_second_notification_arrives(*args: Any, **kwargs: Any) -> Any:
+        meanwhile.append(svc.ingest(ref, trigger="sqs"))
+        return publish(*args, **kwargs)
+
+    monkeypatch.setattr(svc.sink, "publish", publish_while_a_second_notification_arrives)
+    first = svc.ingest(ref, trigger="s3")
+
+    [second] = meanwhile
+    assert (first.status, second.status, second.in_progress) == ("published", "duplicate", True)
+    assert svc.sink.keys == [b"A", b"B"]
+    assert (svc.row(ref).status, svc.row(ref).attempt_count) == ("published", 1)
+
+
+def test_concurrent_invocations_for_one_version_publish_it_once() -> None:
+    svc = make_service()
+    ref = svc.drop("acme/mon.xml", inventory({"A": 1, "B": 2, "C": 3}))
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        outcomes = list(pool.map(lambda _: svc.ingest(ref, trigger="sqs"), range(8)))
+    assert sorted(o.status for o in outcomes) == ["duplicate"] * 7 + ["published"]
+    assert svc.sink.keys == [b"A", b"B", b"C"]
+
+
+def test_another_file_of_the_partner_being_published_fails_the_invocation_and_the_retry_publishes() -> None:
+    svc = make_service()
+    ref = svc.drop("acme/mon.xml", inventory({"A": 1}))
+    svc.lock.acquire("acme", "another-invocation", ttl_s=60, wait_until=0)
+    with pytest.raises(LockBusy, match="another file of partner 'acme' is being published"):
+        svc.ingest(ref)
+    row = svc.row(ref)
+    assert (row.status, row.claim_until) == ("received", None)
+    assert "another file of partner 'acme'" in (row.last_error or "")
+    assert svc.sink.messages == []
+
+    svc.lock.release("acme", "another-invocation")
+    assert (svc.ingest(ref).status, svc.sink.keys) == ("published", [b"A"])
 
 
 def test_force_republishes_a_published_version() -> None:
