@@ -19,15 +19,16 @@ from collections.abc import Iterable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, BinaryIO, cast
+from typing import Any, BinaryIO
 
 from dropgate.config import Settings
-from dropgate.guard import KeyIndexGuard, LockBusy, PartnerLock
+from dropgate.guard import KeyIndexGuard, LockBusy
+from dropgate.ingest.outcome import FileOutcome
+from dropgate.ingest.service import Ingestor  # the one import of the service
 from dropgate.key_index import KeyIndex
 from dropgate.ledger import MAX_ATTEMPTS, Attempt, Claim, LedgerEntry, version_of
 from dropgate.partners import PartnerDirectory
-from dropgate.pipeline import FileOutcome, Ingestor  # the one import of the service
-from dropgate.publisher import OutMessage, PublishError, PublishReport
+from dropgate.publishing import OutMessage, PublishError, PublishReport
 from dropgate.quarantine import Diagnostics, quarantine_key
 from dropgate.snapshots import SnapshotHeader, StoredKeys, write_keyset
 from dropgate.storage import ObjectMeta, ObjectMissing, ObjectRef
@@ -116,7 +117,7 @@ class InMemoryObjectStore:
 
 
 class RecordingSink:
-    """Stands in for :class:`dropgate.publisher.KafkaPublisher`: ``messages`` is what the broker got.
+    """Stands in for :class:`dropgate.adapters.kafka_publisher.KafkaPublisher`: ``messages`` is what the broker got.
 
     ``fail_after = N`` delivers N messages of the next publish, then raises :class:`PublishError`
     as the real publisher does when not every event was acknowledged (the N stay delivered: a
@@ -287,7 +288,7 @@ class InMemoryKeyIndexStore:
 
 
 class InMemoryLock:
-    """Stands in for :class:`dropgate.guard.PartnerLock`: one expiring lease per partner.
+    """Stands in for :class:`dropgate.adapters.dynamo_lock.DynamoPartnerLock`: one expiring lease per partner.
 
     It never waits: a lease held by another owner raises :class:`LockBusy` at once.
     """
@@ -392,7 +393,7 @@ def make_service(partners_yaml: str = PARTNERS_YAML, *, settings: Settings | Non
         partners=PartnerDirectory.from_yaml(partners_yaml, origin="test partners"),
         settings=settings,
         quarantine=quarantine,
-        guard=KeyIndexGuard(key_index, cast(PartnerLock, lock)),
+        guard=KeyIndexGuard(key_index, lock),
         snapshots=snapshots,
     )
     return Service(ingestor, store, sink, ledger, quarantine, key_index, lock, snapshots)

@@ -13,9 +13,11 @@ from typing import Any, Protocol
 
 import pytest
 
-from dropgate.ledger import Attempt, Claim, DynamoLedger, Ledger, LedgerEntry
+from dropgate.adapters.dynamo_ledger import DynamoLedger
+from dropgate.adapters.object_stores import S3ObjectStore
+from dropgate.ledger import Attempt, Claim, Ledger, LedgerEntry
 from dropgate.provision import ensure_bucket, ensure_ledger_table
-from dropgate.storage import ObjectMissing, ObjectRef, ObjectStore, S3ObjectStore
+from dropgate.storage import ObjectMissing, ObjectRef, ObjectStore
 from tests.fakes import InMemoryLedger, InMemoryObjectStore
 
 REF = ObjectRef("drops", "acme/mon.xml", "v1")

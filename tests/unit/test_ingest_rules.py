@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from dropgate.guard import LockBusy
-from dropgate.publisher import PublishError
+from dropgate.publishing import PublishError
 from tests.fakes import inventory, make_service
 
 #: A document-level problem: the file says it belongs to another partner than its folder's.
