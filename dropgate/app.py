@@ -1,26 +1,31 @@
-"""Composition root: wires settings to real adapters (boto3, confluent-kafka, DynamoDB).
+"""Composition root: the one place settings meet real adapters (boto3, confluent-kafka, DynamoDB).
 
-Built once per process and reused by warm Lambda invocations; tests and the CLI build their own
-with :func:`build_ingestor` so nothing global leaks between them.
+Everything the handlers, the CLI and the devstack run is built here from :class:`Settings`, with
+AWS clients made by :func:`aws_client`. The Lambda handlers' components are built once per
+process, at the first invocation, and reused by warm ones; tests and the CLI build their own with
+the ``build_*`` functions, so nothing global leaks between them.
 """
 
 from __future__ import annotations
 
-from functools import lru_cache
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
 
 from dropgate.adapters.dynamo_ledger import DynamoLedger
 from dropgate.adapters.dynamo_lock import DynamoPartnerLock
 from dropgate.adapters.kafka_publisher import KafkaPublisher
-from dropgate.adapters.object_stores import LocalFileStore, S3ObjectStore
+from dropgate.adapters.object_stores import LocalFileStore, ObjectUnreadable, S3ObjectStore, read_s3_object
 from dropgate.adapters.s3_quarantine import S3Quarantine
 from dropgate.adapters.s3_state import S3KeyIndexStore, S3SnapshotStore
+from dropgate.broker_auth import auth_config
 from dropgate.config import Settings
 from dropgate.guard import KeyIndexGuard, NullGuard, PublishGuard
 from dropgate.ingest.service import Ingestor
+from dropgate.lambda_runtime import delivery_timeout_ms
 from dropgate.ledger import Ledger, NullLedger
-from dropgate.partners import PartnerDirectory
+from dropgate.partners import PartnerConfigError, PartnerDirectory
 from dropgate.quarantine import NullQuarantine, Quarantine
+from dropgate.reprocess import Reprocessor
 from dropgate.snapshots import NullSnapshotStore, SnapshotStore
 from dropgate.storage import ObjectStore
 
@@ -47,9 +52,24 @@ def aws_client(service: str) -> Any:
     return boto3.session.Session().client(service, config=config)
 
 
+def kafka_config(settings: Settings) -> dict[str, Any]:
+    """librdkafka settings shared by the producer, the admin client and the topic reader: the
+    configured ones plus authentication (SCRAM credentials are read from Secrets Manager here)."""
+    config = settings.kafka_settings()
+    config.update(
+        auth_config(
+            settings.broker_auth,
+            secrets=lambda: aws_client("secretsmanager"),
+            secret_arn=settings.broker_secret_arn,
+            region=settings.aws_region,
+        )
+    )
+    return config
+
+
 def build_publisher(settings: Settings) -> KafkaPublisher:
     return KafkaPublisher(
-        settings.kafka_config(),
+        kafka_config(settings),
         settings.topic,
         delivery_timeout_ms=settings.delivery_timeout_ms,
         linger_ms=settings.linger_ms,
@@ -58,6 +78,37 @@ def build_publisher(settings: Settings) -> KafkaPublisher:
         partitions=settings.topic_partitions,
         replication_factor=settings.topic_replication_factor,
     )
+
+
+def load_partners(settings: Settings) -> PartnerDirectory:
+    """The partner configuration: a local file, or an ``s3://bucket/key`` object (read once, at start-up)."""
+    location = settings.partners
+    if not location.startswith("s3://"):
+        return PartnerDirectory.load(location)
+    bucket, _, key = location.removeprefix("s3://").partition("/")
+    if not bucket or not key:
+        raise PartnerConfigError(f"DROPGATE_PARTNERS '{location}' is not an s3://BUCKET/KEY URL")
+    try:
+        body = read_s3_object(aws_client("s3"), bucket, key)
+    except ObjectUnreadable as error:
+        raise PartnerConfigError(f"cannot read the partner configuration at {location}: {error}") from None
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise PartnerConfigError(f"the partner configuration at {location} is not UTF-8 text") from None
+    return PartnerDirectory.from_yaml(text, origin=location)
+
+
+def build_object_store() -> S3ObjectStore:
+    return S3ObjectStore(aws_client("s3"))
+
+
+def build_ledger(settings: Settings) -> Ledger:
+    return DynamoLedger(aws_client("dynamodb"), settings.ledger_table)
+
+
+def build_quarantine(settings: Settings) -> S3Quarantine:
+    return S3Quarantine(aws_client("s3"), settings.quarantine_bucket)
 
 
 def build_ingestor(settings: Settings, *, local: bool = False, publish: bool = True) -> Ingestor:
@@ -71,22 +122,23 @@ def build_ingestor(settings: Settings, *, local: bool = False, publish: bool = T
         store, ledger, quarantine, guard = LocalFileStore(), NullLedger(), NullQuarantine(), NullGuard()
         snapshots = NullSnapshotStore()
     else:
-        s3 = aws_client("s3")
+        s3, dynamodb = aws_client("s3"), aws_client("dynamodb")
+        state_bucket = settings.state_bucket or settings.bucket
         store = S3ObjectStore(s3)
-        ledger = DynamoLedger(aws_client("dynamodb"), settings.ledger_table)
+        ledger = DynamoLedger(dynamodb, settings.ledger_table)
         quarantine = S3Quarantine(s3, settings.quarantine_bucket)
         guard = KeyIndexGuard(
-            S3KeyIndexStore(s3, settings.state_bucket or settings.bucket),
-            DynamoPartnerLock(aws_client("dynamodb"), settings.ledger_table),
+            S3KeyIndexStore(s3, state_bucket),
+            DynamoPartnerLock(dynamodb, settings.ledger_table),
             lock_ttl_s=settings.claim_ttl_s,
             lock_wait_s=settings.partner_lock_wait_s,
         )
-        snapshots = S3SnapshotStore(s3, settings.state_bucket or settings.bucket)
+        snapshots = S3SnapshotStore(s3, state_bucket)
     return Ingestor(
         store=store,
         sink=build_publisher(settings) if publish else None,
         ledger=ledger,
-        partners=PartnerDirectory.load(settings.partners),
+        partners=load_partners(settings),
         settings=settings,
         quarantine=quarantine,
         guard=guard,
@@ -94,7 +146,45 @@ def build_ingestor(settings: Settings, *, local: bool = False, publish: bool = T
     )
 
 
-@lru_cache(maxsize=1)
-def lambda_ingestor() -> Ingestor:
-    """The process-wide ingestor of the Lambda handlers (settings read once, at cold start)."""
-    return build_ingestor(Settings())
+def build_reprocessor(settings: Settings, *, publish: bool = True, ingestor: Ingestor | None = None) -> Reprocessor:
+    """Reprocess by key (S3, the ledger, the quarantine); ``publish=False`` for dry runs only."""
+    ingestor = ingestor or build_ingestor(settings, publish=publish)
+    return Reprocessor(ingestor, ingestor.ledger, ingestor.quarantine)
+
+
+def lambda_settings(context: Any) -> Settings:
+    """The functions' settings: from the environment, with the delivery timeout kept inside the
+    function's own (``context``: the first invocation's Lambda context, or ``None``)."""
+    settings = Settings()
+    ceiling = delivery_timeout_ms(context, settings.delivery_timeout_ms)
+    return (
+        settings
+        if ceiling == settings.delivery_timeout_ms
+        else settings.model_copy(update={"delivery_timeout_ms": ceiling})
+    )
+
+
+T = TypeVar("T")
+
+
+class PerProcess(Generic[T]):
+    """Built at the first invocation (from its context) and reused by warm ones; ``cache_clear``
+    makes the next call build anew (tests and the devstack change settings between runs)."""
+
+    def __init__(self, build: Callable[[Any], T]) -> None:
+        self._build = build
+        self._built: T | None = None
+
+    def __call__(self, context: Any = None) -> T:
+        if self._built is None:
+            self._built = self._build(context)
+        return self._built
+
+    def cache_clear(self) -> None:
+        self._built = None
+
+
+#: The ingest function's ingestor.
+lambda_ingestor: PerProcess[Ingestor] = PerProcess(lambda context: build_ingestor(lambda_settings(context)))
+#: The reprocess function's reprocessor (its own ingestor: the functions are separate processes).
+lambda_reprocessor: PerProcess[Reprocessor] = PerProcess(lambda context: build_reprocessor(lambda_settings(context)))

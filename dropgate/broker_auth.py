@@ -9,7 +9,6 @@ logged.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable
 from typing import Any, Literal
 
@@ -20,17 +19,14 @@ class BrokerAuthError(RuntimeError):
     """The configured authentication cannot be set up; the message says what is missing."""
 
 
-def scram_config(secret_arn: str | None, client: Any = None) -> dict[str, Any]:
+def scram_config(secret_arn: str | None, secrets: Callable[[], Any]) -> dict[str, Any]:
+    """SASL/SCRAM credentials from the Secrets Manager secret ``secret_arn`` (``secrets()``: a client)."""
     if not secret_arn:
         raise BrokerAuthError(
             "DROPGATE_BROKER_AUTH=scram-sha-512 needs DROPGATE_BROKER_SECRET_ARN (a secret "
             'holding {"username": …, "password": …})'
         )
-    if client is None:
-        import boto3
-
-        client = boto3.session.Session().client("secretsmanager")
-    secret = json.loads(client.get_secret_value(SecretId=secret_arn)["SecretString"])
+    secret = json.loads(secrets().get_secret_value(SecretId=secret_arn)["SecretString"])
     try:
         username, password = secret["username"], secret["password"]
     except KeyError:
@@ -60,7 +56,6 @@ def msk_iam_token_callback(region: str) -> Callable[[str], tuple[str, float]]:
 
 
 def msk_iam_config(region: str | None) -> dict[str, Any]:
-    region = region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
     if not region:
         raise BrokerAuthError("DROPGATE_BROKER_AUTH=msk-iam needs AWS_REGION")
     return {
@@ -70,9 +65,12 @@ def msk_iam_config(region: str | None) -> dict[str, Any]:
     }
 
 
-def auth_config(mode: BrokerAuth, *, secret_arn: str | None = None, region: str | None = None) -> dict[str, Any]:
+def auth_config(
+    mode: BrokerAuth, *, secrets: Callable[[], Any], secret_arn: str | None = None, region: str | None = None
+) -> dict[str, Any]:
+    """librdkafka's settings for ``mode``; ``secrets`` makes a Secrets Manager client, if one is needed."""
     if mode == "none":
         return {}
     if mode == "scram-sha-512":
-        return scram_config(secret_arn)
+        return scram_config(secret_arn, secrets)
     return msk_iam_config(region)

@@ -7,7 +7,6 @@ infrastructure error (the message says what to fix).
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -151,20 +150,6 @@ def _s3_target(target: str, settings: Settings) -> ObjectRef:
     return ObjectRef(settings.bucket, target.lstrip("/"))
 
 
-def _reprocessor(settings: Settings, *, publish: bool = True) -> Any:
-    from dropgate.adapters.dynamo_ledger import DynamoLedger
-    from dropgate.adapters.s3_quarantine import S3Quarantine
-    from dropgate.app import aws_client, build_ingestor
-    from dropgate.reprocess import Reprocessor
-
-    ingestor = build_ingestor(settings, publish=publish)
-    return Reprocessor(
-        ingestor,
-        DynamoLedger(aws_client("dynamodb"), settings.ledger_table),
-        S3Quarantine(aws_client("s3"), settings.quarantine_bucket),
-    )
-
-
 def _describe(result: Any) -> str:
     outcome = result.outcome
     if result.dry_run:
@@ -225,6 +210,7 @@ def reprocess(
     from rich.table import Table
     from rich.text import Text
 
+    from dropgate.app import build_reprocessor
     from dropgate.partners import PartnerConfigError
     from dropgate.publishing import PublishError, TopicError
     from dropgate.storage import ObjectMissing
@@ -234,7 +220,7 @@ def reprocess(
         raise _fail("give one file (s3://BUCKET/KEY) or --quarantined [--partner P] [--since DATE]")
     console = Console(stderr=False)
     try:
-        reprocessor = _reprocessor(settings, publish=not dry_run)
+        reprocessor = build_reprocessor(settings, publish=not dry_run)
         if target is not None:
             result = reprocessor.one(
                 _s3_target(target, settings), dry_run=dry_run, force=force, changed_only=changed_only or None
@@ -247,9 +233,7 @@ def reprocess(
         results = []
         with Progress(console=console, transient=True, disable=not console.is_terminal) as progress:
             task = progress.add_task("reprocessing", total=len(entries))
-            for entry in entries:
-                ref = ObjectRef(entry.bucket, entry.key, None if entry.version == "null" else entry.version)
-                result = reprocessor.one(ref, dry_run=dry_run, force=force, changed_only=changed_only or None)
+            for result in reprocessor.each(entries, dry_run=dry_run, force=force, changed_only=changed_only or None):
                 results.append(result)
                 if dry_run:
                     _echo(_describe(result))
@@ -281,13 +265,12 @@ def status(target: Annotated[str, typer.Argument(help="s3://BUCKET/KEY or a key 
     """A file's history in the ledger: every version, every attempt."""
     from rich.console import Console
 
-    from dropgate.adapters.dynamo_ledger import DynamoLedger
-    from dropgate.app import aws_client
+    from dropgate.app import build_ledger
     from dropgate.render import history_table, print_group
 
     settings = Settings()
     ref = _s3_target(target, settings)
-    entries = DynamoLedger(aws_client("dynamodb"), settings.ledger_table).history(ref)
+    entries = build_ledger(settings).history(ref)
     if not entries:
         raise _fail(f"the ledger has no record of {shown(ref.uri)}", code=1)
     print_group(Console(), history_table(entries))
@@ -305,14 +288,11 @@ def quarantine_list(
     """Files currently quarantined, newest first."""
     from rich.console import Console
 
-    from dropgate.adapters.dynamo_ledger import DynamoLedger
-    from dropgate.app import aws_client
+    from dropgate.app import build_ledger
     from dropgate.render import quarantine_table
 
     settings = Settings()
-    entries = DynamoLedger(aws_client("dynamodb"), settings.ledger_table).with_status(
-        "quarantined", partner=partner, since=since
-    )
+    entries = build_ledger(settings).with_status("quarantined", partner=partner, since=since)
     Console().print(quarantine_table(entries))
 
 
@@ -321,30 +301,27 @@ def quarantine_show(key: Annotated[str, typer.Argument(help="s3://BUCKET/KEY (or
     """A quarantined file's diagnostics, grouped by kind, with the lines around each problem."""
     from rich.console import Console
 
-    from dropgate.adapters.s3_quarantine import S3Quarantine
-    from dropgate.app import aws_client
+    from dropgate.app import build_object_store, build_quarantine
     from dropgate.quarantine import copy_of, original_key
     from dropgate.render import diagnostics_view, file_context, print_group
+    from dropgate.storage import ObjectMissing
 
     settings = Settings()
     ref = _s3_target(key, settings)
-    s3 = aws_client("s3")
     original = original_key(ref.key)
-    diagnostics = S3Quarantine(s3, settings.quarantine_bucket).load(ref.bucket or "", original)
+    diagnostics = build_quarantine(settings).load(ref.bucket or "", original)
     if diagnostics is None:
         raise _fail(
             f"no diagnostics for {shown(f's3://{ref.bucket}/{original}')}: it is not (or no longer) quarantined", code=1
         )
-    from botocore.exceptions import ClientError
-
     context: dict[int, str] = {}
+    store = build_object_store()
+    copy = copy_of(diagnostics, ObjectRef(ref.bucket, original), settings.quarantine_bucket or ref.bucket or "")
     try:
-        copy = copy_of(diagnostics, ObjectRef(ref.bucket, original), settings.quarantine_bucket or ref.bucket or "")
-        body = s3.get_object(Bucket=copy.bucket, Key=copy.key)["Body"]
-    except ClientError:  # resolved meanwhile: show the diagnostics without context
-        body = None
-    if body is not None:
-        context = file_context(body, diagnostics["problems"], max_bytes=settings.max_decompressed_bytes)
+        with store.open(copy, store.head(copy)) as body:
+            context = file_context(body, diagnostics["problems"], max_bytes=settings.max_decompressed_bytes)
+    except ObjectMissing:  # resolved meanwhile: show the diagnostics without context
+        pass
     print_group(Console(), diagnostics_view(diagnostics, context))
 
 
@@ -407,11 +384,12 @@ def partners_command() -> None:
     from rich.table import Table
     from rich.text import Text
 
-    from dropgate.partners import PartnerConfigError, PartnerDirectory
+    from dropgate.app import load_partners
+    from dropgate.partners import PartnerConfigError
 
     settings = Settings()
     try:
-        directory = PartnerDirectory.load(settings.partners)
+        directory = load_partners(settings)
     except PartnerConfigError as error:
         raise _fail(str(error)) from None
     console = Console()
@@ -453,6 +431,13 @@ def demo() -> None:
     raise typer.Exit(run_demo())
 
 
+def _debugging() -> bool:
+    try:
+        return Settings().debug
+    except ValueError:  # the settings are what failed: no traceback of that
+        return False
+
+
 def main() -> None:
     """Console entry point: an unexpected error is one line and exit 2, never a traceback and exit 1
     (1 means "quarantined"; scripts depend on that)."""
@@ -462,7 +447,7 @@ def main() -> None:
         detail = str(error).strip().splitlines()[0] if str(error).strip() else ""
         _echo(f"dropgate: {type(error).__name__}: {shown(detail, limit=400)}", err=True)
         _echo("dropgate: set DROPGATE_DEBUG=1 for the traceback", err=True)
-        if os.environ.get("DROPGATE_DEBUG"):
+        if _debugging():
             raise
         sys.exit(2)
 

@@ -11,10 +11,10 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pydantic import AliasChoices, Field, PrivateAttr
+from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from dropgate.broker_auth import BrokerAuth, auth_config
+from dropgate.broker_auth import BrokerAuth
 from parsers.limits import DEFAULT_LIMITS, Limits
 
 #: Any ``DROPGATE_KAFKA_<PROPERTY>`` variable is passed to librdkafka as ``<property>`` with
@@ -38,7 +38,6 @@ def default_partners_path() -> str:
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="DROPGATE_", extra="ignore", populate_by_name=True)
-    _kafka: dict[str, Any] | None = PrivateAttr(default=None)
 
     kafka_bootstrap_servers: str = Field(
         default="localhost:9092",
@@ -91,18 +90,21 @@ class Settings(BaseSettings):
     changed_only: bool = False
     #: How long a file waits for another file of the same partner to finish publishing.
     partner_lock_wait_s: float = Field(default=60.0, ge=0)
+    #: The region MSK IAM tokens are signed for (Lambda sets AWS_REGION).
+    aws_region: str | None = Field(
+        default=None, validation_alias=AliasChoices("AWS_REGION", "AWS_DEFAULT_REGION", "aws_region")
+    )
+    #: The CLI prints the traceback of an unexpected error.
+    debug: bool = False
 
     def limits(self) -> Limits:
         return Limits(**{name: getattr(self, name) for name in Limits.names()})
 
-    def kafka_config(self) -> dict[str, Any]:
-        """librdkafka settings shared by the producer and the admin client (auth included, read once)."""
-        if self._kafka is not None:
-            return self._kafka
+    def kafka_settings(self) -> dict[str, Any]:
+        """librdkafka settings from configuration alone: the bootstrap servers, and every
+        ``DROPGATE_KAFKA_*`` variable (authentication is added by :func:`dropgate.app.kafka_config`)."""
         config: dict[str, Any] = {"bootstrap.servers": self.kafka_bootstrap_servers}
-        config.update(auth_config(self.broker_auth, secret_arn=self.broker_secret_arn))
         for name, value in os.environ.items():
             if name.startswith(KAFKA_PASSTHROUGH_PREFIX) and len(name) > len(KAFKA_PASSTHROUGH_PREFIX):
                 config[name[len(KAFKA_PASSTHROUGH_PREFIX) :].lower().replace("_", ".")] = value
-        self._kafka = config
         return config

@@ -101,7 +101,7 @@ def _run(console: Console) -> int:
     from dropgate.adapters.dynamo_ledger import DynamoLedger
     from dropgate.adapters.kafka_topic_reader import read_topic
     from dropgate.adapters.s3_quarantine import S3Quarantine
-    from dropgate.app import aws_client, build_ingestor, lambda_ingestor
+    from dropgate.app import aws_client, build_ingestor, kafka_config, lambda_ingestor
     from dropgate.config import Settings
     from dropgate.local.sqs_runner import drain_queue
     from dropgate.provision import provision
@@ -137,7 +137,7 @@ def _run(console: Console) -> int:
     )
 
     console.print("[bold]3. What landed on the topic, per file[/]")
-    _show_topic(console, read_topic(settings.kafka_config(), settings.topic))
+    _show_topic(console, read_topic(kafka_config(settings), settings.topic))
 
     console.print("\n[bold]4. The ledger: one outcome per file[/]")
     ledger = DynamoLedger(clients["dynamodb"], settings.ledger_table)
@@ -171,7 +171,7 @@ def _run(console: Console) -> int:
         console.print(f"   quarantined copy resolved: {done.resolved}")
     console.print(history_table(ledger.history(ObjectRef(BUCKET, QUARANTINED_KEY))), highlight=False)
 
-    messages = read_topic(settings.kafka_config(), settings.topic)
+    messages = read_topic(kafka_config(settings), settings.topic)
     still = ledger.with_status("quarantined")
     console.print(f"\n[bold green]{len(messages)} event(s) on the topic; {len(still)} file(s) still quarantined.[/]")
     return 0 if done.outcome.status == "published" else 1

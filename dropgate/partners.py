@@ -249,31 +249,8 @@ class PartnerDirectory:
 
     @classmethod
     def load(cls, location: str) -> PartnerDirectory:
-        """Load from a local path or an ``s3://bucket/key`` URL (read once, at start-up)."""
-        if location.startswith("s3://"):
-            return cls.from_yaml(_read_s3(location), origin=location)
+        """Load from a local path (``s3://`` locations are read by :func:`dropgate.app.load_partners`)."""
         path = Path(location)
         if not path.exists():
             raise PartnerConfigError(f"partner configuration not found at {location} (set DROPGATE_PARTNERS)")
         return cls.from_yaml(path.read_text(encoding="utf-8"), origin=str(path))
-
-
-def _read_s3(location: str) -> str:
-    import boto3
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    bucket, _, key = location.removeprefix("s3://").partition("/")
-    if not bucket or not key:
-        raise PartnerConfigError(f"DROPGATE_PARTNERS '{location}' is not an s3://BUCKET/KEY URL")
-    try:
-        body = boto3.session.Session().client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
-    except ClientError as error:
-        code = error.response.get("Error", {}).get("Code", "error")
-        raise PartnerConfigError(f"cannot read the partner configuration at {location}: {code}") from None
-    except BotoCoreError as error:
-        raise PartnerConfigError(f"cannot read the partner configuration at {location}: {error}") from None
-    try:
-        text: str = body.decode("utf-8")
-    except UnicodeDecodeError:
-        raise PartnerConfigError(f"the partner configuration at {location} is not UTF-8 text") from None
-    return text

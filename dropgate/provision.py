@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dropgate.adapters.kafka_publisher import KafkaPublisher
+from dropgate.app import kafka_config, load_partners
 from dropgate.config import Settings
 from dropgate.ledger import STATUS_INDEX
-from dropgate.partners import PartnerDirectory
 
 QUEUE_NAME = "dropgate-ingest"
 DLQ_NAME = "dropgate-ingest-dlq"
@@ -121,14 +121,14 @@ def ensure_ledger_table(dynamodb: Any, table: str) -> None:
 def provision(settings: Settings, clients: dict[str, Any]) -> Provisioned:
     if not settings.bucket:
         raise ValueError("DROPGATE_BUCKET is not set; it names the drop bucket to create")
-    PartnerDirectory.load(settings.partners)  # a bad partner configuration fails here, before anything is created
+    load_partners(settings)  # a bad partner configuration fails here, before anything is created
     s3, sqs, dynamodb = clients["s3"], clients["sqs"], clients["dynamodb"]
     ensure_bucket(s3, settings.bucket)
     queue_url, queue_arn, dlq_url = ensure_queues(sqs)
     ensure_notifications(s3, sqs, settings.bucket, queue_url, queue_arn)
     ensure_ledger_table(dynamodb, settings.ledger_table)
     publisher = KafkaPublisher(
-        settings.kafka_config(),
+        kafka_config(settings),
         settings.topic,
         create_topic=True,
         partitions=settings.topic_partitions,

@@ -8,7 +8,7 @@ file moves its copy and sidecar under ``quarantine/resolved/``; a failed one rew
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -100,6 +100,19 @@ class Reprocessor:
     def quarantined(self, *, partner: str | None = None, since: str | None = None) -> list[LedgerEntry]:
         return self.ledger.with_status("quarantined", partner=partner, since=since)
 
+    def each(
+        self,
+        entries: Iterable[LedgerEntry],
+        *,
+        dry_run: bool = False,
+        force: bool = False,
+        changed_only: bool | None = None,
+    ) -> Iterator[ReprocessResult]:
+        """Reprocess the files of these ledger rows (as :meth:`quarantined` lists them), one at a time."""
+        for entry in entries:
+            ref = ObjectRef(entry.bucket, entry.key, None if entry.version == "null" else entry.version)
+            yield self.one(ref, dry_run=dry_run, force=force, changed_only=changed_only)
+
     def bulk(
         self,
         *,
@@ -108,13 +121,7 @@ class Reprocessor:
         dry_run: bool = False,
         force: bool = False,
         changed_only: bool | None = None,
-        progress: Callable[[ReprocessResult], None] | None = None,
     ) -> list[ReprocessResult]:
-        results = []
-        for entry in self.quarantined(partner=partner, since=since):
-            ref = ObjectRef(entry.bucket, entry.key, None if entry.version == "null" else entry.version)
-            result = self.one(ref, dry_run=dry_run, force=force, changed_only=changed_only)
-            results.append(result)
-            if progress:
-                progress(result)
-        return results
+        """Every file quarantined (of ``partner``, since ``since``), reprocessed."""
+        entries = self.quarantined(partner=partner, since=since)
+        return list(self.each(entries, dry_run=dry_run, force=force, changed_only=changed_only))

@@ -15,7 +15,7 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from dropgate.app import lambda_ingestor
-from dropgate.lambda_runtime import deadline, derive_delivery_timeout
+from dropgate.lambda_runtime import deadline
 from dropgate.storage import ObjectRef
 from handlers.observability import file_done, file_failed, file_finished, file_started, logger, metrics, traced
 from handlers.triggers import Ignored, from_eventbridge, from_s3_notification, from_sqs_body, kind_of
@@ -41,7 +41,7 @@ def _process(targets: list[ObjectRef | Ignored], trigger: str, context: Any) -> 
             continue
         file_started(target, trigger)
         try:
-            outcome = lambda_ingestor().ingest(target, trigger=trigger, deadline=deadline(context))
+            outcome = lambda_ingestor(context).ingest(target, trigger=trigger, deadline=deadline(context))
         except Exception as error:
             file_failed(target, error)
             failures.append(f"{target}: {error}")
@@ -60,21 +60,17 @@ def _process(targets: list[ObjectRef | Ignored], trigger: str, context: Any) -> 
     return results
 
 
-def _sqs_record(record: SQSRecord) -> list[dict[str, Any]]:
-    return _process(from_sqs_body(record.body), "sqs", _CONTEXT.get("context"))
-
-
-_CONTEXT: dict[str, Any] = {}
+def _sqs_record(record: SQSRecord, lambda_context: Any) -> list[dict[str, Any]]:
+    """One SQS message (Powertools' batch utility passes the invocation's context by this name)."""
+    return _process(from_sqs_body(record.body), "sqs", lambda_context)
 
 
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics(capture_cold_start_metric=True)
 @traced
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    derive_delivery_timeout(context)
     kind = kind_of(event)
     if kind == "sqs":
-        _CONTEXT["context"] = context
         response = process_partial_response(
             event=event, record_handler=_sqs_record, processor=processor, context=context
         )

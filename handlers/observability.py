@@ -13,6 +13,7 @@ from typing import Any
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
+from dropgate.config import Settings
 from dropgate.ingest.outcome import FileOutcome
 from dropgate.storage import ObjectRef
 
@@ -24,7 +25,7 @@ metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "drop
 def traced(handler: Callable[..., Any]) -> Callable[..., Any]:
     """X-Ray tracing when DROPGATE_TRACING=true. Opt-in because importing the X-Ray SDK alone costs
     about 250 ms of every cold start; logs and metrics carry what operating dropgate needs."""
-    if os.environ.get("DROPGATE_TRACING", "false").lower() != "true":
+    if not Settings().tracing:
         return handler
     from aws_lambda_powertools import Tracer
 

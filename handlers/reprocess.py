@@ -6,26 +6,13 @@ Step Functions Distributed Map sends; the bulk form suits a few files. Returns a
 
 from __future__ import annotations
 
-from functools import lru_cache
 from typing import Any
 
-from dropgate.adapters.dynamo_ledger import DynamoLedger
-from dropgate.adapters.s3_quarantine import S3Quarantine
-from dropgate.app import aws_client, lambda_ingestor
+from dropgate.app import lambda_reprocessor
 from dropgate.config import Settings
-from dropgate.reprocess import Reprocessor, ReprocessResult
+from dropgate.reprocess import ReprocessResult
 from dropgate.storage import ObjectRef
 from handlers.observability import file_finished, logger, metrics, traced
-
-
-@lru_cache(maxsize=1)
-def reprocessor() -> Reprocessor:
-    settings = Settings()
-    return Reprocessor(
-        lambda_ingestor(),
-        DynamoLedger(aws_client("dynamodb"), settings.ledger_table),
-        S3Quarantine(aws_client("s3"), settings.quarantine_bucket),
-    )
 
 
 def _summary(result: ReprocessResult) -> dict[str, Any]:
@@ -58,7 +45,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     dry_run = bool(event.get("dryRun", False))
     force = bool(event.get("force", False))
     changed_only = event.get("changedOnly")
-    worker = reprocessor()
+    worker = lambda_reprocessor(context)
     if "key" in event:
         bucket = event.get("bucket") or Settings().bucket
         if not bucket:

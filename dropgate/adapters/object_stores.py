@@ -67,3 +67,20 @@ class LocalFileStore:
 
     def open(self, ref: ObjectRef, meta: ObjectMeta) -> BinaryIO:
         return Path(ref.key).open("rb")
+
+
+class ObjectUnreadable(Exception):
+    """An object that could not be read; the message is S3's error code or the connection's error."""
+
+
+def read_s3_object(client: Any, bucket: str, key: str) -> bytes:
+    """The whole of a small object (configuration), or :class:`ObjectUnreadable` saying why not."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        body: bytes = client.get_object(Bucket=bucket, Key=key)["Body"].read()
+    except ClientError as error:
+        raise ObjectUnreadable(error.response.get("Error", {}).get("Code", "error")) from None
+    except BotoCoreError as error:
+        raise ObjectUnreadable(str(error)) from None
+    return body

@@ -123,7 +123,7 @@ def run_soak(files: int = 1000, *, seed: int = 7, keys: int = 150, bad_every: in
 def _soak(files: int, *, seed: int, keys: int, bad_every: int, proxy: Any) -> SoakReport:
     from dropgate.adapters.dynamo_ledger import DynamoLedger
     from dropgate.adapters.kafka_topic_reader import materialise, read_topic
-    from dropgate.app import aws_client, lambda_ingestor
+    from dropgate.app import aws_client, kafka_config, lambda_ingestor
     from dropgate.config import Settings
     from dropgate.local.sqs_runner import RunStats, drain_queue
     from dropgate.provision import provision
@@ -218,7 +218,7 @@ def _soak(files: int, *, seed: int, keys: int, bad_every: int, proxy: Any) -> So
             report.lost_files += 1
             report.examples.append(f"{object_key}: {status}")
 
-    messages = read_topic(settings.kafka_config(), settings.topic)
+    messages = read_topic(kafka_config(settings), settings.topic)
     report.events_on_topic = len(messages)
     final = materialise(messages)
     report.keys_expected = len(expected)

@@ -155,14 +155,14 @@ def test_bulk_reprocess_of_a_partners_quarantined_files(
 def test_reprocess_handler_payloads(
     aws: dict[str, Any], settings: Settings, topic_probe: TopicProbe, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from dropgate.app import lambda_ingestor
+    from dropgate.app import lambda_ingestor, lambda_reprocessor
     from dropgate.local.lambda_context import LocalLambdaContext
     from handlers import reprocess
 
     quarantine(aws, settings)
     monkeypatch.setitem(parsers.FORMATS, "generic", ThousandsTolerantParser)
     lambda_ingestor.cache_clear()
-    reprocess.reprocessor.cache_clear()
+    lambda_reprocessor.cache_clear()
     try:
         dry = reprocess.handler({"bucket": BUCKET, "key": KEY, "dryRun": True}, LocalLambdaContext())
         assert dry["results"][0]["status"] == "dry-run" and dry["results"][0]["verdicts"]["new"] == 3
@@ -173,7 +173,7 @@ def test_reprocess_handler_payloads(
             reprocess.handler({"hello": 1}, LocalLambdaContext())
     finally:
         lambda_ingestor.cache_clear()
-        reprocess.reprocessor.cache_clear()
+        lambda_reprocessor.cache_clear()
 
 
 def test_reprocess_reads_the_quarantine_copy_when_the_original_version_is_gone(

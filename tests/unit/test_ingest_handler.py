@@ -31,7 +31,7 @@ class FakeIngestor:
 @pytest.fixture
 def fake(monkeypatch: pytest.MonkeyPatch) -> FakeIngestor:
     core = FakeIngestor({"acme/bad.xml"})
-    monkeypatch.setattr(ingest, "lambda_ingestor", lambda: core)
+    monkeypatch.setattr(ingest, "lambda_ingestor", lambda context=None: core)
     return core
 
 
@@ -94,7 +94,7 @@ class BusyIngestor(FakeIngestor):
 
 def test_in_progress_duplicate_is_retried_from_s3_but_not_from_sqs(monkeypatch: pytest.MonkeyPatch) -> None:
     """S3/EventBridge retry this invocation; from SQS the claim holder's own message is retried."""
-    monkeypatch.setattr(ingest, "lambda_ingestor", lambda: BusyIngestor(set()))
+    monkeypatch.setattr(ingest, "lambda_ingestor", lambda context=None: BusyIngestor(set()))
     with pytest.raises(ingest.IngestFailed, match="processing this version right now"):
         ingest.handler({"Records": [s3_record("acme/a.xml")]}, LocalLambdaContext())
     event = lambda_sqs_event(
@@ -120,16 +120,34 @@ def test_one_summary_line_and_emf_metrics_per_file(
 
 
 def test_delivery_timeout_is_derived_from_the_function_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(lambda_runtime, "_derived", False)  # a cold start
-    monkeypatch.setenv("DROPGATE_DELIVERY_TIMEOUT_MS", "240000")
-    lambda_runtime.derive_delivery_timeout(LocalLambdaContext(timeout_s=60))  # a 60 s function
     import os
 
-    assert 44_000 <= int(os.environ["DROPGATE_DELIVERY_TIMEOUT_MS"]) <= 45_000
+    from dropgate.app import lambda_settings
+
+    monkeypatch.setenv("DROPGATE_DELIVERY_TIMEOUT_MS", "240000")
+    derived = lambda_settings(LocalLambdaContext(timeout_s=60))  # a 60 s function's first invocation
+    assert 44_000 <= derived.delivery_timeout_ms <= 45_000
+    assert os.environ["DROPGATE_DELIVERY_TIMEOUT_MS"] == "240000"  # a value, not written back
     monkeypatch.setenv("DROPGATE_DELIVERY_TIMEOUT_MS", "30000")
-    monkeypatch.setattr(lambda_runtime, "_derived", False)
-    lambda_runtime.derive_delivery_timeout(LocalLambdaContext(timeout_s=900))  # already below: left alone
-    assert os.environ["DROPGATE_DELIVERY_TIMEOUT_MS"] == "30000"
+    assert lambda_settings(LocalLambdaContext(timeout_s=900)).delivery_timeout_ms == 30_000  # already below
+    assert lambda_settings(None).delivery_timeout_ms == 30_000  # no Lambda context: as configured
+
+
+def test_the_ingestor_is_built_once_per_process_with_the_first_invocations_timeout(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from dropgate import app
+
+    built: list[int] = []
+    monkeypatch.setattr(app, "build_ingestor", lambda settings: built.append(settings.delivery_timeout_ms) or built)
+    per_process = app.PerProcess(lambda context: app.build_ingestor(app.lambda_settings(context)))
+    monkeypatch.setenv("DROPGATE_DELIVERY_TIMEOUT_MS", "240000")
+    first = per_process(LocalLambdaContext(timeout_s=60))
+    assert per_process(LocalLambdaContext(timeout_s=900)) is first  # warm: the same one
+    assert len(built) == 1 and 44_000 <= built[0] <= 45_000
+    per_process.cache_clear()
+    per_process(None)
+    assert built[1] == 240_000
 
 
 def test_tracing_is_opt_in(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -111,23 +111,26 @@ def test_partner_configuration_is_read_from_s3(monkeypatch: pytest.MonkeyPatch) 
     import boto3
     from moto import mock_aws
 
+    from dropgate.app import load_partners
+    from dropgate.config import Settings
+
     with mock_aws():
         s3 = boto3.client("s3", region_name="us-east-1")
         s3.create_bucket(Bucket="dropgate-config")
         s3.put_object(
             Bucket="dropgate-config", Key="dropgate/partners.yaml", Body=(REPO / "partners.yaml").read_bytes()
         )
-        partners = PartnerDirectory.load("s3://dropgate-config/dropgate/partners.yaml")
+        partners = load_partners(Settings(partners="s3://dropgate-config/dropgate/partners.yaml"))
         assert partners.get("initech").format == "initech-stock"
         with pytest.raises(
             PartnerConfigError, match=r"cannot read the partner configuration at s3://dropgate-config/nope\.yaml"
         ):
-            PartnerDirectory.load("s3://dropgate-config/nope.yaml")
+            load_partners(Settings(partners="s3://dropgate-config/nope.yaml"))
         s3.put_object(
             Bucket="dropgate-config", Key="bad.yaml", Body=b"partners:\n  acme: {prefix: acme/, format: csv}\n"
         )
         with pytest.raises(PartnerConfigError, match=r"s3://dropgate-config/bad.yaml is invalid:\n  partner 'acme'"):
-            PartnerDirectory.load("s3://dropgate-config/bad.yaml")
+            load_partners(Settings(partners="s3://dropgate-config/bad.yaml"))
 
 
 def test_two_declarative_formats_cannot_claim_the_same_root() -> None:

@@ -99,7 +99,7 @@ def test_template_sets_what_the_code_needs_and_nothing_it_does_not_read() -> Non
 @pytest.mark.parametrize("path", sorted((REPO / "events").glob("*.json")), ids=lambda p: p.name)
 def test_every_sample_event_goes_through_the_handler(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     core = FakeIngestor(failing=set())
-    monkeypatch.setattr(ingest, "lambda_ingestor", lambda: core)
+    monkeypatch.setattr(ingest, "lambda_ingestor", lambda context=None: core)
     response = ingest.handler(json.loads(path.read_text()), LocalLambdaContext())
     assert response.get("batchItemFailures", []) == []
     expected = {
@@ -129,7 +129,7 @@ def test_every_reprocess_event_goes_through_the_reprocess_handler(path: Path, mo
             calls.append(("bulk", options))
             return []
 
-    monkeypatch.setattr(reprocess, "reprocessor", lambda: FakeReprocessor())
+    monkeypatch.setattr(reprocess, "lambda_reprocessor", lambda context=None: FakeReprocessor())
     payload = json.loads(path.read_text())
     response = reprocess.handler(payload, LocalLambdaContext())
     assert "results" in response
