@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
+from devstack.aws import FAKE_CREDENTIALS
 from dropgate.config import Settings
-from dropgate.local.aws import FAKE_CREDENTIALS
 from dropgate.publisher import close_producers
 from dropgate.topic_reader import TopicMessage, read_topic
 
@@ -47,7 +47,7 @@ def kafka_bootstrap() -> Iterator[str]:
     if external:
         yield external
         return
-    from dropgate.local.broker import LocalBroker
+    from devstack.broker import LocalBroker
 
     with LocalBroker() as broker:
         yield broker.bootstrap

@@ -12,8 +12,8 @@ import json
 import orjson
 import pytest
 
+from devstack.sqs_runner import drain_queue
 from dropgate.ledger import DynamoLedger
-from dropgate.local.sqs_runner import drain_queue
 from dropgate.storage import ObjectRef
 from dropgate.topic_reader import materialise
 from handlers.ingest import handler

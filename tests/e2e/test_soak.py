@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from dropgate.local.soak import run_soak
+from devstack.soak import run_soak
 
 pytestmark = pytest.mark.e2e
 

@@ -1,4 +1,4 @@
-"""``dropgate demo``: the whole product on one machine, on embedded defaults.
+"""``make demo`` (``python -m devstack demo``): the whole product on one machine, on embedded defaults.
 
 Starts a real Kafka-protocol broker (tansu) and moto's server on free loopback ports, wires the
 drop bucket to an SQS queue with S3 notifications, uploads the sample drops under their
@@ -62,8 +62,8 @@ class FixedGenericParser(GenericInventoryParser):
 
 def run_demo(console: Console | None = None) -> int:
     console = console or Console()
-    from dropgate.local.aws import LocalAws
-    from dropgate.local.broker import LocalBroker
+    from devstack.aws import LocalAws
+    from devstack.broker import LocalBroker
 
     console.rule("[bold]dropgate demo")
     with LocalBroker() as broker, LocalAws() as aws:
@@ -98,10 +98,10 @@ def run_demo(console: Console | None = None) -> int:
 
 
 def _run(console: Console) -> int:
+    from devstack.sqs_runner import drain_queue
     from dropgate.app import aws_client, build_ingestor, lambda_ingestor
     from dropgate.config import Settings
     from dropgate.ledger import DynamoLedger
-    from dropgate.local.sqs_runner import drain_queue
     from dropgate.provision import provision
     from dropgate.quarantine import S3Quarantine
     from dropgate.render import diagnostics_view, file_context, history_table
@@ -181,7 +181,7 @@ def _ftp_drop(console: Console, settings: Any, s3: Any) -> None:
     """Globex uses FTP: its upload lands in globex/ once complete, and notifies like any drop."""
     import ftplib
 
-    from dropgate.local.ftp_drop import partner_passwords, start_ftp_drop
+    from devstack.ftp_drop import partner_passwords, start_ftp_drop
     from dropgate.partners import PartnerDirectory
 
     partners = PartnerDirectory.load(settings.partners)
