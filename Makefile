@@ -21,7 +21,7 @@ $(STAMP): $(DEV_LOCK) pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/dropgate demo
+	$(BIN)/python -m devstack demo
 
 test: $(STAMP) lint typecheck validate package-both
 	$(BIN)/pytest
@@ -74,7 +74,7 @@ fuzz: $(STAMP)
 	DROPGATE_FUZZ_EXAMPLES=5000 $(BIN)/pytest tests/fuzz -q
 
 soak: $(STAMP)
-	$(BIN)/python -m dropgate.local.soak --files 1000
+	$(BIN)/python -m devstack soak --files 1000
 
 # The budget (25 min on a fresh clone) counts from when make started, so the venv install counts too.
 bench: BENCH_STARTED := $(shell date +%s)

@@ -392,7 +392,7 @@ def dropgate_command() -> list[str]:
 
 
 def measure(made: Generated, fmt: str, *, timeout: float, out_dir: Path = OUT) -> Result:
-    from dropgate.local.broker import LocalBroker
+    from devstack.broker import LocalBroker
 
     path = Path(made.path)
     rel = os.path.relpath(path, REPO)

@@ -196,7 +196,7 @@ class S3Stage:
     """moto's server (in this process) with the drop bucket and the ledger table, reset per run."""
 
     def __init__(self) -> None:
-        from dropgate.local.aws import LocalAws
+        from devstack.aws import LocalAws
 
         self.aws = LocalAws().start()
 
@@ -243,7 +243,7 @@ def _child_env(extra: dict[str, str]) -> dict[str, str]:
 
 
 def measure(cell: Cell, made: Generated, attempt: int, *, timeout: float, out_dir: Path, s3: S3Stage | None) -> Run:
-    from dropgate.local.broker import LocalBroker
+    from devstack.broker import LocalBroker
 
     began = time.perf_counter()
     rel = os.path.relpath(made.path, REPO)
@@ -486,7 +486,7 @@ def _third_party_modules(env: dict[str, str]) -> list[str]:
 # -- profile --------------------------------------------------------------------------------------
 def profile(made: Generated, out_dir: Path, timeout: float) -> dict[str, Any]:
     """Sample ``dropgate ingest`` on ``made`` with py-spy (cProfile if py-spy is missing or fails)."""
-    from dropgate.local.broker import LocalBroker
+    from devstack.broker import LocalBroker
 
     prof_dir = out_dir / "profile"
     prof_dir.mkdir(parents=True, exist_ok=True)
@@ -616,7 +616,7 @@ def versions() -> dict[str, str]:
     except ImportError:
         pass
     try:
-        from dropgate.local.broker import tansu_binary
+        from devstack.broker import tansu_binary
 
         done = subprocess.run([str(tansu_binary()), "--version"], capture_output=True, text=True, timeout=30)
         out["tansu"] = (done.stdout or done.stderr).strip().splitlines()[0] if (done.stdout or done.stderr) else "?"

@@ -1,4 +1,4 @@
-"""``dropgate``: inspect a file, ingest one, provision a local stack, run the demo.
+"""``dropgate``: inspect a file, ingest one, provision a local stack.
 
 Exit codes: 0 clean/published, 1 the file is (or would be) quarantined, 2 usage or
 infrastructure error (the message says what to fix).
@@ -339,44 +339,6 @@ def init() -> None:
     _echo(f"bucket {done.bucket}, queue {done.queue_url}, ledger {done.table}, topic {done.topic}: ready")
 
 
-@app.command()
-def ftp(
-    host: Annotated[str, typer.Option(help="Address to listen on (keep it on loopback).")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="FTP control port.")] = 2121,
-    passwords_file: Annotated[
-        str | None, typer.Option(help="YAML 'partner: password' file, mode 600 (else the environment).")
-    ] = None,
-) -> None:
-    """A local FTP endpoint: each partner logs in with its id and its uploads land in the drop bucket.
-
-    Each partner has its own password: from --passwords-file, else DROPGATE_FTP_PASSWORD_<PARTNER>
-    (e.g. DROPGATE_FTP_PASSWORD_ACME), else one made up for this run and printed once. Uses the
-    configured endpoints (AWS_ENDPOINT_URL for moto's server) and DROPGATE_BUCKET.
-    """
-    from dropgate.app import aws_client
-    from dropgate.local.ftp_drop import exposure_warning, partner_passwords, start_ftp_drop
-    from dropgate.partners import PartnerDirectory
-
-    settings = Settings()
-    if not settings.bucket:
-        raise _fail("DROPGATE_BUCKET is not set: it names the drop bucket uploads land in")
-    partners = PartnerDirectory.load(settings.partners)
-    try:
-        passwords, generated = partner_passwords(partners, passwords_file)
-    except (OSError, ValueError) as error:
-        raise _fail(str(error)) from None
-    warning = exposure_warning(host)
-    if warning:
-        _echo(f"dropgate: warning: {warning}", err=True)
-    users = ", ".join(p.id for p in partners)
-    _echo(f"FTP drop on ftp://{host}:{port}/ for partners {users} → s3://{settings.bucket}/<prefix>; Ctrl-C stops")
-    for partner_id in generated:
-        _echo(f"  {partner_id}: password {passwords[partner_id]} (made up for this run)")
-    start_ftp_drop(
-        partners, aws_client("s3"), settings.bucket, passwords=passwords, host=host, port=port, background=False
-    )
-
-
 @app.command("partners")
 def partners_command() -> None:
     """List the configured partners and the formats dropgate reads (validates DROPGATE_PARTNERS)."""
@@ -421,14 +383,6 @@ def schema() -> None:
     from dropgate.events import json_schema
 
     _echo(json.dumps(json_schema(), indent=2, sort_keys=True))
-
-
-@app.command()
-def demo() -> None:
-    """Start a local broker and moto, drop the sample files, and show what happened to each."""
-    from dropgate.demo import run_demo
-
-    raise typer.Exit(run_demo())
 
 
 def _debugging() -> bool:

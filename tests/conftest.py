@@ -18,10 +18,10 @@ from typing import Any
 
 import pytest
 
+from devstack.aws import FAKE_CREDENTIALS
 from dropgate.adapters.kafka_publisher import close_producers
 from dropgate.adapters.kafka_topic_reader import TopicMessage, read_topic
 from dropgate.config import Settings
-from dropgate.local.aws import FAKE_CREDENTIALS
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = REPO / "fixtures"
@@ -47,7 +47,7 @@ def kafka_bootstrap() -> Iterator[str]:
     if external:
         yield external
         return
-    from dropgate.local.broker import LocalBroker
+    from devstack.broker import LocalBroker
 
     with LocalBroker() as broker:
         yield broker.bootstrap

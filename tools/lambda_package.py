@@ -5,8 +5,9 @@
 
 - the packages in ``requirements/lambda.lock`` as manylinux wheels for that architecture and the
   template's Python (pip ``--platform``/``--python-version``, binaries only, every hash checked);
-- dropgate's own code less what only the CLI, the demo and the local stack import (so no typer or
-  rich), and ``partners.yaml`` at the root, where ``DROPGATE_PARTNERS=partners.yaml`` finds it;
+- dropgate's own code (dropgate, parsers, handlers; not the local stack and demo in devstack/) less
+  what only the CLI imports (so no typer or rich), and ``partners.yaml`` at the root, where
+  ``DROPGATE_PARTNERS=partners.yaml`` finds it;
 - bytecode compiled by the runtime's own Python (unchecked-hash ``.pyc``: valid whatever the
   timestamps, and Lambda's code directory is read-only, so nothing would be compiled there).
 
@@ -33,12 +34,11 @@ MACHINES = {"arm64": 183, "x86_64": 62}
 _PLATFORM_ARCH = {"arm64": "aarch64", "x86_64": "x86_64"}
 #: Lambda's Python runtimes run on Amazon Linux 2023 (glibc 2.34): any manylinux wheel up to 2_34 runs.
 _GLIBC = ["2_34", "2_28", "2_17"]
-#: Own code the functions never import: the CLI and its rendering (typer, rich), the demo, the local
-#: stack (tansu, moto, FTP) and what only those use. tests/test_lambda_package.py holds the rest to it.
+#: Own code the functions never import: the CLI and its rendering (typer, rich) and what only it and
+#: the local stack use. tests/e2e/test_lambda_package.py holds the rest to it. (The local stack and the
+#: demo themselves live in devstack/, which is not one of OWN_PACKAGES.)
 EXCLUDED = (
-    "dropgate/local",
     "dropgate/cli.py",
-    "dropgate/demo.py",
     "dropgate/render.py",
     "dropgate/provision.py",
     "dropgate/adapters/kafka_topic_reader.py",

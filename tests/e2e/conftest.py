@@ -14,9 +14,9 @@ from typing import Any
 import boto3
 import pytest
 
+from devstack.aws import LocalAws
 from dropgate.app import lambda_ingestor
 from dropgate.config import Settings
-from dropgate.local.aws import LocalAws
 from dropgate.provision import provision
 
 

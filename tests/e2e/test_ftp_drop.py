@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
+from devstack.ftp_drop import FtpDrop, start_ftp_drop
+from devstack.sqs_runner import drain_queue
 from dropgate.adapters.dynamo_ledger import DynamoLedger
-from dropgate.local.ftp_drop import FtpDrop, start_ftp_drop
-from dropgate.local.sqs_runner import drain_queue
 from dropgate.partners import PartnerDirectory
 from dropgate.storage import ObjectRef
 from handlers.ingest import handler

@@ -16,8 +16,8 @@ from pathlib import Path
 import boto3
 import pytest
 
+from devstack.sqs_runner import lambda_sqs_event
 from dropgate.adapters.dynamo_ledger import DynamoLedger
-from dropgate.local.sqs_runner import lambda_sqs_event
 from dropgate.storage import ObjectRef
 from tests.conftest import REPO, TopicProbe, fixture_bytes, values_by_key
 from tests.e2e.conftest import Stack
@@ -97,12 +97,19 @@ def test_the_package_that_deploys_holds_only_aarch64_binaries() -> None:
 def test_the_package_holds_what_the_functions_import_and_nothing_of_the_cli(arch: str) -> None:
     package = built(arch)
     assert (package / "partners.yaml").read_bytes() == (REPO / "partners.yaml").read_bytes()
-    for absent in ("typer", "rich", "tests", "bench", "fixtures", "README.md", "pytest", "moto", *EXCLUDED):
+    for absent in ("typer", "rich", "tests", "bench", "fixtures", "README.md", "pytest", "moto", "devstack", *EXCLUDED):
         assert not (package / absent).exists(), absent
     compiled = list((package / "dropgate" / "__pycache__").glob("*.pyc"))
     assert compiled and all(RUNTIME_TAG in path.name for path in compiled)
     own_sources = [path for name in ("dropgate", "parsers", "handlers") for path in (package / name).rglob("*.py")]
     for source in own_sources:
         text = source.read_text()
-        for forbidden in ("import typer", "from rich", "import rich", "dropgate.local", "dropgate.cli"):
+        for forbidden in (
+            "import typer",
+            "from rich",
+            "import rich",
+            "import devstack",
+            "from devstack",
+            "dropgate.cli",
+        ):
             assert forbidden not in text, f"{source.relative_to(package)} imports {forbidden}"

@@ -8,18 +8,19 @@ event source is played by ``drain_queue``, and the topic is read back like a con
 from __future__ import annotations
 
 import hashlib
-import io
+import os
+import subprocess
+import sys
 from typing import Any
 
 import pytest
-from rich.console import Console
 
+from devstack.sqs_runner import drain_queue
 from dropgate.adapters.dynamo_ledger import DynamoLedger
 from dropgate.adapters.kafka_topic_reader import materialise
-from dropgate.local.sqs_runner import drain_queue
 from dropgate.storage import ObjectRef
 from handlers.ingest import handler
-from tests.conftest import TopicProbe, fixture_bytes
+from tests.conftest import REPO, TopicProbe, fixture_bytes
 from tests.e2e.conftest import Stack
 
 pytestmark = pytest.mark.e2e
@@ -96,12 +97,18 @@ def test_upload_notification_queue_handler_topic(stack: dict[str, Any], topic_pr
 
 
 def test_demo_runs_on_embedded_defaults() -> None:
-    """`make demo` must keep working: run it and read what it shows a person."""
-    from dropgate.demo import run_demo
-
-    out = io.StringIO()
-    assert run_demo(Console(file=out, width=200)) == 0
-    shown = out.getvalue()
+    """`make demo` must keep working: run what it runs (`python -m devstack demo`) and read what it
+    shows a person."""
+    done = subprocess.run(
+        [sys.executable, "-m", "devstack", "demo"],
+        cwd=REPO,
+        env={**os.environ, "COLUMNS": "200"},
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    shown = done.stdout
     assert "globex:1001" in shown and "tombstone" in shown
     assert "validation (2)" in shown  # the diagnostics, grouped by kind
     assert "quantity '1,250' is ambiguous" in shown

@@ -12,9 +12,9 @@ import json
 import orjson
 import pytest
 
+from devstack.sqs_runner import drain_queue
 from dropgate.adapters.dynamo_ledger import DynamoLedger
 from dropgate.adapters.kafka_topic_reader import materialise
-from dropgate.local.sqs_runner import drain_queue
 from dropgate.storage import ObjectRef
 from handlers.ingest import handler
 from tests.conftest import TopicProbe, fixture_bytes

@@ -141,7 +141,7 @@ def test_a_failed_reprocess_leaves_the_file_quarantined_and_listed(
     ref = put(aws, fixture_bytes("bad/acme-thousands-separator.xml"), "acme/erp.xml")
     assert build_ingestor(settings).ingest(ref, trigger="sqs").status == "quarantined"
     monkeypatch.setitem(parsers.FORMATS, "generic", ThousandsTolerantParser)
-    from dropgate.local.ports import free_port
+    from devstack.ports import free_port
 
     monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", f"127.0.0.1:{free_port()}")  # the broker is down
     monkeypatch.setenv("DROPGATE_CREATE_TOPIC", "false")

@@ -14,13 +14,13 @@ from typing import Any
 import boto3
 import pytest
 
+from devstack.broker import LocalBroker
+from devstack.lambda_context import LocalLambdaContext
+from devstack.sqs_runner import lambda_sqs_event
 from dropgate.adapters.dynamo_ledger import DynamoLedger
 from dropgate.adapters.kafka_topic_reader import read_topic
 from dropgate.app import build_ingestor
 from dropgate.config import Settings
-from dropgate.local.broker import LocalBroker
-from dropgate.local.lambda_context import LocalLambdaContext
-from dropgate.local.sqs_runner import lambda_sqs_event
 from dropgate.publishing import PublishError
 from dropgate.storage import ObjectRef
 from tests.integration.test_stale_guard import snapshot
@@ -136,7 +136,7 @@ def test_s3_read_failing_mid_stream_fails_cleanly_and_the_retry_completes(
 def test_ledger_unreachable_before_publishing_publishes_nothing(
     aws: dict[str, Any], settings: Settings, topic_probe: Any
 ) -> None:
-    from dropgate.local.ports import free_port
+    from devstack.ports import free_port
 
     ingestor = build_ingestor(settings)
     ref = put(aws, big_file(100), "acme/noledger.xml")

@@ -131,7 +131,7 @@ def test_invalid_file_publishes_nothing_under_strict(
 def test_broker_unreachable_fails_and_nothing_is_recorded_published(
     aws: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from dropgate.local.ports import free_port
+    from devstack.ports import free_port
 
     monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", f"127.0.0.1:{free_port()}")
     monkeypatch.setenv("DROPGATE_CREATE_TOPIC", "false")
@@ -155,7 +155,7 @@ def test_deleted_before_processing_is_ignored_with_a_reason(aws: dict[str, Any],
 
 def test_unacknowledged_events_fail_the_file(aws: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
     """The broker goes away after the topic is known: produce cannot be acknowledged in time."""
-    from dropgate.local.broker import LocalBroker
+    from devstack.broker import LocalBroker
 
     with LocalBroker() as broker:
         monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", broker.bootstrap)

@@ -155,8 +155,8 @@ def test_bulk_reprocess_of_a_partners_quarantined_files(
 def test_reprocess_handler_payloads(
     aws: dict[str, Any], settings: Settings, topic_probe: TopicProbe, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from devstack.lambda_context import LocalLambdaContext
     from dropgate.app import lambda_ingestor, lambda_reprocessor
-    from dropgate.local.lambda_context import LocalLambdaContext
     from handlers import reprocess
 
     quarantine(aws, settings)

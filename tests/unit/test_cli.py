@@ -74,8 +74,8 @@ def test_unexpected_errors_exit_2_with_one_line(monkeypatch: Any, capsys: Any) -
     """Exit 1 means "quarantined" to scripts; an infrastructure error must never look like it."""
     import pytest
 
+    from devstack.ports import free_port
     from dropgate.cli import main
-    from dropgate.local.ports import free_port
 
     monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")

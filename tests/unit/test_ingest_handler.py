@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 
 import handlers.ingest as ingest
+from devstack.lambda_context import LocalLambdaContext
+from devstack.sqs_runner import lambda_sqs_event
 from dropgate import lambda_runtime
 from dropgate.ingest.outcome import FileOutcome
-from dropgate.local.lambda_context import LocalLambdaContext
-from dropgate.local.sqs_runner import lambda_sqs_event
 from dropgate.storage import ObjectRef
 from tests.unit.test_triggers import s3_record
 

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import sysconfig
 import tomllib
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -60,13 +61,14 @@ def test_the_wheel_ranges_have_a_floor_and_a_ceiling() -> None:
 
 
 def test_the_installed_wheel_reads_its_own_partners_yaml(tmp_path: Path) -> None:
-    """`dropgate partners` from the wheel, in a folder with no partners.yaml, reads the shipped one."""
+    """`dropgate partners` from the wheel, in a folder with no partners.yaml, reads the shipped one.
+    The wheel holds the product only: the local stack beside it in the checkout (devstack/) stays out."""
     # Built from a copy: setuptools writes build/ and *.egg-info beside the sources it builds.
     source = tmp_path / "source"
     for name in ("pyproject.toml", "README.md", "partners.yaml"):
         (source / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(REPO / name, source / name)
-    for package in ("dropgate", "parsers", "handlers"):
+    for package in ("dropgate", "parsers", "handlers", "devstack"):
         shutil.copytree(REPO / package, source / package, symlinks=True, ignore=shutil.ignore_patterns("__pycache__"))
     built = tmp_path / "dist"
     done = subprocess.run(
@@ -77,6 +79,9 @@ def test_the_installed_wheel_reads_its_own_partners_yaml(tmp_path: Path) -> None
     )
     assert done.returncode == 0, done.stderr[-2000:]
     (wheel,) = built.glob("dropgate-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        packages = {name.split("/")[0] for name in archive.namelist() if "/" in name and ".dist-info/" not in name}
+    assert packages == {"dropgate", "parsers", "handlers"}
     site = tmp_path / "site"
     subprocess.run(
         [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(site), str(wheel)],

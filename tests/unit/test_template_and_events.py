@@ -11,8 +11,8 @@ import pytest
 import yaml
 
 import handlers.ingest as ingest
+from devstack.lambda_context import LocalLambdaContext
 from dropgate.config import Settings
-from dropgate.local.lambda_context import LocalLambdaContext
 from tests.conftest import REPO
 from tests.unit.test_ingest_handler import FakeIngestor
 

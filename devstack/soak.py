@@ -2,7 +2,7 @@
 notifications and a broker outage in the middle; then the topic is materialised and checked
 against what the files say.
 
-    python -m dropgate.local.soak --files 1000
+    python -m devstack soak --files 1000
 
 Prints files received, published, quarantined; events expected and on the topic; keys whose final
 state differs from the expected state and lost files (both must be 0). Exit 1 if either is not.
@@ -10,11 +10,8 @@ state differs from the expected state and lost files (both must be 0). Exit 1 if
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import random
-import sys
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -86,10 +83,10 @@ def _file(rng: random.Random, partner: str, index: int, at: datetime, keys: int)
 
 
 def run_soak(files: int = 1000, *, seed: int = 7, keys: int = 150, bad_every: int = 25) -> SoakReport:
-    from dropgate.local.aws import LocalAws
-    from dropgate.local.broker import LocalBroker
-    from dropgate.local.fault_proxy import FaultProxy
-    from dropgate.local.ports import free_port
+    from devstack.aws import LocalAws
+    from devstack.broker import LocalBroker
+    from devstack.fault_proxy import FaultProxy
+    from devstack.ports import free_port
 
     proxy_port = free_port()
     with LocalBroker(advertised_port=proxy_port) as broker, LocalAws() as aws:
@@ -121,11 +118,10 @@ def run_soak(files: int = 1000, *, seed: int = 7, keys: int = 150, bad_every: in
 
 
 def _soak(files: int, *, seed: int, keys: int, bad_every: int, proxy: Any) -> SoakReport:
-    from dropgate.adapters.dynamo_ledger import DynamoLedger
+    from devstack.sqs_runner import RunStats, drain_queue
     from dropgate.adapters.kafka_topic_reader import materialise, read_topic
-    from dropgate.app import aws_client, kafka_config, lambda_ingestor
+    from dropgate.app import aws_client, build_ledger, kafka_config, lambda_ingestor
     from dropgate.config import Settings
-    from dropgate.local.sqs_runner import RunStats, drain_queue
     from dropgate.provision import provision
     from dropgate.storage import ObjectRef
     from handlers.ingest import handler
@@ -204,7 +200,7 @@ def _soak(files: int, *, seed: int, keys: int, bad_every: int, proxy: Any) -> So
         proxy.restore()
     report.failed_deliveries = stats.failed
 
-    ledger = DynamoLedger(clients["dynamodb"], settings.ledger_table)
+    ledger = build_ledger(settings)
     for object_key, _body in uploads:
         entries = ledger.history(ObjectRef(BUCKET, object_key))
         status = entries[0].status if entries else "missing"
@@ -231,24 +227,3 @@ def _soak(files: int, *, seed: int, keys: int, bad_every: int, proxy: Any) -> So
                 report.examples.append(f"{key.decode()}: expected {quantity}, topic has {actual_quantity}")
     report.seconds = time.monotonic() - started
     return report
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--files", type=int, default=1000)
-    parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--json", action="store_true", help="print the report as JSON")
-    args = parser.parse_args()
-    report = run_soak(args.files, seed=args.seed)
-    if args.json:
-        print(json.dumps({**report.__dict__, "ok": report.ok}, indent=2))
-    else:
-        print("\n".join(report.lines()))
-        for example in report.examples:
-            print(f"  ! {example}")
-        print("OK" if report.ok else "FAILED")
-    sys.exit(0 if report.ok else 1)
-
-
-if __name__ == "__main__":
-    main()

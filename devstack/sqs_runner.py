@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from dropgate.local.lambda_context import LocalLambdaContext
+from devstack.lambda_context import LocalLambdaContext
 
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 

@@ -9,7 +9,7 @@ import contextlib
 import socket
 import threading
 
-from dropgate.local.ports import free_port
+from devstack.ports import free_port
 
 
 class FaultProxy:

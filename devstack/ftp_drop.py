@@ -1,4 +1,5 @@
-"""``dropgate ftp``: a local FTP endpoint in front of the drop bucket, as partners use SFTP on AWS.
+"""``python -m devstack ftp``: a local FTP endpoint in front of the drop bucket, as partners use SFTP
+on AWS.
 
 Each configured partner logs in with its partner id and lands in its own home directory; a file
 is put into the drop bucket, under the partner's prefix, only once its transfer completed. A
@@ -68,8 +69,8 @@ def start_ftp_drop(
     if background:
         import logging
 
-        # One line per command is for an operator watching `dropgate ftp`, not for demos and tests. A
-        # handler of our own also stops pyftpdlib from installing (and lowering the level of) its own.
+        # One line per command is for an operator watching `python -m devstack ftp`, not for demos and
+        # tests. A handler of our own also stops pyftpdlib from installing (and lowering the level of) its own.
         ftp_logger = logging.getLogger("pyftpdlib")
         ftp_logger.setLevel(logging.WARNING)
         if not ftp_logger.handlers:

@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 from types import TracebackType
 
-from dropgate.local.ports import free_port, wait_for_listener
+from devstack.ports import free_port, wait_for_listener
 
 
 def tansu_binary() -> Path:

@@ -1,4 +1,4 @@
-"""``dropgate demo``: the whole product on one machine, on embedded defaults.
+"""``make demo`` (``python -m devstack demo``): the whole product on one machine, on embedded defaults.
 
 Starts a real Kafka-protocol broker (tansu) and moto's server on free loopback ports, wires the
 drop bucket to an SQS queue with S3 notifications, uploads the sample drops under their
@@ -62,8 +62,8 @@ class FixedGenericParser(GenericInventoryParser):
 
 def run_demo(console: Console | None = None) -> int:
     console = console or Console()
-    from dropgate.local.aws import LocalAws
-    from dropgate.local.broker import LocalBroker
+    from devstack.aws import LocalAws
+    from devstack.broker import LocalBroker
 
     console.rule("[bold]dropgate demo")
     with LocalBroker() as broker, LocalAws() as aws:
@@ -98,15 +98,19 @@ def run_demo(console: Console | None = None) -> int:
 
 
 def _run(console: Console) -> int:
-    from dropgate.adapters.dynamo_ledger import DynamoLedger
+    from devstack.sqs_runner import drain_queue
     from dropgate.adapters.kafka_topic_reader import read_topic
-    from dropgate.adapters.s3_quarantine import S3Quarantine
-    from dropgate.app import aws_client, build_ingestor, kafka_config, lambda_ingestor
+    from dropgate.app import (
+        aws_client,
+        build_ledger,
+        build_quarantine,
+        build_reprocessor,
+        kafka_config,
+        lambda_ingestor,
+    )
     from dropgate.config import Settings
-    from dropgate.local.sqs_runner import drain_queue
     from dropgate.provision import provision
     from dropgate.render import diagnostics_view, file_context, history_table
-    from dropgate.reprocess import Reprocessor
     from dropgate.storage import ObjectRef
     from handlers.ingest import handler
     from handlers.observability import logger
@@ -140,11 +144,11 @@ def _run(console: Console) -> int:
     _show_topic(console, read_topic(kafka_config(settings), settings.topic))
 
     console.print("\n[bold]4. The ledger: one outcome per file[/]")
-    ledger = DynamoLedger(clients["dynamodb"], settings.ledger_table)
+    ledger = build_ledger(settings)
     _show_ledger(console, ledger, [key for _fixture, key in DEMO_DROPS] + ["globex/nightly-update.xml"])
 
     console.print(f"\n[bold]5. Why {QUARANTINED_KEY} was quarantined[/]  (dropgate quarantine show)")
-    quarantine = S3Quarantine(clients["s3"])
+    quarantine = build_quarantine(settings)
     diagnostics = quarantine.load(BUCKET, QUARANTINED_KEY)
     if diagnostics is None:
         console.print("[red]expected a quarantined file with diagnostics[/]")
@@ -157,7 +161,7 @@ def _run(console: Console) -> int:
     import parsers
 
     parsers.FORMATS["generic"] = FixedGenericParser
-    reprocessor = Reprocessor(build_ingestor(settings), ledger, quarantine)
+    reprocessor = build_reprocessor(settings)
     dry = reprocessor.one(ObjectRef(BUCKET, f"quarantine/files/{QUARANTINED_KEY}"), dry_run=True)
     verdicts = dry.outcome.verdicts
     if verdicts is not None:
@@ -181,7 +185,7 @@ def _ftp_drop(console: Console, settings: Any, s3: Any) -> None:
     """Globex uses FTP: its upload lands in globex/ once complete, and notifies like any drop."""
     import ftplib
 
-    from dropgate.local.ftp_drop import partner_passwords, start_ftp_drop
+    from devstack.ftp_drop import partner_passwords, start_ftp_drop
     from dropgate.partners import PartnerDirectory
 
     partners = PartnerDirectory.load(settings.partners)
