@@ -1,6 +1,6 @@
 """``python -m devstack``: the demo, a local FTP drop and the soak run, on the local stack.
 
-Not part of the product: ``dropgate`` (dropgate/cli.py) is the CLI that ships. Messages keep the
+Not part of the product: ``dropgate`` (dropgate/cli/) is the CLI that ships. Messages keep the
 ``dropgate:`` prefix, and the exit codes their meaning: 0 done, 1 the demo or soak found something
 wrong, 2 usage or infrastructure error (the message says what to fix).
 """
@@ -8,26 +8,14 @@ wrong, 2 usage or infrastructure error (the message says what to fix).
 from __future__ import annotations
 
 import json
-import os
-import sys
 from typing import Annotated
 
 import typer
 
+from dropgate.cli.root import debugging, echo, fail, run
 from dropgate.config import Settings
-from dropgate.terminal import neutralise, shown
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__, pretty_exceptions_enable=False)
-
-
-def _echo(text: str, *, err: bool = False) -> None:
-    """Partner ids and passwords come from configuration: no control character reaches the terminal raw."""
-    typer.echo(neutralise(text), err=err)
-
-
-def _fail(message: str) -> typer.Exit:
-    _echo(f"dropgate: {message}", err=True)
-    return typer.Exit(2)
 
 
 @app.command()
@@ -58,19 +46,19 @@ def ftp(
 
     settings = Settings()
     if not settings.bucket:
-        raise _fail("DROPGATE_BUCKET is not set: it names the drop bucket uploads land in")
+        raise fail("DROPGATE_BUCKET is not set: it names the drop bucket uploads land in")
     partners = PartnerDirectory.load(settings.partners)
     try:
         passwords, generated = partner_passwords(partners, passwords_file)
     except (OSError, ValueError) as error:
-        raise _fail(str(error)) from None
+        raise fail(str(error)) from None
     warning = exposure_warning(host)
     if warning:
-        _echo(f"dropgate: warning: {warning}", err=True)
+        echo(f"dropgate: warning: {warning}", err=True)
     users = ", ".join(p.id for p in partners)
-    _echo(f"FTP drop on ftp://{host}:{port}/ for partners {users} → s3://{settings.bucket}/<prefix>; Ctrl-C stops")
+    echo(f"FTP drop on ftp://{host}:{port}/ for partners {users} → s3://{settings.bucket}/<prefix>; Ctrl-C stops")
     for partner_id in generated:
-        _echo(f"  {partner_id}: password {passwords[partner_id]} (made up for this run)")
+        echo(f"  {partner_id}: password {passwords[partner_id]} (made up for this run)")
     start_ftp_drop(
         partners, aws_client("s3"), settings.bucket, passwords=passwords, host=host, port=port, background=False
     )
@@ -101,12 +89,4 @@ def soak(
 
 def main() -> None:
     """An unexpected error (no tansu binary, a port in use) is one line and exit 2, as in ``dropgate``."""
-    try:
-        app()
-    except Exception as error:
-        detail = str(error).strip().splitlines()[0] if str(error).strip() else ""
-        _echo(f"dropgate: {type(error).__name__}: {shown(detail, limit=400)}", err=True)
-        _echo("dropgate: set DROPGATE_DEBUG=1 for the traceback", err=True)
-        if os.environ.get("DROPGATE_DEBUG"):
-            raise
-        sys.exit(2)
+    run(app, debug=debugging)

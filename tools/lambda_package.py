@@ -38,7 +38,7 @@ _GLIBC = ["2_34", "2_28", "2_17"]
 #: the local stack use. tests/e2e/test_lambda_package.py holds the rest to it. (The local stack and the
 #: demo themselves live in devstack/, which is not one of OWN_PACKAGES.)
 EXCLUDED = (
-    "dropgate/cli.py",
+    "dropgate/cli",
     "dropgate/render.py",
     "dropgate/provision.py",
     "dropgate/adapters/kafka_topic_reader.py",

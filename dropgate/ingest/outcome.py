@@ -55,6 +55,12 @@ class Prepared:
         """strict unless the partner says skip_invalid (a file no partner claims is strict)."""
         return self.partner.policy if self.partner else "strict"
 
+    @property
+    def publishable(self) -> bool:
+        """What the policy lets out: all of a clean file; the valid records of a skip_invalid
+        partner's file without a fatal problem; nothing else."""
+        return not self.problems or (self.policy == "skip_invalid" and not self.fatal)
+
     def first_problem(self) -> str:
         return f"{self.problem_count} problem(s); first: {self.problems[0].one_line()}"
 

@@ -234,9 +234,8 @@ class Ingestor:
         self, prepared: Prepared, *, trigger: str, deadline: float | None, started: float, changed_only: bool
     ) -> FileOutcome:
         """Publish what the policy allows, quarantine a file with problems, record the outcome."""
-        publish = not prepared.problems or (prepared.policy == "skip_invalid" and not prepared.fatal)
         outcome = FileOutcome.of(prepared)
-        if publish and prepared.spool.count:
+        if prepared.publishable and prepared.spool.count:
             if self.sink is None:
                 raise RuntimeError("no event sink configured")
             try:

@@ -14,6 +14,8 @@ through ``importlib.import_module``.
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -76,3 +78,48 @@ def test_every_kind_of_import_is_seen(tmp_path: Path) -> None:
         "dropgate/lazy.py:3 imports devstack.broker",
         "dropgate/sub/__init__.py:1 imports handlers",
     ]
+
+
+#: Where dropgate meets the outside world: the adapters, the composition root, the CLI and
+#: ``dropgate init`` (which creates AWS resources). Everything else in ``dropgate`` is the core.
+EDGES = ("dropgate/adapters/", "dropgate/app.py", "dropgate/cli/", "dropgate/provision.py")
+#: What the core reaches only through ports.
+CLIENT_LIBRARIES = ("boto3", "botocore", "confluent_kafka", "dropgate.adapters")
+
+
+def core_violations(root: Path = REPO) -> list[str]:
+    found = []
+    for path in sorted((root / "dropgate").rglob("*.py")):
+        relative = path.relative_to(root).as_posix()
+        if relative.startswith(EDGES):
+            continue
+        for line, name in imports(path.read_text(encoding="utf-8")):
+            if name == "dropgate.adapters" or name.startswith(CLIENT_LIBRARIES):
+                found.append(f"{relative}:{line} imports {name}")
+    return found
+
+
+def test_the_core_reaches_aws_and_kafka_only_through_ports() -> None:
+    assert core_violations() == []
+
+
+def test_a_core_module_importing_an_adapter_is_caught(tmp_path: Path) -> None:
+    (tmp_path / "dropgate" / "ingest").mkdir(parents=True)
+    (tmp_path / "dropgate" / "ingest" / "service.py").write_text(
+        "from dropgate.adapters.dynamo_ledger import DynamoLedger\ndef f():\n    import boto3\n"
+    )
+    (tmp_path / "dropgate" / "app.py").write_text("import boto3\n")  # an edge: allowed
+    assert core_violations(tmp_path) == [
+        "dropgate/ingest/service.py:1 imports dropgate.adapters.dynamo_ledger",
+        "dropgate/ingest/service.py:3 imports boto3",
+    ]
+
+
+def test_importing_the_ingest_service_loads_no_aws_or_kafka_client() -> None:
+    """What the issue promises a newcomer (and a fast test): the service is ports and rules only."""
+    probe = (
+        "import sys, dropgate.ingest.service\n"
+        "print(','.join(sorted(m for m in ('boto3', 'botocore', 'confluent_kafka') if m in sys.modules)))"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=REPO)
+    assert result.stdout.strip() == ""

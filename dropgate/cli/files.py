@@ -1,0 +1,99 @@
+"""``dropgate inspect`` and ``dropgate ingest``: one file through the core, locally or from S3."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from dropgate.cli.root import PartnerOption, app, echo, fail, problem_line, with_progress
+from dropgate.config import Settings
+from dropgate.storage import ObjectRef, parse_s3_uri
+from dropgate.terminal import shown
+
+
+@app.command()
+def inspect(
+    file: Annotated[Path, typer.Argument(help="A local XML (or gzipped XML) drop.", exists=False)],
+    partner: PartnerOption = None,
+) -> None:
+    """Parse a local file without AWS or Kafka: events on stdout (JSON lines), problems on stderr."""
+    from dropgate.app import build_ingestor
+    from dropgate.ingest.preparing import PREVIEW_PARTNER
+    from dropgate.partners import PartnerConfigError
+    from dropgate.storage import ObjectMissing
+
+    settings = Settings()
+    try:
+        ingestor = build_ingestor(settings, local=True, publish=False)
+        prepared = ingestor.prepare(ObjectRef(bucket=None, key=str(file)), partner_id=partner, preview=True)
+    except (PartnerConfigError, ObjectMissing) as error:
+        raise fail(str(error)) from None
+    with prepared.spool:
+        policy, publishable = prepared.policy, prepared.publishable
+        out = sys.stdout.buffer
+        if publishable:
+            for entry in prepared.spool.replay(prepared.sha256):
+                key = json.dumps(entry.key.decode()).encode()
+                out.write(b'{"key":' + key + b',"value":' + (entry.value or b"null") + b"}\n")
+        out.flush()
+        for problem in prepared.problems:
+            echo(problem_line(problem), err=True)
+        if prepared.problems:
+            more = prepared.problem_count - len(prepared.problems)
+            if more:
+                echo(f"… and {more} more problem(s)", err=True)
+            published = "valid records would be published" if publishable else "nothing would be published"
+            echo(
+                f"{file}: would be quarantined: {prepared.problem_count} problem(s); {published} (policy {policy})",
+                err=True,
+            )
+            raise typer.Exit(1)
+        if prepared.partner is None:
+            named = (
+                f"the document names partner '{shown(prepared.partner_id)}', which is not configured"
+                if prepared.partner_id
+                else "the document names none"
+            )
+            echo(
+                f"{file}: no partner claims this file (no --partner, and {named}); events are shown "
+                f"with partnerId '{PREVIEW_PARTNER}' and key {{productId}}",
+                err=True,
+            )
+        if prepared.snapshot == "full":
+            echo(f"{file}: a full snapshot: products missing from it will be deleted when it is ingested", err=True)
+        echo(f"{file}: ok, {prepared.spool.count} event(s), parser {prepared.parser_label}", err=True)
+
+
+@app.command()
+def ingest(
+    target: Annotated[str, typer.Argument(help="s3://BUCKET/KEY, or a local file with --partner.")],
+    partner: PartnerOption = None,
+    force: Annotated[bool, typer.Option(help="Process even if the ledger says this version is done.")] = False,
+) -> None:
+    """Run the same core the Lambda handler runs, for one file, and print its outcome."""
+    from dropgate.app import build_ingestor
+    from dropgate.partners import PartnerConfigError
+    from dropgate.publishing import PublishError, TopicError
+    from dropgate.storage import ObjectMissing
+
+    settings = Settings()
+    try:
+        if target.startswith("s3://"):
+            ref, local = parse_s3_uri(target), False
+        else:
+            ref, local = ObjectRef(bucket=None, key=target), True
+        ingestor = build_ingestor(settings, local=local)
+        outcome = with_progress(ingestor, lambda: ingestor.ingest(ref, trigger="cli", partner_id=partner, force=force))
+    except (PartnerConfigError, ObjectMissing, ValueError, TopicError, PublishError) as error:
+        raise fail(str(error)) from None
+    for problem in outcome.problems:
+        echo(problem_line(problem), err=True)
+    echo(outcome.summary())
+    if outcome.status == "quarantined":
+        raise typer.Exit(1)
+    if outcome.status == "ignored":
+        raise typer.Exit(2)
