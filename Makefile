@@ -77,9 +77,10 @@ soak: $(STAMP)
 	$(BIN)/python -m devstack soak --files 1000
 
 # The budget (25 min on a fresh clone) counts from when make started, so the venv install counts too.
+# BASELINE=DIR (another checkout with its .venv) measures its product beside this one, run by run.
 bench: BENCH_STARTED := $(shell date +%s)
 bench: $(STAMP)
-	$(BIN)/python -m bench.run --started $(BENCH_STARTED)
+	$(BIN)/python -m bench.run --started $(BENCH_STARTED) $(if $(BASELINE),--baseline $(BASELINE))
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache build .aws-sam *.egg-info

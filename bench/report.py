@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 MB = 1_000_000
 ORDER = (
     "product-local",
+    "product-baseline",
     "product-s3",
     "floor-parse",
     "floor-produce",
@@ -108,6 +109,12 @@ def ratios(cells: list[Cell], products: int) -> str:
                 continue
             against = other if _rate(cells, other, products, fmt) else f"{other} (plain)"
             lines.append(f"| product-local {fmt} / {against} | {mine / theirs:.2f} |")
+    for fmt in ("plain", "gzip"):
+        mine, before = _rate(cells, "product-local", products, fmt), _rate(cells, "product-baseline", products, fmt)
+        if mine and before:
+            lines.append(
+                f"| product-local {fmt} / product-baseline {fmt} (this checkout / --baseline) | {mine / before:.3f} |"
+            )
     local = _rate(cells, "product-local", products)
     s3 = _rate(cells, "product-s3", products)
     if local and s3:

@@ -55,6 +55,7 @@ PARTITIONS = 3
 
 CONTESTANTS = (
     "product-local",
+    "product-baseline",
     "product-s3",
     "floor-parse",
     "floor-produce",
@@ -111,8 +112,9 @@ def build_plan(sizes: list[int], repeat: int, large_peer_repeat: int, contestant
 
     for products in sorted(sizes):
         big = products == largest and len(sizes) > 1
-        add("product-local", products, "plain", repeat, 0 if big else 2)
-        add("product-local", products, "gzip", repeat, 1 if big else 3)
+        for product in ("product-local", "product-baseline"):  # the baseline beside the product, run by run
+            add(product, products, "plain", repeat, 0 if big else 2)
+            add(product, products, "gzip", repeat, 1 if big else 3)
         add("floor-combined", products, "plain", repeat, 4 if big else 9)
         add("product-s3", products, "plain", repeat if big else 1, 5 if big else 12)
         add("floor-parse", products, "plain", repeat, 6 if big else 10)
@@ -242,7 +244,24 @@ def _child_env(extra: dict[str, str]) -> dict[str, str]:
     return env
 
 
-def measure(cell: Cell, made: Generated, attempt: int, *, timeout: float, out_dir: Path, s3: S3Stage | None) -> Run:
+def baseline_command(checkout: Path) -> list[str]:
+    """The ``dropgate`` of another checkout (``--baseline``): its own venv, its own code."""
+    script = checkout / ".venv" / "bin" / "dropgate"
+    if not script.exists():
+        raise SystemExit(f"--baseline {checkout}: no {script}; run `make .venv/.installed` in that checkout first")
+    return [str(script)]
+
+
+def measure(
+    cell: Cell,
+    made: Generated,
+    attempt: int,
+    *,
+    timeout: float,
+    out_dir: Path,
+    s3: S3Stage | None,
+    baseline: Path | None = None,
+) -> Run:
     from devstack.broker import LocalBroker
 
     began = time.perf_counter()
@@ -271,8 +290,11 @@ def measure(cell: Cell, made: Generated, attempt: int, *, timeout: float, out_di
                 "DROPGATE_TOPIC_PARTITIONS": str(PARTITIONS),
             }
         )
-        if contestant == "product-local":
-            argv = [*dropgate_command(), "ingest", f"./{rel}", "--partner", PARTNER]
+        if contestant in ("product-local", "product-baseline"):
+            command = (
+                baseline_command(baseline) if contestant == "product-baseline" and baseline else dropgate_command()
+            )
+            argv = [*command, "ingest", f"./{rel}", "--partner", PARTNER]
         elif contestant == "product-s3":
             if s3 is None:
                 raise RuntimeError("product-s3 needs the S3 stage")
@@ -648,7 +670,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-cold-start", action="store_true")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--out-dir", type=Path, default=OUT)
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        default=None,
+        help="another checkout of dropgate (with its .venv): its product-local runs beside this one's",
+    )
     args = parser.parse_args(argv)
+    if args.baseline is None:
+        args.contestants = [c for c in args.contestants if c != "product-baseline"]
+    else:
+        baseline_command(args.baseline.resolve())  # fails now, not after the files are generated
     if args.quick:
         args.sizes, args.repeat, args.large_peer_repeat = [100_000], 1, 1
 
@@ -705,7 +737,15 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{'SKIP' if round_ > cell.want else 'CUT'} {cell.name}: {note}", flush=True)
                 continue
             made = files[cell.products, cell.fmt]
-            run = measure(cell, made, round_, timeout=min(args.timeout, max(60.0, left)), out_dir=out_dir, s3=s3)
+            run = measure(
+                cell,
+                made,
+                round_,
+                timeout=min(args.timeout, max(60.0, left)),
+                out_dir=out_dir,
+                s3=s3,
+                baseline=args.baseline.resolve() if args.baseline else None,
+            )
             cell.runs.append(run)
             _say(cell, run)
             write_outputs(state, cells, out_dir, final=False)
