@@ -13,7 +13,7 @@ import io
 import os
 import re
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import orjson
 from rich.console import Console
@@ -22,6 +22,11 @@ from rich.table import Table
 
 from parsers.generic import GenericInventoryParser
 from parsers.limits import DEFAULT_LIMITS, Limits
+
+if TYPE_CHECKING:
+    from dropgate.config import Settings
+    from dropgate.ledger import Ledger
+    from dropgate.provision import Provisioned
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = REPO / "fixtures"
@@ -98,21 +103,45 @@ def run_demo(console: Console | None = None) -> int:
 
 
 def _run(console: Console) -> int:
-    from devstack.sqs_runner import drain_queue
+    """The demo's steps in order; 1 when the quarantined file has no diagnostics or its reprocess fails."""
     from dropgate.adapters.kafka_topic_reader import read_topic
-    from dropgate.app import (
-        aws_client,
-        build_ledger,
-        build_quarantine,
-        build_reprocessor,
-        kafka_config,
-        lambda_ingestor,
-    )
+    from dropgate.app import build_ledger, kafka_config
+
+    settings, clients, stack = _provision(console)
+
+    console.print("[bold]1. Partners drop files[/]")
+    _upload_drops(console, clients["s3"])
+    _ftp_drop(console, settings, clients["s3"])
+
+    console.print("\n[bold]2. The queue drives the ingest handler (SQS → Lambda event shape)[/]")
+    _drive_handler(console, clients["sqs"], stack.queue_url)
+
+    console.print("[bold]3. What landed on the topic, per file[/]")
+    _show_topic(console, read_topic(kafka_config(settings), settings.topic))
+
+    console.print("\n[bold]4. The ledger: one outcome per file[/]")
+    ledger = build_ledger(settings)
+    _show_ledger(console, ledger, [key for _fixture, key in DEMO_DROPS] + ["globex/nightly-update.xml"])
+
+    console.print(f"\n[bold]5. Why {QUARANTINED_KEY} was quarantined[/]  (dropgate quarantine show)")
+    if not _show_quarantined(console, settings, clients["s3"]):
+        console.print("[red]expected a quarantined file with diagnostics[/]")
+        return 1
+
+    console.print("\n[bold]6. The parser is fixed (generic-xml 1 → 2); reprocess the file by its key[/]")
+    published = _reprocess_fixed(console, settings, ledger)
+
+    messages = read_topic(kafka_config(settings), settings.topic)
+    still = ledger.with_status("quarantined")
+    console.print(f"\n[bold green]{len(messages)} event(s) on the topic; {len(still)} file(s) still quarantined.[/]")
+    return 0 if published else 1
+
+
+def _provision(console: Console) -> tuple[Settings, dict[str, Any], Provisioned]:
+    """The bucket, queue, ledger and topic for this run, and the AWS clients that reach them."""
+    from dropgate.app import aws_client, lambda_ingestor
     from dropgate.config import Settings
     from dropgate.provision import provision
-    from dropgate.render import diagnostics_view, file_context, history_table
-    from dropgate.storage import ObjectRef
-    from handlers.ingest import handler
     from handlers.observability import logger
 
     logger.setLevel("WARNING")  # the handler's JSON logs are for CloudWatch; the demo shows tables
@@ -125,42 +154,48 @@ def _run(console: Console) -> int:
         f", ledger [cyan]{stack.table}[/], compacted topic [cyan]{stack.topic}[/]\n"
     )
     lambda_ingestor.cache_clear()  # the handler must see this demo's settings
+    return settings, clients, stack
 
-    console.print("[bold]1. Partners drop files[/]")
+
+def _upload_drops(console: Console, s3: Any) -> None:
     for fixture, key in DEMO_DROPS:
-        clients["s3"].put_object(Bucket=BUCKET, Key=key, Body=(FIXTURES / fixture).read_bytes())
+        s3.put_object(Bucket=BUCKET, Key=key, Body=(FIXTURES / fixture).read_bytes())
         console.print(f"   uploaded s3://{BUCKET}/{key}")
 
-    _ftp_drop(console, settings, clients["s3"])
 
-    console.print("\n[bold]2. The queue drives the ingest handler (SQS → Lambda event shape)[/]")
-    stats = drain_queue(clients["sqs"], stack.queue_url, handler)
+def _drive_handler(console: Console, sqs: Any, queue_url: str) -> None:
+    from devstack.sqs_runner import drain_queue
+    from handlers.ingest import handler
+
+    stats = drain_queue(sqs, queue_url, handler)
     console.print(
         f"   {stats.messages} notification(s) in {stats.batches} batch(es); {stats.deleted} done, "
         f"{stats.failed} left for retry (S3's own s3:TestEvent and our quarantine copies are ignored)\n"
     )
 
-    console.print("[bold]3. What landed on the topic, per file[/]")
-    _show_topic(console, read_topic(kafka_config(settings), settings.topic))
 
-    console.print("\n[bold]4. The ledger: one outcome per file[/]")
-    ledger = build_ledger(settings)
-    _show_ledger(console, ledger, [key for _fixture, key in DEMO_DROPS] + ["globex/nightly-update.xml"])
+def _show_quarantined(console: Console, settings: Settings, s3: Any) -> bool:
+    """What ``dropgate quarantine show`` prints for the refused file; False if it has no diagnostics."""
+    from dropgate.app import build_quarantine
+    from dropgate.render import diagnostics_view, file_context
 
-    console.print(f"\n[bold]5. Why {QUARANTINED_KEY} was quarantined[/]  (dropgate quarantine show)")
-    quarantine = build_quarantine(settings)
-    diagnostics = quarantine.load(BUCKET, QUARANTINED_KEY)
+    diagnostics = build_quarantine(settings).load(BUCKET, QUARANTINED_KEY)
     if diagnostics is None:
-        console.print("[red]expected a quarantined file with diagnostics[/]")
-        return 1
-    copy = clients["s3"].get_object(Bucket=BUCKET, Key=f"quarantine/files/{QUARANTINED_KEY}")["Body"]
+        return False
+    copy = s3.get_object(Bucket=BUCKET, Key=f"quarantine/files/{QUARANTINED_KEY}")["Body"]
     context = file_context(copy, diagnostics["problems"])
     console.print(diagnostics_view(diagnostics, context), highlight=False)
+    return True
 
-    console.print("\n[bold]6. The parser is fixed (generic-xml 1 → 2); reprocess the file by its key[/]")
+
+def _reprocess_fixed(console: Console, settings: Settings, ledger: Ledger) -> bool:
+    """Swap in the fixed parser, dry-run then reprocess the quarantined copy; True if it published."""
     import parsers
+    from dropgate.app import build_reprocessor
+    from dropgate.render import history_table
+    from dropgate.storage import ObjectRef
 
-    parsers.FORMATS["generic"] = FixedGenericParser
+    parsers.FORMATS["generic"] = FixedGenericParser  # run_demo puts the original back
     reprocessor = build_reprocessor(settings)
     dry = reprocessor.one(ObjectRef(BUCKET, f"quarantine/files/{QUARANTINED_KEY}"), dry_run=True)
     verdicts = dry.outcome.verdicts
@@ -174,11 +209,7 @@ def _run(console: Console) -> int:
     if done.resolved:
         console.print(f"   quarantined copy resolved: {done.resolved}")
     console.print(history_table(ledger.history(ObjectRef(BUCKET, QUARANTINED_KEY))), highlight=False)
-
-    messages = read_topic(kafka_config(settings), settings.topic)
-    still = ledger.with_status("quarantined")
-    console.print(f"\n[bold green]{len(messages)} event(s) on the topic; {len(still)} file(s) still quarantined.[/]")
-    return 0 if done.outcome.status == "published" else 1
+    return done.outcome.status == "published"
 
 
 def _ftp_drop(console: Console, settings: Any, s3: Any) -> None:

@@ -67,26 +67,56 @@ def start_ftp_drop(
         raise RuntimeError("the local FTP drop needs pyftpdlib: pip install -e '.[dev]'") from error
 
     if background:
-        import logging
-
-        # One line per command is for an operator watching `python -m devstack ftp`, not for demos and
-        # tests. A handler of our own also stops pyftpdlib from installing (and lowering the level of) its own.
-        ftp_logger = logging.getLogger("pyftpdlib")
-        ftp_logger.setLevel(logging.WARNING)
-        if not ftp_logger.handlers:
-            ftp_logger.addHandler(logging.NullHandler())
+        _quiet_ftp_log()
     root = tempfile.TemporaryDirectory(prefix="dropgate-ftp-")
     drop = FtpDrop(host=host, port=port, _root=root)
-    homes: dict[str, tuple[Path, str]] = {}
     authorizer = DummyAuthorizer()
+    homes = _partner_homes(partners, Path(root.name), passwords, authorizer)
+    handler = _drop_handler(FTPHandler, homes, s3, bucket, drop)
+    handler.authorizer = authorizer
+    handler.banner = "dropgate local FTP drop: files land in the drop bucket under your partner prefix"
+    handler.permit_foreign_addresses = False
+    server = FTPServer((host, port), handler)
+    drop.port = server.address[1]
+    drop._server = server
+    if background:
+        drop._thread = threading.Thread(target=server.serve_forever, kwargs={"handle_exit": False}, daemon=True)
+        drop._thread.start()
+    else:
+        server.serve_forever()
+    return drop
+
+
+def _quiet_ftp_log() -> None:
+    """One line per command is for an operator watching `python -m devstack ftp`, not for demos and
+    tests. A handler of our own also stops pyftpdlib from installing (and lowering the level of) its own."""
+    import logging
+
+    ftp_logger = logging.getLogger("pyftpdlib")
+    ftp_logger.setLevel(logging.WARNING)
+    if not ftp_logger.handlers:
+        ftp_logger.addHandler(logging.NullHandler())
+
+
+def _partner_homes(
+    partners: PartnerDirectory, root: Path, passwords: Mapping[str, str], authorizer: Any
+) -> dict[str, tuple[Path, str]]:
+    """A home directory under ``root`` and a login per partner; returns each one's home and S3 prefix."""
+    homes: dict[str, tuple[Path, str]] = {}
     for partner in partners:
-        home = Path(root.name) / partner.id
+        home = root / partner.id
         home.mkdir()
         homes[partner.id] = (home, partner.prefix)
         # Each partner its own password: one shared among all let any partner log in as any other.
         authorizer.add_user(partner.id, passwords[partner.id], str(home), perm="elwmd")  # list, write, mkdir, delete
+    return homes
 
-    class DropHandler(FTPHandler):  # type: ignore[misc]
+
+def _drop_handler(base: Any, homes: dict[str, tuple[Path, str]], s3: Any, bucket: str, drop: FtpDrop) -> Any:
+    """pyftpdlib's ``FTPHandler`` (``base``, imported only when a drop starts) made to put each completed
+    upload into ``bucket`` under the partner's prefix, and to discard failed ones."""
+
+    class DropHandler(base):  # type: ignore[misc]
         def _target(self, file: str) -> tuple[Path, str]:
             home, prefix = homes[self.username]
             local = Path(file)
@@ -104,18 +134,7 @@ def start_ftp_drop(
             local.unlink(missing_ok=True)  # a transfer that failed never reaches the bucket
             drop.discarded.append(key)
 
-    DropHandler.authorizer = authorizer
-    DropHandler.banner = "dropgate local FTP drop: files land in the drop bucket under your partner prefix"
-    DropHandler.permit_foreign_addresses = False
-    server = FTPServer((host, port), DropHandler)
-    drop.port = server.address[1]
-    drop._server = server
-    if background:
-        drop._thread = threading.Thread(target=server.serve_forever, kwargs={"handle_exit": False}, daemon=True)
-        drop._thread.start()
-    else:
-        server.serve_forever()
-    return drop
+    return DropHandler
 
 
 def password_variable(partner_id: str) -> str:

@@ -15,9 +15,14 @@ import random
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
+
+if TYPE_CHECKING:
+    from dropgate.config import Settings
+    from dropgate.ledger import Ledger
+    from dropgate.provision import Provisioned
 
 PARTNERS = ("acme", "globex")
 BUCKET = "dropgate-soak-drops"
@@ -118,25 +123,49 @@ def run_soak(files: int = 1000, *, seed: int = 7, keys: int = 150, bad_every: in
 
 
 def _soak(files: int, *, seed: int, keys: int, bad_every: int, proxy: Any) -> SoakReport:
-    from devstack.sqs_runner import RunStats, drain_queue
-    from dropgate.adapters.kafka_topic_reader import materialise, read_topic
-    from dropgate.app import aws_client, build_ledger, kafka_config, lambda_ingestor
+    """Upload, notify (with duplicates), drain through a broker outage, then check ledger and topic."""
+    from dropgate.app import build_ledger
+
+    started = time.monotonic()
+    rng = random.Random(seed)  # noqa: S311 - test data, not secrets
+    settings, clients, stack = _provision()
+    report = SoakReport(files=files)
+
+    uploads, expected = _make_uploads(rng, files, keys=keys, bad_every=bad_every, report=report)
+    for object_key, body in uploads:
+        clients["s3"].put_object(Bucket=BUCKET, Key=object_key, Body=body)
+    _inject_duplicates(clients["sqs"], stack.queue_url, files, report)
+    _drain_through_outage(clients["sqs"], stack.queue_url, files, proxy, report)
+
+    _count_outcomes(build_ledger(settings), [object_key for object_key, _body in uploads], report)
+    _check_topic(settings, expected, report)
+    report.seconds = time.monotonic() - started
+    return report
+
+
+def _provision() -> tuple[Settings, dict[str, Any], Provisioned]:
+    """The bucket, queue, ledger and topic for this run, and the AWS clients that reach them."""
+    from dropgate.app import aws_client, lambda_ingestor
     from dropgate.config import Settings
     from dropgate.provision import provision
-    from dropgate.storage import ObjectRef
-    from handlers.ingest import handler
     from handlers.observability import logger
 
     logger.setLevel("CRITICAL")
-    started = time.monotonic()
-    rng = random.Random(seed)  # noqa: S311 - test data, not secrets
     settings = Settings()
     clients = {name: aws_client(name) for name in ("s3", "sqs", "dynamodb")}
     stack = provision(settings, clients)
     lambda_ingestor.cache_clear()
-    report = SoakReport(files=files)
+    return settings, clients, stack
 
-    # Files in time order, uploaded shuffled: the stale guard must keep the newest state on top.
+
+def _make_uploads(
+    rng: random.Random, files: int, *, keys: int, bad_every: int, report: SoakReport
+) -> tuple[list[tuple[str, bytes]], dict[bytes, tuple[datetime, int | None]]]:
+    """The files to upload, shuffled, and the final state per event key that the valid ones imply.
+
+    Files are made in time order and uploaded shuffled: the stale guard must keep the newest state
+    on top. Every ``bad_every``-th file is made unparseable (quarantined: nothing from it counts).
+    """
     base = datetime(2026, 11, 1, tzinfo=UTC)
     expected: dict[bytes, tuple[datetime, int | None]] = {}
     uploads = []
@@ -155,14 +184,16 @@ def _soak(files: int, *, seed: int, keys: int, bad_every: int, proxy: Any) -> So
             report.events_in_valid_files += len(says)
         uploads.append((f"{partner}/drop-{index:05d}.xml", body))
     rng.shuffle(uploads)
-    sent_bodies = []
-    for object_key, body in uploads:
-        clients["s3"].put_object(Bucket=BUCKET, Key=object_key, Body=body)
-    # At-least-once: re-send some notifications, as S3 sometimes does.
+    return uploads, expected
+
+
+def _inject_duplicates(sqs: Any, queue_url: str, files: int, report: SoakReport) -> None:
+    """At-least-once: re-send some notifications (each twice more), as S3 sometimes does."""
     wanted = max(1, files // 20)
+    sent_bodies = []
     seen: set[str] = set()
     for _ in range(wanted):  # peek (visibility 0: the messages stay) until enough distinct notifications
-        peek = clients["sqs"].receive_message(QueueUrl=stack.queue_url, MaxNumberOfMessages=10, VisibilityTimeout=0)
+        peek = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, VisibilityTimeout=0)
         for message in peek.get("Messages", []):
             if "Records" in message["Body"] and message["Body"] not in seen:
                 seen.add(message["Body"])
@@ -171,8 +202,14 @@ def _soak(files: int, *, seed: int, keys: int, bad_every: int, proxy: Any) -> So
             break
     for body in sent_bodies[:wanted]:
         for _ in range(2):
-            clients["sqs"].send_message(QueueUrl=stack.queue_url, MessageBody=body)
+            sqs.send_message(QueueUrl=queue_url, MessageBody=body)
             report.duplicates_injected += 1
+
+
+def _drain_through_outage(sqs: Any, queue_url: str, files: int, proxy: Any, report: SoakReport) -> None:
+    """Drive the handler from the queue; the broker is cut for one batch partway through, then restored."""
+    from devstack.sqs_runner import RunStats, drain_queue
+    from handlers.ingest import handler
 
     outage_batch = max(2, files // 20)
     state = {"cut": False, "restored": False}
@@ -187,8 +224,8 @@ def _soak(files: int, *, seed: int, keys: int, bad_every: int, proxy: Any) -> So
             state["restored"] = True
 
     stats = drain_queue(
-        clients["sqs"],
-        stack.queue_url,
+        sqs,
+        queue_url,
         handler,
         wait_seconds=1,
         idle_polls=6,
@@ -200,8 +237,12 @@ def _soak(files: int, *, seed: int, keys: int, bad_every: int, proxy: Any) -> So
         proxy.restore()
     report.failed_deliveries = stats.failed
 
-    ledger = build_ledger(settings)
-    for object_key, _body in uploads:
+
+def _count_outcomes(ledger: Ledger, object_keys: list[str], report: SoakReport) -> None:
+    """Each uploaded file's latest outcome in the ledger; one that is neither published nor quarantined is lost."""
+    from dropgate.storage import ObjectRef
+
+    for object_key in object_keys:
         entries = ledger.history(ObjectRef(BUCKET, object_key))
         status = entries[0].status if entries else "missing"
         if status == "published":
@@ -214,6 +255,12 @@ def _soak(files: int, *, seed: int, keys: int, bad_every: int, proxy: Any) -> So
             report.lost_files += 1
             report.examples.append(f"{object_key}: {status}")
 
+
+def _check_topic(settings: Settings, expected: dict[bytes, tuple[datetime, int | None]], report: SoakReport) -> None:
+    """Materialise the topic and compare each expected key's final quantity with what it holds."""
+    from dropgate.adapters.kafka_topic_reader import materialise, read_topic
+    from dropgate.app import kafka_config
+
     messages = read_topic(kafka_config(settings), settings.topic)
     report.events_on_topic = len(messages)
     final = materialise(messages)
@@ -225,5 +272,3 @@ def _soak(files: int, *, seed: int, keys: int, bad_every: int, proxy: Any) -> So
             report.keys_wrong += 1
             if len(report.examples) < 10:
                 report.examples.append(f"{key.decode()}: expected {quantity}, topic has {actual_quantity}")
-    report.seconds = time.monotonic() - started
-    return report
