@@ -24,6 +24,7 @@ from parsers.base import Parser
 from parsers.limits import Limits
 
 if TYPE_CHECKING:
+    from parsers.google.row_spill import RowSpill
     from parsers.xml_stream import Sniffed
 
 
@@ -141,6 +142,16 @@ def _errors(error: ValidationError, where: str) -> list[str]:
     return lines
 
 
+def _row_spill() -> RowSpill:
+    """Where a parse keeps the rows it groups: a scratch SQLite file in the temporary directory.
+
+    Imported on first use, so a cold start that reads no local inventory feed loads no ``sqlite3``.
+    """
+    from dropgate.adapters.row_spill import SqliteRowSpill
+
+    return SqliteRowSpill()
+
+
 class PartnerDirectory:
     """Looks partners up by id or by the key a file was dropped under, and formats by name or by
     what a document's head looks like."""
@@ -177,14 +188,14 @@ class PartnerDirectory:
         """The parser for a format name (declarative or built-in)."""
         if format_name in self.declared:
             return self.declared[format_name]()
-        return parsers.get_parser(format_name)
+        return parsers.get_parser(format_name, row_spill=_row_spill)
 
     def parsers(self) -> Iterator[tuple[str, Parser]]:
         """Every known format: declarative ones first (they are the more specific)."""
         for name in sorted(self.declared):
             yield name, self.declared[name]()
         for name in sorted(parsers.FORMATS):
-            yield name, parsers.get_parser(name)
+            yield name, parsers.get_parser(name, row_spill=_row_spill)
 
     def known_formats(self) -> str:
         """``generic (<inventory> with no namespace), …`` for unknown_format messages."""
