@@ -59,7 +59,7 @@ class AmazonInventoryParser:
         return sniffed.root == ROOT and sniffed.namespace is None
 
     def parse(self, stream: BinaryIO, limits: Limits = DEFAULT_LIMITS) -> Iterator[Item]:
-        return _Scan(limits, self.expects).items(stream, accepts=self.matches, expects=self.expects)
+        return _Scan(limits, self.expects).items(stream, accepts=self.matches)
 
 
 class _Scan(RecordScan):

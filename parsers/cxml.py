@@ -75,7 +75,6 @@ class CxmlProductActivityParser:
         return _Scan(limits, self.expects).items(
             stream,
             accepts=lambda head: self.matches(head) or not _head_is_conclusive(head),
-            expects=self.expects,
             refuse=_not_activity,
         )
 

@@ -153,11 +153,10 @@ class RecordScan:
         stream: BinaryIO,
         *,
         accepts: Callable[[Sniffed], bool],
-        expects: str,
         refuse: Callable[[Sniffed, str], Problem] = unknown_format_problem,
     ) -> Iterator[Item]:
-        """The document's items; ``accepts``, ``expects`` and ``refuse`` as for :func:`sniff_document`."""
-        stream, self.sniffed, refused = sniff_document(stream, accepts=accepts, expects=expects, refuse=refuse)
+        """The document's items; ``accepts`` and ``refuse`` as for :func:`sniff_document`."""
+        stream, self.sniffed, refused = sniff_document(stream, accepts=accepts, expects=self.expects, refuse=refuse)
         if refused is not None:
             yield refused
             return

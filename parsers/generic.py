@@ -44,7 +44,7 @@ class GenericInventoryParser:
 
     def parse(self, stream: BinaryIO, limits: Limits = DEFAULT_LIMITS) -> Iterator[Item]:
         scan = _Scan(limits, self.expects)
-        return scan.items(stream, accepts=self.matches, expects=self.expects, refuse=_unknown_format)
+        return scan.items(stream, accepts=self.matches, refuse=_unknown_format)
 
     # -- segments (see parsers/segments.py and dropgate/parallel.py) ------------------------------
     root_tag = ROOT

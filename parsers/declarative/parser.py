@@ -38,7 +38,7 @@ class XPathParser:
         return sniffed.root == self.spec.root and sniffed.namespace == self.spec.namespace
 
     def parse(self, stream: BinaryIO, limits: Limits = DEFAULT_LIMITS) -> Iterator[Item]:
-        return _Scan(self, limits).items(stream, accepts=self.matches, expects=self.expects)
+        return _Scan(self, limits).items(stream, accepts=self.matches)
 
 
 class _Scan(RecordScan):
@@ -47,7 +47,7 @@ class _Scan(RecordScan):
     release = staticmethod(release_chain)
 
     def __init__(self, parser: XPathParser, limits: Limits) -> None:
-        super().__init__(limits)
+        super().__init__(limits, parser.expects)
         self.parser = parser
         rules = parser.rules
         self.record_tag = rules.step_tags[-1]
@@ -61,7 +61,7 @@ class _Scan(RecordScan):
         if not self.seen_root:
             if element.getparent() is not None or element.tag != rules.root_tag:
                 self.stopped = True
-                return (foreign_root_problem(element.getroottree().getroot(), self.parser.expects),)
+                return (foreign_root_problem(element.getroottree().getroot(), self.expects),)
             self.seen_root = True
             check_attributes(element, self.limits, path=f"/{self.parser.spec.root}")
             return self._document(element)
@@ -84,7 +84,7 @@ class _Scan(RecordScan):
 
     def finish(self, root: Any) -> Items:
         if not self.seen_root and root is not None:
-            return (foreign_root_problem(root, self.parser.expects),)
+            return (foreign_root_problem(root, self.expects),)
         return ()
 
     @staticmethod

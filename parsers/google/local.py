@@ -72,7 +72,7 @@ class GoogleLocalInventoryParser:
     def parse(self, stream: BinaryIO, limits: Limits = DEFAULT_LIMITS) -> Iterator[Item]:
         with self.row_spill() as rows:
             scan = _LocalScan(limits, self.expects, _LOCAL_WANTED, rows)
-            yield from scan.items(stream, accepts=self.matches, expects=self.expects)
+            yield from scan.items(stream, accepts=self.matches)
             if scan.completed:
                 yield from _grouped(rows)
 

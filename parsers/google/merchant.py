@@ -47,7 +47,7 @@ class GoogleMerchantParser:
 
     def parse(self, stream: BinaryIO, limits: Limits = DEFAULT_LIMITS) -> Iterator[Item]:
         scan = _MerchantScan(limits, self.expects, _MERCHANT_WANTED)
-        return scan.items(stream, accepts=self.matches, expects=self.expects)
+        return scan.items(stream, accepts=self.matches)
 
 
 class _MerchantScan(RssScan):
