@@ -133,6 +133,12 @@ class RecordScan:
     before_first = "before the first record"
     #: Frees a record once it is read, with everything before it.
     release: Callable[[Any], None] = staticmethod(release)
+    #: Formats whose records are every element with this tag (wherever it is) name it here: the front
+    #: end then opens their records itself, without a call to :meth:`start` per record.
+    record_tag: str | None = None
+    #: The record's start-tag attribute that holds its id (with :attr:`record_tag`): the id is then
+    #: known from the record's start, for an error inside it or a window overflow.
+    id_attribute: str | None = None
 
     def __init__(self, limits: Limits, expects: str = "") -> None:
         self.limits = limits
@@ -164,9 +170,16 @@ class RecordScan:
         events = secure_iterparse(cast(BinaryIO, window), events=("start", "end"), tag=self.tags)
         # The hot loop: one start and one end event per record, so the hooks are bound once.
         start, read, end, release_record = self.start, self.read, self.end, self.release
+        record_tag, id_attribute = self.record_tag, self.id_attribute
         try:
             for event, element in events:
                 if event == "start":
+                    if element.tag == record_tag:
+                        self.index += 1
+                        self.current = element
+                        if id_attribute is not None:
+                            self.last_id = (element.get(id_attribute) or "").strip() or None
+                        continue
                     found = start(element)
                     if found:
                         yield from found

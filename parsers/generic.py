@@ -95,16 +95,15 @@ class _Scan(RecordScan):
 
     tags = (ROOT, PRODUCT)
     before_first = "before the first product"
+    record_tag = PRODUCT
+    id_attribute = "id"
 
     def __init__(self, limits: Limits, expects: str) -> None:
         super().__init__(limits, expects)
         self.seen_root = False
 
     def start(self, element: Any) -> Items:
-        if element.tag == PRODUCT:
-            self.open(element)
-            self.last_id = (element.get("id") or "").strip() or None
-        elif element.getparent() is None:  # the root (the only other tag the events carry)
+        if element.getparent() is None:  # the root (products are opened by the front end)
             self.seen_root = True
             check_attributes(element, self.limits, path=f"/{ROOT}")
             return _document(element)

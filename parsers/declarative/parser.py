@@ -50,7 +50,7 @@ class _Scan(RecordScan):
         super().__init__(limits, parser.expects)
         self.parser = parser
         rules = parser.rules
-        self.record_tag = rules.step_tags[-1]
+        self.step_tag = rules.step_tags[-1]
         # ``{*}`` also yields same-named records in another namespace: a likely prefix mistake, reported once.
         self.tags = (rules.root_tag, "{*}" + rules.step_locals[-1])
         self.seen_root = False
@@ -65,7 +65,7 @@ class _Scan(RecordScan):
             self.seen_root = True
             check_attributes(element, self.limits, path=f"/{self.parser.spec.root}")
             return self._document(element)
-        if element.tag == self.record_tag and self._is_record(element, rules.step_tags):
+        if element.tag == self.step_tag and self._is_record(element, rules.step_tags):
             self.open(element)
             self.last_id = self._early_id(element)
         elif not self.misplaced_reported and self._is_record(element, rules.step_locals, local=True):
