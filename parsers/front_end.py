@@ -113,7 +113,8 @@ class RecordScan:
 
     The hooks, called in document order (each returns what to yield, usually nothing):
 
-    - :meth:`start` sees every start event and calls :meth:`open` when the element starts a record;
+    - :meth:`start` sees every start event (but a :attr:`record_tag` record's, which the front end opens
+      itself) and calls :meth:`open` when the element starts a record;
     - :meth:`read` turns the record just ended into its record or its problems, and sets
       ``last_id`` when the format learns the id only by reading it;
     - :meth:`end` sees the end of every other element;
