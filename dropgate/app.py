@@ -9,7 +9,7 @@ the ``build_*`` functions, so nothing global leaks between them.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from dropgate.adapters.dynamo_ledger import DynamoLedger
 from dropgate.adapters.dynamo_lock import DynamoPartnerLock
@@ -28,6 +28,10 @@ from dropgate.quarantine import NullQuarantine, Quarantine
 from dropgate.reprocess import Reprocessor
 from dropgate.snapshots import NullSnapshotStore, SnapshotStore
 from dropgate.storage import ObjectStore
+
+if TYPE_CHECKING:
+    from parsers.google.row_spill import RowSpill
+
 
 #: botocore waits 60 s to connect and 60 s per read by default, each retried: a stalled S3 or
 #: DynamoDB call could outlast the function's whole timeout. These fail fast enough that the
@@ -80,11 +84,19 @@ def build_publisher(settings: Settings) -> KafkaPublisher:
     )
 
 
+def row_spill() -> RowSpill:
+    """Where the local inventory format groups its rows: a scratch SQLite file. Imported on first
+    use, so a cold start that reads no local inventory feed loads no ``sqlite3``."""
+    from dropgate.adapters.row_spill import SqliteRowSpill
+
+    return SqliteRowSpill()
+
+
 def load_partners(settings: Settings) -> PartnerDirectory:
     """The partner configuration: a local file, or an ``s3://bucket/key`` object (read once, at start-up)."""
     location = settings.partners
     if not location.startswith("s3://"):
-        return PartnerDirectory.load(location)
+        return PartnerDirectory.load(location, row_spill=row_spill)
     bucket, _, key = location.removeprefix("s3://").partition("/")
     if not bucket or not key:
         raise PartnerConfigError(f"DROPGATE_PARTNERS '{location}' is not an s3://BUCKET/KEY URL")
@@ -96,7 +108,7 @@ def load_partners(settings: Settings) -> PartnerDirectory:
         text = body.decode("utf-8")
     except UnicodeDecodeError:
         raise PartnerConfigError(f"the partner configuration at {location} is not UTF-8 text") from None
-    return PartnerDirectory.from_yaml(text, origin=location)
+    return PartnerDirectory.from_yaml(text, origin=location, row_spill=row_spill)
 
 
 def build_object_store() -> S3ObjectStore:

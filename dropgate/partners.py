@@ -24,6 +24,7 @@ from parsers.base import Parser
 from parsers.limits import Limits
 
 if TYPE_CHECKING:
+    from parsers.google.row_spill import RowSpill, RowSpillFactory
     from parsers.xml_stream import Sniffed
 
 
@@ -141,11 +142,27 @@ def _errors(error: ValidationError, where: str) -> list[str]:
     return lines
 
 
+def _unwired_row_spill() -> RowSpill:
+    raise RuntimeError(
+        "this format groups rows on disk, but the partner directory was built without a row spill: "
+        "build it with dropgate.app.load_partners (or pass row_spill=)"
+    )
+
+
 class PartnerDirectory:
     """Looks partners up by id or by the key a file was dropped under, and formats by name or by
     what a document's head looks like."""
 
-    def __init__(self, partners: list[Partner], formats: dict[str, Callable[[], Parser]] | None = None) -> None:
+    def __init__(
+        self,
+        partners: list[Partner],
+        formats: dict[str, Callable[[], Parser]] | None = None,
+        *,
+        row_spill: RowSpillFactory | None = None,
+    ) -> None:
+        #: Where a format that groups rows keeps them while it reads (the composition root passes the
+        #: SQLite one, dropgate.adapters.row_spill): parsers do no I/O of their own.
+        self.row_spill: RowSpillFactory = row_spill or _unwired_row_spill
         self._by_id = {p.id: p for p in partners}
         # No prefix lies inside another's (the configuration refuses it), so at most one matches.
         self._by_prefix = sorted(partners, key=lambda p: len(p.prefix), reverse=True)
@@ -177,14 +194,14 @@ class PartnerDirectory:
         """The parser for a format name (declarative or built-in)."""
         if format_name in self.declared:
             return self.declared[format_name]()
-        return parsers.get_parser(format_name)
+        return parsers.get_parser(format_name, row_spill=self.row_spill)
 
     def parsers(self) -> Iterator[tuple[str, Parser]]:
         """Every known format: declarative ones first (they are the more specific)."""
         for name in sorted(self.declared):
             yield name, self.declared[name]()
         for name in sorted(parsers.FORMATS):
-            yield name, parsers.get_parser(name)
+            yield name, parsers.get_parser(name, row_spill=self.row_spill)
 
     def known_formats(self) -> str:
         """``generic (<inventory> with no namespace), …`` for unknown_format messages."""
@@ -201,7 +218,9 @@ class PartnerDirectory:
 
     # -- loading ---------------------------------------------------------------------------------
     @classmethod
-    def from_yaml(cls, text: str, *, origin: str = "partners.yaml") -> PartnerDirectory:
+    def from_yaml(
+        cls, text: str, *, origin: str = "partners.yaml", row_spill: RowSpillFactory | None = None
+    ) -> PartnerDirectory:
         import yaml  # only when the configuration is read, not on every import of the handler
 
         try:
@@ -245,12 +264,12 @@ class PartnerDirectory:
                 )
         if problems:
             raise PartnerConfigError(f"{origin} is invalid:\n" + "\n".join(problems))
-        return cls(list(parsed.partners.values()), declared)
+        return cls(list(parsed.partners.values()), declared, row_spill=row_spill)
 
     @classmethod
-    def load(cls, location: str) -> PartnerDirectory:
+    def load(cls, location: str, *, row_spill: RowSpillFactory | None = None) -> PartnerDirectory:
         """Load from a local path (``s3://`` locations are read by :func:`dropgate.app.load_partners`)."""
         path = Path(location)
         if not path.exists():
             raise PartnerConfigError(f"partner configuration not found at {location} (set DROPGATE_PARTNERS)")
-        return cls.from_yaml(path.read_text(encoding="utf-8"), origin=str(path))
+        return cls.from_yaml(path.read_text(encoding="utf-8"), origin=str(path), row_spill=row_spill)

@@ -1,42 +1,55 @@
-"""Partner formats. Each module is pure: a byte stream in, documents, records and problems out."""
+"""Partner formats. Each module is pure: a byte stream in, documents, records and problems out.
+
+Nothing here imports ``dropgate`` or touches a file or the network beyond the stream it is given;
+what a parser needs from outside (a place to spill rows) is passed in by the caller.
+"""
 
 from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from parsers.base import Parser
 
+if TYPE_CHECKING:
+    from parsers.google.row_spill import RowSpillFactory
 
-def _on_first_use(module: str, name: str) -> Callable[[], Parser]:
+
+def _on_first_use(module: str, name: str) -> Callable[..., Parser]:
     """A factory that imports its format's module when first asked for a parser, so importing the
     handler imports no format, and a cold start imports only the formats it reads."""
 
-    def make() -> Parser:
-        factory: Callable[[], Parser] = getattr(importlib.import_module(module), name)
-        return factory()
+    def make(*needs: Any) -> Parser:
+        factory: Callable[..., Parser] = getattr(importlib.import_module(module), name)
+        return factory(*needs)
 
     return make
 
 
-#: Built-in format name (as used in partners.yaml) → parser factory.
-FORMATS: dict[str, Callable[[], Parser]] = {
+#: Built-in format name (as used in partners.yaml) → parser factory. The factories of
+#: :data:`ROW_SPILLING` formats take the row spill factory, the others nothing.
+FORMATS: dict[str, Callable[..., Parser]] = {
     "generic": _on_first_use("parsers.generic", "GenericInventoryParser"),
-    "google-merchant": _on_first_use("parsers.google", "GoogleMerchantParser"),
-    "google-local-inventory": _on_first_use("parsers.google", "GoogleLocalInventoryParser"),
+    "google-merchant": _on_first_use("parsers.google.merchant", "GoogleMerchantParser"),
+    "google-local-inventory": _on_first_use("parsers.google.local", "GoogleLocalInventoryParser"),
     "amazon-inventory": _on_first_use("parsers.amazon", "AmazonInventoryParser"),
     "cxml-product-activity": _on_first_use("parsers.cxml", "CxmlProductActivityParser"),
 }
+#: Formats that group rows which may not fit in memory, in a row spill the caller provides
+#: (parsers do no I/O of their own; see ``parsers.google.row_spill``).
+ROW_SPILLING = frozenset({"google-local-inventory"})
 
 
-def get_parser(format_name: str) -> Parser:
-    """The parser for a built-in format; an unknown name lists the ones that exist."""
+def get_parser(format_name: str, *, row_spill: RowSpillFactory) -> Parser:
+    """The parser for a built-in format, given ``row_spill`` if it needs one; an unknown name lists the ones
+    that exist."""
     try:
-        return FORMATS[format_name]()
+        factory = FORMATS[format_name]
     except KeyError:
         known = ", ".join(sorted(FORMATS))
         raise ValueError(f"unknown format '{format_name}'; known formats: {known}") from None
+    return factory(row_spill) if format_name in ROW_SPILLING else factory()
 
 
 class DeclaredFormat(NamedTuple):
@@ -54,7 +67,8 @@ def declarative_format(name: str, spec: dict[str, Any]) -> DeclaredFormat:
     naming what is wrong. A factory, not an instance: compiled XPath objects must not be shared
     between threads, so each file gets its own parser.
     """
-    from parsers.declarative import DeclarativeFormat, XPathParser
+    from parsers.declarative.parser import XPathParser
+    from parsers.declarative.spec import DeclarativeFormat
 
     validated = DeclarativeFormat.model_validate(spec)
     XPathParser(name, validated)  # compiles every path now, so a bad one fails at start-up

@@ -2,8 +2,8 @@
 
 Partners who already produce this feed for Amazon can drop the same file here unchanged, so the
 rules follow Amazon's ``amzn-envelope.xsd``/``Inventory.xsd`` rather than inventing new ones.
-Streams with ``secure_iterparse`` filtered to the few tags it needs; each ``<Message>`` is released once
-emitted, so memory stays flat however many messages the feed holds.
+Streams through the shared front end (``parsers.front_end``) filtered to the few tags it needs; each
+``<Message>`` is released once emitted, so memory stays flat however many messages the feed holds.
 
 Format rules:
 - the root is ``<AmazonEnvelope>`` with no namespace; ``<MessageType>`` must be ``Inventory``
@@ -21,32 +21,16 @@ Format rules:
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any, BinaryIO, Literal, cast
-
-from lxml import etree
+from typing import Any, BinaryIO, Literal
 
 from parsers import fields
 from parsers.base import Document, Item, Problem, Record, truncate
-from parsers.doctype import DoctypeRefused
+from parsers.diagnostics import check_attributes, check_depth, foreign_root_problem, has_entity_reference, too_much_text
 from parsers.fields import FieldError
+from parsers.front_end import Items, RecordScan
 from parsers.limits import DEFAULT_LIMITS, Limits
 from parsers.records import RecordReader
-from parsers.xml_stream import (
-    RecordWindow,
-    Sniffed,
-    check_attributes,
-    check_depth,
-    foreign_root_problem,
-    has_entity_reference,
-    local_name,
-    release,
-    secure_iterparse,
-    sniff_document,
-    source_line,
-    syntax_problem,
-    syntax_problem_after,
-    too_much_text,
-)
+from parsers.xml_stream import Sniffed, local_name, source_line
 
 ROOT = "AmazonEnvelope"
 MESSAGE = "Message"
@@ -75,67 +59,56 @@ class AmazonInventoryParser:
         return sniffed.root == ROOT and sniffed.namespace is None
 
     def parse(self, stream: BinaryIO, limits: Limits = DEFAULT_LIMITS) -> Iterator[Item]:
-        stream, _, refused = sniff_document(stream, accepts=self.matches, expects=self.expects)
-        if refused is not None:
-            yield refused
-            return
-        index = 0
-        current_id: str | None = None
-        inside_message = False
-        envelope: Any = None
-        header = _Header()
-        window = RecordWindow(
-            stream,
-            limits.max_record_bytes,
-            after=lambda: f"after message {index}, SKU {current_id}" if index else "before the first <Message>",
-        )
-        context = secure_iterparse(
-            cast(BinaryIO, window), events=("start", "end"), tag=(ROOT, MESSAGE_TYPE, PURGE, MESSAGE)
-        )
-        message: Any = None
-        try:
-            for event, element in context:
-                tag = element.tag
-                if event == "start":
-                    if tag == ROOT and element.getparent() is None:
-                        envelope = element
-                        check_attributes(element, limits, path=f"/{ROOT}")
-                    elif tag == MESSAGE and envelope is not None and element.getparent() is envelope:
-                        if not header.emitted:
-                            yield from header.document(envelope)
-                            if header.refused:
-                                return  # not an inventory feed: its messages would each be a problem
-                        index += 1
-                        message = element
-                        inside_message = True
-                    continue
-                if element is message:
-                    inside_message = False
-                    window.mark()
-                    items = _message(element, index, limits)
-                    current_id = items[-1].product_id if items else None
-                    yield from items
-                    release(element)
-                elif envelope is not None and element.getparent() is envelope:
-                    header.read(element, limits)
-        except DoctypeRefused as doctype:  # before any record: nothing of the document was read
-            yield doctype.problem()
-            return
-        except etree.XMLSyntaxError as error:
-            if inside_message:
-                # The message is cut off, but what was parsed of it may already name the product.
-                payload = message.find(PAYLOAD)
-                sku = _sku_of(payload) if payload is not None else ""
-                yield syntax_problem(error, record=index, product_id=sku or None)
-            else:
-                yield syntax_problem_after(error, index, current_id, record="message", key="SKU")
-            return
-        if envelope is None:
-            yield foreign_root_problem(context.root, self.expects, truncate_value=True)
-        elif not header.emitted:
-            yield from header.document(envelope)  # a feed without messages: nothing changes, but say so
-        else:
-            yield from header.problems  # header elements after the first message
+        return _Scan(limits, self.expects).items(stream, accepts=self.matches)
+
+
+class _Scan(RecordScan):
+    """One feed: a record per ``<Message>`` of the envelope, the header as it streams past."""
+
+    tags = (ROOT, MESSAGE_TYPE, PURGE, MESSAGE)
+    record_word = "message"
+    id_word = SKU
+    before_first = f"before the first <{MESSAGE}>"
+
+    def __init__(self, limits: Limits, expects: str) -> None:
+        super().__init__(limits, expects)
+        self.envelope: Any = None
+        self.header = _Header()
+
+    def start(self, element: Any) -> Items:
+        tag = element.tag
+        if tag == ROOT and element.getparent() is None:
+            self.envelope = element
+            check_attributes(element, self.limits, path=f"/{ROOT}")
+        elif tag == MESSAGE and self.envelope is not None and element.getparent() is self.envelope:
+            items = [] if self.header.emitted else list(self.header.document(self.envelope))
+            if self.header.refused:
+                self.stopped = True  # not an inventory feed: its messages would each be a problem
+                return items
+            self.open(element)
+            return items
+        return ()
+
+    def read(self, element: Any) -> Items:
+        return self.read_ids(_message(element, self.index, self.limits))
+
+    def end(self, element: Any) -> Items:
+        if self.envelope is not None and element.getparent() is self.envelope:
+            self.header.read(element, self.limits)
+        return ()
+
+    def cut_id(self, element: Any) -> str | None:
+        # The message is cut off, but what was parsed of it may already name the product.
+        payload = element.find(PAYLOAD)
+        sku = _sku_of(payload) if payload is not None else ""
+        return sku or None
+
+    def finish(self, root: Any) -> Items:
+        if self.envelope is None:
+            return (foreign_root_problem(root, self.expects, truncate_value=True),)
+        if not self.header.emitted:
+            return self.header.document(self.envelope)  # a feed without messages: nothing changes, but say so
+        return self.header.problems  # header elements after the first message
 
 
 class _Header:
@@ -225,6 +198,43 @@ class _Header:
 def _message(element: Any, index: int, limits: Limits) -> list[Record | Problem]:
     """One message's record, or its problems (a list: the caller needs the product id afterwards)."""
     reader = RecordReader(element, index, limits, f"/{ROOT}/{MESSAGE}[{index}]")
+    operation, inventory, found = _envelope(reader, element)
+    operation_name = _operation(reader, operation)
+    if inventory is not None and not reader.product_id and SKU not in found:
+        reader.problem(
+            "productId",
+            f"the message has no <{SKU}>; every message needs a non-empty one, e.g. <{SKU}>ABC-123</{SKU}>",
+            element=inventory,
+            sub=f"/{PAYLOAD}",
+        )
+    if operation_name == "Delete":
+        if not reader.problems:
+            return [Record(index=index, product_id=reader.product_id, fields=None, line=reader.line, path=reader.path)]
+        return list(reader.problems)
+    stock = _stock(reader, inventory, found) if inventory is not None else None
+    if reader.problems or stock is None:
+        return list(reader.problems)
+    quantity, availability = stock
+    record = Record(
+        index=index,
+        product_id=reader.product_id,
+        fields={
+            "sku": reader.product_id,
+            "name": None,
+            "quantity": quantity,
+            "availability": availability,
+            "price": None,
+            "locations": [],
+        },
+        line=reader.line,
+        path=reader.path,
+    )
+    return [record]
+
+
+def _envelope(reader: RecordReader, element: Any) -> tuple[Any, Any, dict[str, Any]]:
+    """The message's ``OperationType``, its one ``<Inventory>`` (``None`` after a problem) and what that holds."""
+    limits, index = reader.limits, reader.index
     check_attributes(element, limits, path=reader.path, record=index)
     operation: Any = None
     payloads: list[Any] = []
@@ -262,7 +272,10 @@ def _message(element: Any, index: int, limits: Limits) -> list[Record | Problem]
             element=payloads[0],
             sub=f"/{local_name(payloads[0].tag)}",
         )
+    return operation, inventory, found
 
+
+def _operation(reader: RecordReader, operation: Any) -> str:
     operation_name = "Update"  # Amazon's default when OperationType is absent
     if operation is not None:
         operation_name = (reader.text(operation, "OperationType", "/OperationType") or "").strip()
@@ -275,36 +288,7 @@ def _message(element: Any, index: int, limits: Limits) -> list[Record | Problem]
                 element=operation,
                 sub="/OperationType",
             )
-    if inventory is not None and not reader.product_id and SKU not in found:
-        reader.problem(
-            "productId",
-            f"the message has no <{SKU}>; every message needs a non-empty one, e.g. <{SKU}>ABC-123</{SKU}>",
-            element=inventory,
-            sub=f"/{PAYLOAD}",
-        )
-    if operation_name == "Delete":
-        if not reader.problems:
-            return [Record(index=index, product_id=reader.product_id, fields=None, line=reader.line, path=reader.path)]
-        return list(reader.problems)
-    stock = _stock(reader, inventory, found) if inventory is not None else None
-    if reader.problems or stock is None:
-        return list(reader.problems)
-    quantity, availability = stock
-    record = Record(
-        index=index,
-        product_id=reader.product_id,
-        fields={
-            "sku": reader.product_id,
-            "name": None,
-            "quantity": quantity,
-            "availability": availability,
-            "price": None,
-            "locations": [],
-        },
-        line=reader.line,
-        path=reader.path,
-    )
-    return [record]
+    return operation_name
 
 
 def _sku_of(payload: Any) -> str:

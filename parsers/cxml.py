@@ -3,8 +3,9 @@
 Suppliers already send this document to their buyers' networks, so accepting it unchanged spares
 them a second export. Real files start with ``<!DOCTYPE cXML SYSTEM "http://xml.cxml.org/…/Fulfill.dtd">``:
 that DTD is never fetched nor loaded (``secure_iterparse``), so the file parses offline and a hostile
-DOCTYPE cannot make dropgate connect anywhere. Streams with ``secure_iterparse`` filtered to the tags it
-needs and releases each ``<ProductActivityDetails>`` once emitted.
+DOCTYPE cannot make dropgate connect anywhere. Streams through the shared front end
+(``parsers.front_end``) filtered to the tags it needs and releases each ``<ProductActivityDetails>``
+once emitted.
 
 Format rules:
 - the root is ``<cXML>`` with no namespace carrying ``<Message><ProductActivityMessage>``; any other
@@ -26,34 +27,24 @@ import re
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import datetime
-from typing import Any, BinaryIO, cast
-
-from lxml import etree
+from typing import Any, BinaryIO
 
 from parsers import fields
 from parsers.base import Document, Item, Problem, Record, truncate
-from parsers.doctype import DoctypeRefused
-from parsers.fields import FieldError
-from parsers.limits import DEFAULT_LIMITS, Limits
-from parsers.records import RecordReader
-from parsers.xml_stream import (
-    SNIFF_BYTES,
-    RecordWindow,
-    Sniffed,
+from parsers.diagnostics import (
     check_attributes,
     check_depth,
     foreign_root_problem,
     has_entity_reference,
-    local_name,
-    release,
-    secure_iterparse,
-    sniff_document,
-    source_line,
-    syntax_problem,
-    syntax_problem_after,
+    snapshot_time,
     too_much_text,
     unknown_format_problem,
 )
+from parsers.fields import FieldError
+from parsers.front_end import Items, RecordScan
+from parsers.limits import DEFAULT_LIMITS, Limits
+from parsers.records import RecordReader
+from parsers.xml_stream import SNIFF_BYTES, Sniffed, local_name, source_line
 
 ROOT = "cXML"
 MESSAGE = "Message"
@@ -81,84 +72,72 @@ class CxmlProductActivityParser:
 
     def parse(self, stream: BinaryIO, limits: Limits = DEFAULT_LIMITS) -> Iterator[Item]:
         # An OrderRequest or a foreign document is refused before parsing, unless the head is too short to tell.
-        stream, sniffed, refused = sniff_document(
+        return _Scan(limits, self.expects).items(
             stream,
             accepts=lambda head: self.matches(head) or not _head_is_conclusive(head),
-            expects=self.expects,
             refuse=_not_activity,
         )
-        if refused is not None:
-            yield refused
-            return
-        index = 0
-        current_id: str | None = None
-        inside_details = False
-        root: Any = None
-        head = _Head()
-        window = RecordWindow(
-            stream,
-            limits.max_record_bytes,
-            after=lambda: (
-                f"after record {index}, SupplierPartID {current_id}" if index else f"before the first <{DETAILS}>"
-            ),
-        )
-        tags = (ROOT, MESSAGE, *_OTHER_PAYLOADS, ACTIVITY, HEADER, DETAILS)
-        context = secure_iterparse(cast(BinaryIO, window), events=("start", "end"), tag=tags)
-        details: Any = None
-        try:
-            for event, element in context:
-                tag = element.tag
-                if event == "start":
-                    if tag == ROOT and element.getparent() is None:
-                        root = element
-                        check_attributes(element, limits, path=f"/{ROOT}")
-                        head.timestamp = element.get("timestamp")
-                        head.root_line = source_line(element)
-                    elif tag in _OTHER_PAYLOADS and root is not None and element.getparent() is root:
-                        yield _not_activity(sniffed, self.expects, payload=tag, line=source_line(element))
-                        return
-                    elif tag == ACTIVITY and _is_activity(element, root):
-                        head.seen_activity = True
-                    elif tag == DETAILS and head.seen_activity and _in_activity(element, root):
-                        if not head.emitted:
-                            yield from head.document()
-                        index += 1
-                        details = element
-                        inside_details = True
-                    continue
-                if element is details:
-                    inside_details = False
-                    window.mark()
-                    items = _details(element, index, limits)
-                    current_id = items[-1].product_id if items else None
-                    yield from items
-                    release(element)
-                elif tag == HEADER and head.seen_activity and _in_activity(element, root):
-                    head.read(element)
-                elif tag == ACTIVITY and head.seen_activity and not head.emitted:
-                    yield from head.document()  # an activity message without details: nothing to change
-                elif tag == MESSAGE and root is not None and element.getparent() is root and not head.seen_activity:
-                    payload = next((local_name(child.tag) for child in element if isinstance(child.tag, str)), None)
-                    yield _not_activity(sniffed, self.expects, payload=payload, line=source_line(element))
-                    return
-        except DoctypeRefused as doctype:  # before any record: nothing of the document was read
-            yield doctype.problem()
-            return
-        except etree.XMLSyntaxError as error:
-            if inside_details:
-                # The product is cut off, but what was parsed of it may already name it.
-                part = details.find(f"ItemID/{PART_ID}")
-                part_id = truncate((part.text or "").strip()) if part is not None else None
-                yield syntax_problem(error, record=index, product_id=part_id or None)
-            else:
-                yield syntax_problem_after(error, index, current_id, key=PART_ID)
-            return
-        if root is None:
-            yield foreign_root_problem(context.root, self.expects, truncate_value=True)
-        elif not head.seen_activity:
-            yield _not_activity(sniffed, self.expects, line=source_line(root))
-        else:
-            yield from head.late
+
+
+class _Scan(RecordScan):
+    """One cXML document: a record per ``<ProductActivityDetails>`` of its activity message."""
+
+    tags = (ROOT, MESSAGE, *_OTHER_PAYLOADS, ACTIVITY, HEADER, DETAILS)
+    id_word = PART_ID
+    before_first = f"before the first <{DETAILS}>"
+
+    def __init__(self, limits: Limits, expects: str) -> None:
+        super().__init__(limits, expects)
+        self.root: Any = None
+        self.head = _Head()
+
+    def start(self, element: Any) -> Items:
+        tag, root, head = element.tag, self.root, self.head
+        if tag == ROOT and element.getparent() is None:
+            self.root = element
+            check_attributes(element, self.limits, path=f"/{ROOT}")
+            head.timestamp = element.get("timestamp")
+            head.root_line = source_line(element)
+        elif tag in _OTHER_PAYLOADS and root is not None and element.getparent() is root:
+            return self._refuse(tag, element)
+        elif tag == ACTIVITY and _is_activity(element, root):
+            head.seen_activity = True
+        elif tag == DETAILS and head.seen_activity and _in_activity(element, root):
+            items = [] if head.emitted else list(head.document())
+            self.open(element)
+            return items
+        return ()
+
+    def read(self, element: Any) -> Items:
+        return self.read_ids(_details(element, self.index, self.limits))
+
+    def end(self, element: Any) -> Items:
+        tag, root, head = element.tag, self.root, self.head
+        if tag == HEADER and head.seen_activity and _in_activity(element, root):
+            head.read(element)
+        elif tag == ACTIVITY and head.seen_activity and not head.emitted:
+            return head.document()  # an activity message without details: nothing to change
+        elif tag == MESSAGE and root is not None and element.getparent() is root and not head.seen_activity:
+            payload = next((local_name(child.tag) for child in element if isinstance(child.tag, str)), None)
+            return self._refuse(payload, element)
+        return ()
+
+    def _refuse(self, payload: str | None, element: Any) -> Items:
+        self.stopped = True
+        return (_not_activity(self.sniffed, self.expects, payload=payload, line=source_line(element)),)
+
+    def cut_id(self, element: Any) -> str | None:
+        # The product is cut off, but what was parsed of it may already name it.
+        part = element.find(f"ItemID/{PART_ID}")
+        part_id = truncate((part.text or "").strip()) if part is not None else None
+        return part_id or None
+
+    def finish(self, root: Any) -> Items:
+        if self.root is None:
+            return (foreign_root_problem(root, self.expects, truncate_value=True),)
+        if not self.head.seen_activity:
+            return (_not_activity(self.sniffed, self.expects, line=source_line(self.root)),)
+        return self.head.late
 
 
 def _head_is_conclusive(sniffed: Sniffed) -> bool:
@@ -247,17 +226,10 @@ class _Head:
         as_of: datetime | None = None
         if used is not None:
             raw, name, line, path = used
-            try:
-                as_of = fields.timestamp(raw)
-            except FieldError as error:
-                yield Problem(
-                    kind="validation",
-                    message=f"{name} {error}; it is the time the inventory was taken",
-                    line=line,
-                    path=path,
-                    field=name,
-                    value=truncate(raw),
-                )
+            advice = "; it is the time the inventory was taken"
+            as_of, problem = snapshot_time(raw, name, line=line, path=path, field=name, advice=advice)
+            if problem is not None:
+                yield problem
         yield from self.late
         self.late = []
         yield Document(root=ROOT, namespace=None, as_of=as_of)
@@ -320,6 +292,28 @@ def _details(element: Any, index: int, limits: Limits) -> list[Record | Problem]
     if description is not None:
         name = _description(reader, description)
 
+    count = _count(reader, element)
+    if reader.problems or count is None:
+        return list(reader.problems)
+    record = Record(
+        index=index,
+        product_id=reader.product_id,
+        fields={
+            "sku": reader.product_id,
+            "name": name,
+            "quantity": count,
+            "availability": "in_stock" if count > 0 else "out_of_stock",
+            "price": None,
+            "locations": [],
+        },
+        line=reader.line,
+        path=reader.path,
+    )
+    return [record]
+
+
+def _count(reader: _DetailsReader, element: Any) -> int | None:
+    """The stock free to sell (``UnrestrictedUseQuantity``) in whole units; ``None`` after a problem."""
     count: int | None = None
     inventory = reader.only(element, "Inventory", "quantity", "")
     unrestricted = (
@@ -341,24 +335,7 @@ def _details(element: Any, index: int, limits: Limits) -> list[Record | Problem]
             count = whole_units(raw)
         except FieldError as error:
             reader.problem("quantity", f"quantity {error}", value=raw, element=unrestricted, sub=f"{sub}/@quantity")
-
-    if reader.problems or count is None:
-        return list(reader.problems)
-    record = Record(
-        index=index,
-        product_id=reader.product_id,
-        fields={
-            "sku": reader.product_id,
-            "name": name,
-            "quantity": count,
-            "availability": "in_stock" if count > 0 else "out_of_stock",
-            "price": None,
-            "locations": [],
-        },
-        line=reader.line,
-        path=reader.path,
-    )
-    return [record]
+    return count
 
 
 def _description(reader: _DetailsReader, description: Any) -> str | None:

@@ -1,7 +1,9 @@
 """The generic partner inventory format (``<inventory><product id=…>``).
 
-Streams with ``iterparse`` filtered to the two tags it needs, so per-product cost is one ``end``
-event plus a walk over the product's own children, and each product is released once emitted.
+Streams through the shared front end (``parsers.front_end``) filtered to the two tags it needs, so
+per-product cost is one ``start`` and one ``end`` event plus a walk over the product's own children,
+and each product is released once emitted. The usual product is read in one pass here; anything
+else goes to the checked path (``parsers.generic_checked``), which says what is wrong with it.
 
 Format rules (see README "The generic partner format"):
 - ``id`` is required and becomes ``productId``; ``deleted="true"`` means a tombstone.
@@ -15,40 +17,19 @@ Format rules (see README "The generic partner format"):
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any, BinaryIO, cast
-
-from lxml import etree
+from typing import Any, BinaryIO
 
 from parsers import fields
-from parsers.base import Document, Item, ParserFailed, Problem, Record, truncate
-from parsers.doctype import DoctypeRefused
-from parsers.fields import FieldError
+from parsers.base import Document, Item, Problem, Record, truncate
+from parsers.diagnostics import check_attributes, snapshot_time, sniffed_from
+from parsers.front_end import Items, RecordScan
+from parsers.generic_checked import PRODUCT, ROOT, checked_product
 from parsers.limits import DEFAULT_LIMITS, Limits
-from parsers.records import RecordReader
 from parsers.segments import NotPlain, Segment, check_first_root
-from parsers.xml_stream import (
-    RecordWindow,
-    Sniffed,
-    check_attributes,
-    check_depth,
-    has_entity_reference,
-    release,
-    secure_iterparse,
-    sniff_document,
-    sniffed_from,
-    source_line,
-    syntax_problem,
-    syntax_problem_after,
-    too_much_text,
-)
+from parsers.xml_stream import Sniffed, source_line
 
-ROOT = "inventory"
-PRODUCT = "product"
-_SINGLE_FIELDS = ("sku", "name", "quantity", "availability", "price", "locations")
 #: Plain digits up to this length are quantities without further checks (18 digits fit in int64).
 _FAST_DIGITS = fields.MAX_QUANTITY_DIGITS
-_TRUE = frozenset({"true", "1"})
-_FALSE = frozenset({"false", "0"})
 
 
 class GenericInventoryParser:
@@ -62,55 +43,8 @@ class GenericInventoryParser:
         return sniffed.root == ROOT and sniffed.namespace is None
 
     def parse(self, stream: BinaryIO, limits: Limits = DEFAULT_LIMITS) -> Iterator[Item]:
-        stream, _, refused = sniff_document(stream, accepts=self.matches, expects=self.expects, refuse=_unknown_format)
-        if refused is not None:
-            yield refused
-            return
-        index = 0
-        current_id: str | None = None
-        inside_product = False
-        seen_root = False
-        window = RecordWindow(
-            stream,
-            limits.max_record_bytes,
-            after=lambda: f"after record {index}, productId {current_id}" if index else "before the first product",
-        )
-        context = secure_iterparse(cast(BinaryIO, window), events=("start", "end"), tag=(ROOT, PRODUCT))
-        try:
-            for event, element in context:
-                if event == "start":
-                    if element.tag == ROOT and element.getparent() is None:
-                        seen_root = True
-                        check_attributes(element, limits, path=f"/{ROOT}")
-                        yield from _document(element)
-                    elif element.tag == PRODUCT:
-                        index += 1
-                        current_id = (element.get("id") or "").strip() or None
-                        inside_product = True
-                    continue
-                if element.tag == PRODUCT:
-                    inside_product = False
-                    window.mark()
-                    record = _plain_product(element, index, limits)
-                    if record is not None:
-                        yield record
-                    else:
-                        yield from _product(element, index, limits)
-                    release(element)
-        except DoctypeRefused as doctype:  # before any record: nothing of the document was read
-            yield doctype.problem()
-            return
-        except etree.XMLSyntaxError as error:
-            if inside_product:
-                yield syntax_problem(error, record=index, product_id=current_id)
-            else:
-                yield syntax_problem_after(error, index, current_id)
-            return
-        if not seen_root:
-            root = context.root
-            yield _unknown_format(
-                sniffed_from(root), self.expects, line=source_line(root) if root is not None else None
-            )
+        scan = _Scan(limits, self.expects)
+        return scan.items(stream, accepts=self.matches, refuse=_unknown_format)
 
     # -- segments (see parsers/segments.py and dropgate/parallel.py) ------------------------------
     root_tag = ROOT
@@ -156,53 +90,55 @@ def _unknown_format(found: Sniffed, expects: str, *, line: int | None = None) ->
     )
 
 
+class _Scan(RecordScan):
+    """One generic document: a record per ``<product>``, the document from the root's attributes."""
+
+    tags = (ROOT, PRODUCT)
+    before_first = "before the first product"
+    record_tag = PRODUCT
+    id_attribute = "id"
+
+    def __init__(self, limits: Limits, expects: str) -> None:
+        super().__init__(limits, expects)
+        self.seen_root = False
+
+    def start(self, element: Any) -> Items:
+        if element.getparent() is None:  # the root (products are opened by the front end)
+            self.seen_root = True
+            check_attributes(element, self.limits, path=f"/{ROOT}")
+            return _document(element)
+        return ()
+
+    def read(self, element: Any) -> Items:
+        record = _plain_product(element, self.index, self.limits)
+        if record is not None:
+            return (record,)
+        return checked_product(element, self.index, self.limits)
+
+    def end(self, element: Any) -> Items:
+        if element.tag == PRODUCT:  # a product that held a product: a record of its own, read after the inner one
+            return self.close(element)
+        return ()
+
+    def finish(self, root: Any) -> Items:
+        if self.seen_root:
+            return ()
+        return (
+            _unknown_format(sniffed_from(root), self.expects, line=source_line(root) if root is not None else None),
+        )
+
+
 def _document(root: Any) -> Iterator[Item]:
     raw = root.get("generatedAt")
     as_of = None
     if raw is not None:
-        try:
-            as_of = fields.timestamp(raw)
-        except FieldError as error:
-            yield Problem(
-                kind="validation",
-                message=f"generatedAt {error}",
-                line=source_line(root),
-                path=f"/{ROOT}/@generatedAt",
-                field="generatedAt",
-                value=truncate(raw),
-            )
+        as_of, problem = snapshot_time(
+            raw, "generatedAt", line=source_line(root), path=f"/{ROOT}/@generatedAt", field="generatedAt"
+        )
+        if problem is not None:
+            yield problem
     partner = (root.get("partner") or "").strip() or None
     yield Document(root=ROOT, namespace=None, partner=partner, as_of=as_of)
-
-
-class _ProductReader(RecordReader):
-    """Collects one product's fields and problems; a product with any problem yields no record."""
-
-    def field_text(self, child: Any, field: str) -> str | None:
-        """Text of the product's child ``<field>`` (the hot path: one call per field, nothing more)."""
-        if len(child) and has_entity_reference(child):
-            self.problems.append(
-                Problem(
-                    kind="security_limit",
-                    message=f"<{field}> contains an entity reference; entities are never expanded: send literal text",
-                    field=field,
-                    **self.where(child, f"/{field}"),
-                )
-            )
-            return None
-        text: str | None = child.text
-        if text is not None and len(text) > self.limits.max_text_chars:
-            raise too_much_text(f"<{field}>", len(text), self.limits, **self.where(child, f"/{field}"))
-        return text
-
-    def convert(self, child: Any, field: str, converter: Any, raw: str | None, sub: str = "") -> Any:
-        try:
-            return converter(raw)
-        except FieldError as error:
-            self.problem(field, f"{field} {error}", value=raw, element=child, sub=sub or f"/{child.tag}")
-            return None
-        except Exception as error:  # a converter bug: quarantine naming the field, never a retry
-            raise ParserFailed(error, field=field, **self.where(child, sub or f"/{child.tag}")) from error
 
 
 _LEAVES = frozenset({"sku", "name", "quantity", "availability", "price"})
@@ -212,7 +148,7 @@ _CURRENCY = fields.CURRENCY_PATTERN.fullmatch
 
 
 def _plain_product(element: Any, index: int, limits: Limits) -> Record | None:
-    """The usual product read in one pass, or ``None`` when anything about it needs :func:`_product`.
+    """The usual product read in one pass, or ``None`` when anything about it needs the checked path.
 
     Most products in a drop are plain: each known field once, as clean text, no nesting beyond
     ``locations/location``, nothing to trim or normalise. This path only accepts what the checked
@@ -230,6 +166,14 @@ def _plain_product(element: Any, index: int, limits: Limits) -> Record | None:
         if deleted != "true" or any(len(child) for child in element):
             return None
         return Record(index=index, product_id=product_id, fields=None, line=source_line(element), path=_path(index))
+    found = _plain_fields(element, limits)
+    if found is None:
+        return None
+    return Record(index=index, product_id=product_id, fields=found, line=source_line(element), path=_path(index))
+
+
+def _plain_fields(element: Any, limits: Limits) -> dict[str, Any] | None:
+    """The contract fields of a product whose children are all plain, else ``None``."""
     max_text = limits.max_text_chars
     seen: set[str] = set()
     sku = name = availability = None
@@ -284,20 +228,14 @@ def _plain_product(element: Any, index: int, limits: Limits) -> Record | None:
             return None
     elif quantity is None:
         return None
-    return Record(
-        index=index,
-        product_id=product_id,
-        fields={
-            "sku": sku,
-            "name": name,
-            "quantity": quantity,
-            "availability": availability or ("in_stock" if quantity else "out_of_stock"),
-            "price": price,
-            "locations": locations or [],
-        },
-        line=source_line(element),
-        path=_path(index),
-    )
+    return {
+        "sku": sku,
+        "name": name,
+        "quantity": quantity,
+        "availability": availability or ("in_stock" if quantity else "out_of_stock"),
+        "price": price,
+        "locations": locations or [],
+    }
 
 
 def _path(index: int) -> str:
@@ -322,145 +260,4 @@ def _plain_locations(element: Any, limits: Limits) -> list[dict[str, Any]] | Non
         ):
             return None
         found[location_id] = {"locationId": location_id, "quantity": int(raw)}
-    return [found[key] for key in sorted(found)]
-
-
-def _product(element: Any, index: int, limits: Limits) -> Iterator[Item]:
-    reader = _ProductReader(element, index, limits, f"/{ROOT}/{PRODUCT}[{index}]", (element.get("id") or "").strip())
-    pid = reader.product_id or None
-    check_attributes(element, limits, path=reader.path, record=index, product_id=pid)
-    for child in element:
-        # The usual record nests only locations/location (depth 3, always allowed): walk the whole
-        # subtree only when something else nests.
-        if len(child) and (child.tag != "locations" or any(len(grandchild) for grandchild in child)):
-            check_depth(element, limits, path=reader.path, record=index, product_id=pid)
-            break
-    if not reader.product_id:
-        reader.problem(
-            "productId",
-            'product has no id; every product needs a non-empty id attribute, e.g. <product id="P0000001">',
-            value=element.get("id"),
-            sub="/@id",
-        )
-    deleted_raw = element.get("deleted")
-    deleted = False
-    if deleted_raw is not None:
-        flag = deleted_raw.strip().lower()
-        if flag in _TRUE:
-            deleted = True
-        elif flag not in _FALSE:
-            reader.problem(
-                "deleted",
-                f"deleted '{deleted_raw}' must be true or false",
-                value=deleted_raw,
-                sub="/@deleted",
-            )
-    if deleted:
-        if not reader.problems:
-            yield Record(index=index, product_id=reader.product_id, fields=None, line=reader.line, path=reader.path)
-        yield from reader.problems
-        return
-
-    values: dict[str, Any] = {}
-    location_list: list[dict[str, Any]] | None = None
-    for child in element:
-        tag = child.tag
-        if tag not in _SINGLE_FIELDS:
-            continue  # unknown elements are the partner's business; they do not break ingestion
-        if tag in values or (tag == "locations" and location_list is not None):
-            reader.problem(
-                tag, f"<{tag}> appears more than once; send it once per product", element=child, sub=f"/{tag}"
-            )
-            continue
-        if tag == "sku" or tag == "name":
-            values[tag] = fields.text_value(reader.field_text(child, tag))
-        elif tag == "quantity":
-            text = reader.field_text(child, tag)
-            if text is not None and len(text) <= _FAST_DIGITS and text.isascii() and text.isdigit():
-                values[tag] = int(text)  # the common case; anything else goes through the checked path
-            else:
-                values[tag] = reader.convert(child, tag, fields.whole_number, text)
-        elif tag == "availability":
-            values[tag] = reader.convert(child, tag, fields.availability, reader.field_text(child, tag))
-        elif tag == "price":
-            amount = reader.convert(child, "price", fields.decimal_amount, reader.field_text(child, tag))
-            currency = reader.convert(
-                child, "price.currency", fields.currency_code, child.get("currency"), "/price/@currency"
-            )
-            values[tag] = {"amount": amount, "currency": currency}
-        else:
-            location_list = _locations(reader, child)
-    quantity = values.get("quantity")
-    if location_list is not None:
-        total = sum(loc["quantity"] for loc in location_list if loc["quantity"] is not None)
-        too_large = fields.total_too_large(total, "its locations")
-        if too_large:
-            reader.problem("quantity", too_large, value=total, sub="/locations")
-        elif "quantity" not in values:
-            quantity = total
-        elif quantity is not None and quantity != total:
-            parts = " + ".join(str(loc["quantity"]) for loc in location_list)
-            reader.problem(
-                "quantity",
-                f"quantity {quantity} does not equal the sum of its locations ({parts} = {total}); "
-                "send the total, or omit <quantity> to use the sum",
-                value=quantity,
-                sub="/quantity",
-            )
-    elif "quantity" not in values:
-        reader.problem("quantity", "product has neither <quantity> nor <locations>; send at least one of them")
-    if reader.problems:
-        yield from reader.problems
-        return
-    availability = values.get("availability") or ("in_stock" if quantity else "out_of_stock")
-    yield Record(
-        index=index,
-        product_id=reader.product_id,
-        fields={
-            "sku": values.get("sku"),
-            "name": values.get("name"),
-            "quantity": quantity,
-            "availability": availability,
-            "price": values.get("price"),
-            "locations": location_list or [],
-        },
-        line=reader.line,
-        path=reader.path,
-    )
-
-
-def _locations(reader: _ProductReader, element: Any) -> list[dict[str, Any]]:
-    found: dict[str, dict[str, Any]] = {}
-    position = 0
-    for loc in element:
-        if loc.tag != "location":
-            continue
-        position += 1
-        sub = f"/locations/location[{position}]"
-        if len(loc.attrib) > reader.limits.max_attributes:
-            check_attributes(loc, reader.limits, path=reader.path + sub, record=reader.index)
-        loc_id = (loc.get("id") or "").strip()
-        if not loc_id:
-            reader.problem(
-                "locations.locationId",
-                'location has no id; e.g. <location id="WH1" quantity="7"/>',
-                element=loc,
-                sub=sub + "/@id",
-            )
-            continue
-        raw = loc.get("quantity")
-        if raw is not None and len(raw) <= _FAST_DIGITS and raw.isascii() and raw.isdigit():
-            quantity: int | None = int(raw)
-        else:
-            quantity = reader.convert(loc, "locations.quantity", fields.whole_number, raw, sub + "/@quantity")
-        if loc_id in found:
-            reader.problem(
-                "locations.locationId",
-                f"location '{loc_id}' appears more than once in this product",
-                value=loc_id,
-                element=loc,
-                sub=sub + "/@id",
-            )
-            continue
-        found[loc_id] = {"locationId": loc_id, "quantity": quantity}
     return [found[key] for key in sorted(found)]

@@ -11,8 +11,9 @@ from collections.abc import Iterator
 from typing import BinaryIO
 
 from parsers.base import Item
+from parsers.diagnostics import unknown_format_problem
 from parsers.limits import DEFAULT_LIMITS, Limits
-from parsers.xml_stream import Sniffed, unknown_format_problem
+from parsers.xml_stream import Sniffed
 
 
 class UnknownFormat:

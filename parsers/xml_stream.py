@@ -1,34 +1,23 @@
-"""The one way dropgate opens partner XML: streaming, hardened, with located errors.
+"""The one way dropgate opens partner XML: streaming, hardened, and sniffed before it is parsed.
 
 Partner files are untrusted. Every parser gets its events from :func:`secure_iterparse`, which
 never expands entities, never loads a DTD, never touches the network and refuses libxml2's
 "huge" mode, so a hostile file can at worst be rejected, not read ``/etc/passwd`` or exhaust
 memory. ``lxml>=6.1.0`` is required: older releases resolved external entities inside
-``iterparse`` despite ``resolve_entities=False``.
+``iterparse`` despite ``resolve_entities=False``. What a format does with the events is the front
+end's (``parsers.front_end``); how problems are worded and located, ``parsers.diagnostics``.
 """
 
 from __future__ import annotations
 
 import io
 import re
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import replace
+from collections.abc import Iterable, Iterator
 from typing import Any, BinaryIO
 
 from lxml import etree
 
-from parsers.base import LimitExceeded, Problem, ProblemKind, truncate
 from parsers.doctype import DoctypeRefused, refuse_doctype
-from parsers.limits import Limits
-
-_LOCATION_SUFFIX = re.compile(r", line \d+, column \d+$")
-#: libxml2's words when a document hits one of its resource limits (we never lift them).
-_LIMIT_MARKERS = ("amplification", "XML_PARSE_HUGE", "Excessive depth", "huge input lookup", "Maximum entity")
-#: libxml2's words for a character reference (``&#x1b;``) to a character XML forbids.
-_CHAR_REF = re.compile(r"xmlParseCharRef: invalid xmlChar value (\d+)")
-#: libxml2 error codes that mean "the bytes are not what the declared encoding says".
-_ENCODING_ERROR_CODES = frozenset({9, 31, 32, 81})  # INVALID_CHAR, UNKNOWN/UNSUPPORTED/INVALID_ENCODING
-
 
 #: How much :class:`SecureEvents` feeds the parser before it hands out the events that chunk made.
 FEED_BYTES = 32 * 1024
@@ -110,59 +99,6 @@ _SECURE: dict[str, bool] = {
 }
 
 
-def syntax_problem(error: etree.XMLSyntaxError, *, record: int | None = None, product_id: str | None = None) -> Problem:
-    """Turn libxml2's error into a problem a partner engineer can act on."""
-    message = _LOCATION_SUFFIX.sub("", str(error.msg or error))
-    line, column = error.position if error.position else (error.lineno, None)
-    kind: ProblemKind = "encoding" if error.code in _ENCODING_ERROR_CODES else "xml_syntax"
-    character_reference = _CHAR_REF.search(message)
-    if any(marker in message for marker in _LIMIT_MARKERS):
-        kind = "security_limit"
-        message = (
-            "the document exceeds a safety limit of the XML parser (entity amplification, nesting depth or "
-            f"text length); send plain, flat XML without entities. Parser said: {message}"
-        )
-    elif character_reference:
-        # &#x1b; is well-encoded text that names a character XML 1.0 forbids: a syntax problem, not encoding.
-        kind = "xml_syntax"
-        code = int(character_reference.group(1))
-        message = (
-            f"a character reference names U+{code:04X}, a character XML does not allow (control characters other "
-            "than tab, line feed and carriage return); remove it or send the text without it"
-        )
-    elif (line, column) == (1, 1) and "Start tag expected" in message:
-        message = "the file is not XML: it does not start with '<' (is it another format, or compressed?)"
-    elif kind == "encoding":
-        message += " (the bytes do not match the declared encoding; declare the real one, e.g. UTF-8)"
-    return Problem(
-        kind=kind,
-        message=message,
-        line=line or None,
-        column=column if column and column > 0 else None,
-        record=record,
-        product_id=product_id,
-    )
-
-
-def syntax_problem_after(
-    error: etree.XMLSyntaxError, index: int, last_id: str | None, *, record: str = "record", key: str = "productId"
-) -> Problem:
-    """A syntax error outside any record, said to come after record ``index`` (``key`` ``last_id``), if any.
-
-    ``record`` and ``key`` are the format's words, e.g. ``message`` and ``SKU`` for Amazon feeds.
-    """
-    problem = syntax_problem(error)
-    if not index:
-        return problem
-    after = f" (after {record} {index}" + (f", {key} {last_id})" if last_id else ")")
-    return replace(problem, message=problem.message + after)
-
-
-def has_entity_reference(element: Any) -> bool:
-    """True if an element holds an unexpanded entity reference (we never expand them)."""
-    return any(isinstance(child, etree._Entity) for child in element)
-
-
 #: libxml2 keeps an element's line in 16 bits: from this line on, it reports a neighbour's line.
 BIG_LINE = 65535
 
@@ -200,15 +136,6 @@ def local_name(tag: object) -> str | None:
     if not isinstance(tag, str):
         return None
     return tag.rpartition("}")[2]
-
-
-def release(element: Any) -> None:
-    """Free an element and everything before it, so memory stays flat however long the file."""
-    element.clear(keep_tail=False)
-    parent = element.getparent()
-    if parent is not None:
-        while element.getprevious() is not None:
-            del parent[0]
 
 
 # -- sniffing the root before parsing ---------------------------------------------------------
@@ -347,155 +274,3 @@ def sniff_root(stream: BinaryIO) -> Sniffed:
     except (etree.XMLSyntaxError, DoctypeRefused):
         pass  # the parser the file is routed to says what is wrong with it
     return found
-
-
-def unknown_format_problem(sniffed: Sniffed, expected: str, *, known: str | None = None) -> Problem:
-    """The file is not in the format it was routed to (or in any format, when ``known`` lists them)."""
-    message = f"root element is {sniffed.describe()}, expected {expected}"
-    if known:
-        message += f"; formats known: {known}"
-    return Problem(
-        kind="unknown_format",
-        message=message,
-        line=1 if sniffed.root else None,
-        path=f"/{sniffed.root}" if sniffed.root else None,
-        value=sniffed.namespace or sniffed.root,
-    )
-
-
-def sniff_document(
-    stream: BinaryIO,
-    *,
-    accepts: Callable[[Sniffed], bool],
-    expects: str,
-    refuse: Callable[[Sniffed, str], Problem] = unknown_format_problem,
-) -> tuple[BinaryIO, Sniffed, Problem | None]:
-    """Sniff the head and refuse what no parse should start on: another format's root.
-
-    Stopping before parsing matters: a foreign document would otherwise be read to its end for
-    nothing. ``accepts`` says whether a readable head is the format's; ``refuse(sniffed, expects)``
-    words the refusal. A head the sniffer could not read is let through: the parser finds the root
-    while streaming (see :func:`foreign_root_problem`). Returns the stream to parse (nothing is
-    consumed), what was sniffed, and the problem to yield instead of parsing, if any.
-    """
-    stream, sniffed = sniff(stream)
-    if sniffed.utf32:
-        return stream, sniffed, utf32_problem()
-    if sniffed.root is not None and not accepts(sniffed):
-        return stream, sniffed, refuse(sniffed, expects)
-    return stream, sniffed, None
-
-
-def sniffed_from(root: Any) -> Sniffed:
-    """The root element the parser found, described as if sniffed (``<?>`` when there is none)."""
-    tag = str(root.tag) if root is not None else "?"
-    found = Sniffed()
-    namespace, _, found.root = tag[1:].partition("}") if tag.startswith("{") else ("", "", tag)
-    found.namespace = namespace or None
-    return found
-
-
-def foreign_root_problem(root: Any, expects: str, *, truncate_value: bool = False) -> Problem:
-    """``unknown_format`` for the root found while parsing, when sniffing could not read it (UTF-16, a long prolog).
-
-    ``truncate_value`` cuts the value like other offending values; the Amazon and cXML parsers do,
-    the RSS and declarative ones never did.
-    """
-    problem = unknown_format_problem(sniffed_from(root), expects)
-    line = source_line(root) if root is not None else None
-    if truncate_value:
-        return replace(problem, line=line, value=truncate(problem.value))
-    return replace(problem, line=line)
-
-
-def utf32_problem() -> Problem:
-    return Problem(
-        kind="encoding",
-        message=(
-            "the file is UTF-32 encoded (by its first four bytes); dropgate reads UTF-8 and UTF-16: send it as UTF-8"
-        ),
-        line=1,
-    )
-
-
-def check_attributes(
-    element: Any, limits: Limits, *, path: str, record: int | None = None, product_id: str | None = None
-) -> None:
-    count = len(element.attrib)
-    if count > limits.max_attributes:
-        raise LimitExceeded(
-            "max_attributes",
-            limits.max_attributes,
-            f"<{local_name(element.tag)}> has {count:,} attributes, over the limit of {limits.max_attributes:,}",
-            line=source_line(element),
-            record=record,
-            product_id=product_id,
-            path=path,
-        )
-
-
-def check_depth(
-    record_element: Any, limits: Limits, *, path: str, record: int | None = None, product_id: str | None = None
-) -> None:
-    """Nesting inside one record; cheap for flat records (the usual case: children without children)."""
-    stack = [(child, 2) for child in record_element if len(child)]
-    while stack:
-        element, depth = stack.pop()
-        if depth >= limits.max_depth:
-            raise LimitExceeded(
-                "max_depth",
-                limits.max_depth,
-                f"elements nest {depth + 1} deep inside one record, over the limit of {limits.max_depth}",
-                line=source_line(element),
-                record=record,
-                product_id=product_id,
-                path=path,
-            )
-        stack.extend((child, depth + 1) for child in element if len(child))
-
-
-def too_much_text(what: str, length: int, limits: Limits, **where: Any) -> LimitExceeded:
-    """The ``max_text_chars`` refusal of ``what`` (e.g. ``<name>``), to raise once the caller found it too long.
-
-    Callers compare the length themselves, so the usual short text costs no call.
-    """
-    return LimitExceeded(
-        "max_text_chars",
-        limits.max_text_chars,
-        f"{what} holds {length:,} characters, over the limit of {limits.max_text_chars:,} per field",
-        **where,
-    )
-
-
-class RecordWindow(io.RawIOBase):
-    """Counts bytes read since the parser last completed a record; refuses to read past the window.
-
-    lxml keeps every element it has not been told to release, and it is only told at record
-    boundaries; so bytes between boundaries are what memory grows with. ``mark`` is called at each
-    record end.
-    """
-
-    def __init__(self, stream: BinaryIO, limit: int, *, after: Callable[[], str]) -> None:
-        self._stream = stream
-        self._limit = limit
-        self._since = 0
-        self._after = after
-
-    def readable(self) -> bool:
-        return True
-
-    def mark(self) -> None:
-        self._since = 0
-
-    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
-        data = self._stream.read(len(buffer))
-        self._since += len(data)
-        if self._since > self._limit:
-            raise LimitExceeded(
-                "max_record_bytes",
-                self._limit,
-                f"more than {self._limit:,} bytes of XML without completing a record ({self._after()}): a record "
-                "this large, or content that is not records, is refused",
-            )
-        memoryview(buffer)[: len(data)] = data
-        return len(data)

@@ -68,8 +68,6 @@ def reprocess(
     """Run the current parser over files already received and republish them (idempotently)."""
     from rich.console import Console
     from rich.progress import Progress
-    from rich.table import Table
-    from rich.text import Text
 
     from dropgate.app import build_reprocessor
     from dropgate.partners import PartnerConfigError
@@ -101,21 +99,28 @@ def reprocess(
                 progress.advance(task)
     except (PartnerConfigError, ObjectMissing, ValueError, TopicError, PublishError) as error:
         raise fail(str(error)) from None
+    console.print(_bulk_table(results, dry_run=dry_run))
+    if any(_still_quarantined(r) for r in results):
+        raise typer.Exit(1)
+
+
+def _bulk_table(results: list[Any], *, dry_run: bool) -> Any:
+    """One row per file of a bulk reprocess."""
+    from rich.table import Table
+    from rich.text import Text
+
     table = Table(title=f"reprocessed {len(results)} quarantined file(s)" + (" (dry run)" if dry_run else ""))
     for column in ("file", "version", "outcome", "events", "stale", "problems", "resolved"):
         table.add_column(column, overflow="fold")
     for result in results:
         outcome = result.outcome
-        status = "dry-run" if dry_run else outcome.status
         table.add_row(  # keys as Text: a key like acme/[/].xml is not rich markup
             Text(shown(outcome.ref.uri)),
             Text(shown(outcome.ref.version_id or "null")),
-            status,
+            "dry-run" if dry_run else outcome.status,
             str(outcome.events),
             str(outcome.stale),
             str(outcome.problem_count),
             Text(shown(result.resolved or "")),
         )
-    console.print(table)
-    if any(_still_quarantined(r) for r in results):
-        raise typer.Exit(1)
+    return table

@@ -14,7 +14,8 @@ import yaml
 from pydantic import ValidationError
 
 from parsers.base import Document, LimitExceeded, Problem, Record
-from parsers.declarative import DeclarativeFormat, XPathParser
+from parsers.declarative.parser import XPathParser
+from parsers.declarative.spec import DeclarativeFormat
 from parsers.limits import Limits
 from parsers.xml_stream import sniff
 from tests.conftest import fixture_bytes

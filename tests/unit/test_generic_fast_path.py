@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from lxml import etree
 
-from parsers import generic
+from parsers import generic, generic_checked
 from parsers.base import LimitExceeded
 from parsers.generic import GenericInventoryParser
 from parsers.limits import DEFAULT_LIMITS
@@ -82,7 +82,7 @@ def _element(product_xml: str) -> Any:
 
 def _checked(element: Any) -> list[Any] | None:
     try:
-        return list(generic._product(element, 1, DEFAULT_LIMITS))
+        return list(generic_checked.checked_product(element, 1, DEFAULT_LIMITS))
     except LimitExceeded:
         return None
 

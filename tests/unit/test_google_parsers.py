@@ -10,9 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from dropgate.adapters.row_spill import SqliteRowSpill
 from parsers.base import Document, LimitExceeded, Problem, Record
 from parsers.generic import GenericInventoryParser
-from parsers.google import GoogleLocalInventoryParser, GoogleMerchantParser
+from parsers.google.local import GoogleLocalInventoryParser
+from parsers.google.merchant import GoogleMerchantParser
 from parsers.limits import Limits
 from parsers.xml_stream import sniff
 from tests.conftest import fixture_bytes
@@ -38,7 +40,7 @@ def merchant(data: bytes) -> tuple[list[Document], list[Record], list[Problem]]:
 
 
 def local(data: bytes) -> tuple[list[Document], list[Record], list[Problem]]:
-    return parse(GoogleLocalInventoryParser(), data)
+    return parse(GoogleLocalInventoryParser(SqliteRowSpill), data)
 
 
 def store_item(product: str, store: str, quantity: str, *more: str) -> bytes:
@@ -226,7 +228,7 @@ def test_matches_tells_merchant_local_and_generic_apart() -> None:
     }
     parsers = {
         "merchant": GoogleMerchantParser(),
-        "local": GoogleLocalInventoryParser(),
+        "local": GoogleLocalInventoryParser(SqliteRowSpill),
         "generic": GenericInventoryParser(),
     }
     matched = {
@@ -246,7 +248,11 @@ def test_matches_tells_merchant_local_and_generic_apart() -> None:
     ("parser", "data", "expected"),
     [
         (GoogleMerchantParser(), fixture_bytes("good/local-inventory.xml", "google-local"), "Merchant Center"),
-        (GoogleLocalInventoryParser(), fixture_bytes("good/merchant-feed.xml", "google-merchant"), "local inventory"),
+        (
+            GoogleLocalInventoryParser(SqliteRowSpill),
+            fixture_bytes("good/merchant-feed.xml", "google-merchant"),
+            "local inventory",
+        ),
         (GoogleMerchantParser(), fixture_bytes("good/acme-2026-11-20.xml"), "xmlns:g="),
     ],
 )
@@ -439,7 +445,7 @@ def test_price_is_the_lowest_store_price_compared_as_decimals() -> None:
 # -- hardening -------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("parser", [GoogleMerchantParser(), GoogleLocalInventoryParser()])
+@pytest.mark.parametrize("parser", [GoogleMerchantParser(), GoogleLocalInventoryParser(SqliteRowSpill)])
 def test_entity_declarations_are_refused(parser: Parser) -> None:
     data = (
         b'<?xml version="1.0"?><!DOCTYPE rss [<!ENTITY secret SYSTEM "file:///etc/passwd">]>'
@@ -453,7 +459,7 @@ def test_entity_declarations_are_refused(parser: Parser) -> None:
     assert problem.kind == "security_limit" and "declares entities" in problem.message
 
 
-@pytest.mark.parametrize("parser", [GoogleMerchantParser(), GoogleLocalInventoryParser()])
+@pytest.mark.parametrize("parser", [GoogleMerchantParser(), GoogleLocalInventoryParser(SqliteRowSpill)])
 def test_undeclared_entity_reference_past_the_sniffed_head_is_reported_not_expanded(parser: Parser) -> None:
     data = (
         b"<!--" + b"x" * 70_000 + b'--><!DOCTYPE rss SYSTEM "rss.dtd">'
@@ -470,7 +476,7 @@ def test_undeclared_entity_reference_past_the_sniffed_head_is_reported_not_expan
     assert "SECRET-WORD" not in repr(problems)
 
 
-@pytest.mark.parametrize("parser", [GoogleMerchantParser(), GoogleLocalInventoryParser()])
+@pytest.mark.parametrize("parser", [GoogleMerchantParser(), GoogleLocalInventoryParser(SqliteRowSpill)])
 def test_overlong_text_is_a_security_limit(parser: Parser) -> None:
     data = HEAD + one_item(parser, "<g:price>", "9" * 200, " USD</g:price>") + TAIL
     with pytest.raises(LimitExceeded) as raised:
@@ -487,7 +493,7 @@ def test_overlong_text_is_a_security_limit(parser: Parser) -> None:
 def test_an_item_bigger_than_the_record_window_is_refused() -> None:
     data = HEAD + store_item("SKU-1", "S1", "1", "<g:description>" + "x" * 5_000 + "</g:description>") + TAIL
     with pytest.raises(LimitExceeded) as raised:
-        parse(GoogleLocalInventoryParser(), data, Limits(max_record_bytes=4_096))
+        parse(GoogleLocalInventoryParser(SqliteRowSpill), data, Limits(max_record_bytes=4_096))
     assert raised.value.limit == "max_record_bytes"
 
 
@@ -539,7 +545,7 @@ def test_two_hundred_thousand_store_rows_parse_with_flat_memory() -> None:
     try:
         count = total = 0
         last = ""
-        for item in GoogleLocalInventoryParser().parse(local_feed(products, stores)):
+        for item in GoogleLocalInventoryParser(SqliteRowSpill).parse(local_feed(products, stores)):
             assert not isinstance(item, Problem), item
             if isinstance(item, Record):
                 assert item.fields is not None and item.product_id > last
@@ -566,7 +572,9 @@ def test_temporary_store_is_removed_when_the_records_are_exhausted(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     scratch = _scratch_dir(monkeypatch, tmp_path)
-    items = GoogleLocalInventoryParser().parse(io.BytesIO(fixture_bytes("good/local-inventory.xml", "google-local")))
+    items = GoogleLocalInventoryParser(SqliteRowSpill).parse(
+        io.BytesIO(fixture_bytes("good/local-inventory.xml", "google-local"))
+    )
     assert isinstance(next(items), Document)
     assert [p.name.startswith("dropgate-google-local-") for p in scratch.iterdir()] == [True]
     assert sum(isinstance(item, Record) for item in items) == 5
@@ -577,7 +585,7 @@ def test_temporary_store_is_removed_when_the_generator_is_closed_early(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     scratch = _scratch_dir(monkeypatch, tmp_path)
-    items = GoogleLocalInventoryParser().parse(local_feed(3_000, 2))
+    items = GoogleLocalInventoryParser(SqliteRowSpill).parse(local_feed(3_000, 2))
     first = next(item for item in items if isinstance(item, Record))
     assert first.product_id == "SKU-000000"
     assert len(list(scratch.iterdir())) == 1
@@ -596,6 +604,8 @@ def test_temporary_store_is_removed_after_a_syntax_error_or_a_limit(
     assert list(scratch.iterdir()) == []
     with pytest.raises(LimitExceeded):
         parse(
-            GoogleLocalInventoryParser(), HEAD + store_item("SKU-1", "S1", "1" * 50) + TAIL, Limits(max_text_chars=10)
+            GoogleLocalInventoryParser(SqliteRowSpill),
+            HEAD + store_item("SKU-1", "S1", "1" * 50) + TAIL,
+            Limits(max_text_chars=10),
         )
     assert list(scratch.iterdir()) == []

@@ -161,3 +161,19 @@ def test_a_partners_yaml_in_the_working_directory_is_not_read(tmp_path: Path, mo
 
     configured = PartnerDirectory.load(Settings().partners)
     assert [p.id for p in configured if p.prefix == "acme/"] == ["acme"]
+
+
+def test_the_composition_root_gives_the_local_inventory_format_its_row_spill() -> None:
+    """Parsers do no I/O: a directory built outside dropgate.app has no row spill, and says so."""
+    import io
+
+    from dropgate.app import load_partners
+    from dropgate.config import Settings
+    from tests.conftest import fixture_bytes
+
+    feed = fixture_bytes("good/local-inventory.xml", "google-local")
+    wired = load_partners(Settings()).parser("google-local-inventory")
+    assert any(type(item).__name__ == "Record" for item in wired.parse(io.BytesIO(feed)))
+    bare = PartnerDirectory.load(str(REPO / "partners.yaml")).parser("google-local-inventory")
+    with pytest.raises(RuntimeError, match=r"built without a row spill: build it with dropgate\.app\.load_partners"):
+        list(bare.parse(io.BytesIO(feed)))

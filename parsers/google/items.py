@@ -1,0 +1,174 @@
+"""One Google item: its wanted children, read and converted with located problems.
+
+Shared by both feeds; which children an item is read for (and the contract field each one's
+problems are about) is the feed's ``wanted`` table.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+from parsers import fields
+from parsers.base import ParserFailed
+from parsers.diagnostics import check_attributes, check_depth, has_entity_reference, too_much_text
+from parsers.fields import FieldError
+from parsers.limits import Limits
+from parsers.records import RecordReader
+
+G = "http://base.google.com/ns/1.0"
+#: Where every item is (RSS 2.0 puts them under the channel).
+ITEM_PATH = "/rss/channel/item"
+#: Qualified tag → (key the feed reads it by, contract field its problems are about).
+Wanted = dict[str, tuple[str, str]]
+
+_SPACES = re.compile(r"[\s_]+")
+_AMOUNT = re.compile(r"[0-9]+(\.[0-9]+)?")
+
+
+def label(tag: str) -> str:
+    """``{G}price`` → ``g:price``, as Google's documentation and partners' files write it."""
+    if tag.startswith(f"{{{G}}}"):
+        return "g:" + tag[len(G) + 2 :]
+    return tag.rpartition("}")[2]
+
+
+class ItemReader(RecordReader):
+    """One item's wanted children and problems; the element is only valid until the scan resumes."""
+
+    def __init__(self, element: Any, index: int, limits: Limits, wanted: Wanted) -> None:
+        super().__init__(element, index, limits, f"{ITEM_PATH}[{index}]")
+        self.wanted = wanted
+        self.children: dict[str, Any] = {}
+        children = self.children
+        repeated: list[tuple[Any, str]] = []
+        nested = False
+        for child in element:
+            nested = nested or len(child) > 0
+            entry = wanted.get(child.tag)
+            if entry is None:
+                continue  # unknown elements (g:link, g:image_link, …) are the partner's business
+            if entry[0] in children:
+                repeated.append((child, entry[0]))
+            else:
+                children[entry[0]] = child
+        id_child = children.get("id")
+        # An id holding an entity reference is no id (its text stops at the reference).
+        if id_child is not None and not len(id_child):
+            self.product_id = (id_child.text or "").strip()
+        pid = self.product_id or None
+        check_attributes(element, limits, path=self.path, record=index, product_id=pid)
+        if nested:  # flat items (the usual case) skip the subtree walk
+            check_depth(element, limits, path=self.path, record=index, product_id=pid)
+        for child, key in repeated:
+            name, first = label(child.tag), label(children[key].tag)
+            field = wanted[child.tag][1]
+            message = (
+                f"<{name}> appears more than once in this item; send it once"
+                if first == name
+                else f"<{name}> and <{first}> both give the {field}; send only <{first}>"
+            )
+            self.item_problem(field, message, element=child, value=child.text)
+
+    def item_problem(
+        self, field: str, message: str, *, element: Any = None, value: object = None, label_: str = ""
+    ) -> None:
+        """A validation problem at ``element`` (else at the child named ``label_``, else the item)."""
+        sub = label(element.tag) if element is not None else label_
+        self.problem(field, message, value=value, element=element, sub=f"/{sub}" if sub else "")
+
+    def child_text(self, key: str) -> str | None:
+        """The child's text, or ``None`` when absent; refuses entity references and huge text."""
+        child = self.children.get(key)
+        if child is None:
+            return None
+        if len(child) and has_entity_reference(child):
+            name = label(child.tag)
+            message = f"<{name}> contains an entity reference; entities are never expanded: send literal text"
+            self.entity_problem(self.wanted[child.tag][1], message, self.where(child, f"/{name}"))
+            return None
+        text: str | None = child.text
+        if text is not None and len(text) > self.limits.max_text_chars:
+            name = label(child.tag)
+            raise too_much_text(f"<{name}>", len(text), self.limits, **self.where(child, f"/{name}"))
+        return text if text is not None else ""
+
+    def convert(self, key: str, field: str, converter: Callable[[str], Any]) -> Any:
+        """``converter(text)`` for a present child; a ``FieldError`` becomes a located problem."""
+        raw = self.child_text(key)
+        if raw is None:
+            return None
+        try:
+            return converter(raw)
+        except FieldError as error:
+            child = self.children[key]
+            self.item_problem(field, f"{label(child.tag)} {error}", element=child, value=raw)
+            return None
+        except Exception as error:  # a converter bug: quarantine naming the field, never a retry
+            where = {"line": self.line, "record": self.index, "product_id": self.product_id or None}
+            raise ParserFailed(error, field=field, **where) from error
+
+    def require_id(self) -> str | None:
+        """The product id, or ``None`` after recording why there is none."""
+        if self.child_text("id") is None and "id" in self.children:
+            return None  # an entity reference: already a problem
+        if not self.product_id:
+            child = self.children.get("id")
+            self.item_problem(
+                "productId",
+                "item has no product id; every item needs a non-empty <g:id>, e.g. <g:id>SKU-10042</g:id>",
+                element=child,
+                label_="g:id",
+                value=child.text if child is not None else None,
+            )
+        return self.product_id or None
+
+    def missing(self, key: str, field: str, message: str) -> bool:
+        if key in self.children:
+            return False
+        self.item_problem(field, message, label_=f"g:{key}")
+        return True
+
+
+# -- shared field rules ------------------------------------------------------------------------
+
+MERCHANT_AVAILABILITY = {v: v for v in ("in_stock", "out_of_stock", "preorder", "backorder")}
+LOCAL_AVAILABILITY = {
+    **MERCHANT_AVAILABILITY,
+    "limited_availability": "in_stock",
+    "on_display_to_order": "backorder",
+}
+
+
+def availability_converter(allowed: dict[str, str]) -> Callable[[str], str]:
+    names = ", ".join(allowed)
+
+    def convert(raw: str) -> str:
+        text = _SPACES.sub("_", raw.strip().lower())
+        try:
+            return allowed[text]
+        except KeyError:
+            raise FieldError(
+                f"'{raw.strip()}' is not a known availability; expected one of {names} "
+                "(the legacy spelling with spaces, e.g. 'in stock', is accepted too)"
+            ) from None
+
+    return convert
+
+
+def price(raw: str) -> dict[str, str]:
+    """Google's ``<amount> <currency>``, e.g. ``15.00 USD``, as a contract price."""
+    parts = raw.split()
+    if len(parts) == 1 and _AMOUNT.fullmatch(parts[0]):
+        raise FieldError(f"'{raw.strip()}' has no currency; expected an amount and an ISO 4217 code, e.g. 15.00 USD")
+    if len(parts) != 2:
+        raise FieldError(
+            f"'{raw.strip()}' is not in the shape 15.00 USD (a decimal amount, a space, an ISO 4217 currency code)"
+        )
+    try:
+        amount = fields.decimal_amount(parts[0])
+        currency = fields.currency_code(parts[1])
+    except FieldError as error:
+        raise FieldError(f"{error}; expected the shape 15.00 USD") from None
+    return {"amount": amount, "currency": currency}

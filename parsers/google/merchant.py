@@ -1,0 +1,99 @@
+"""Google Merchant Center product feed (``google-merchant``): one RSS item is one product.
+
+- ``g:id`` is required and becomes ``productId`` (trimmed).
+- ``g:title``, else the plain RSS ``title``, becomes ``name``; ``g:mpn`` becomes ``sku``.
+- ``g:availability`` is required (Google requires it): ``in_stock``, ``out_of_stock``,
+  ``preorder``, ``backorder``; case is forgiven and the legacy spellings with spaces
+  (``in stock``, ``out of stock``) are normalised. Anything else is a validation problem.
+- ``g:price`` is ``<amount> <ISO 4217 code>``, e.g. ``15.00 USD``; any other shape is a problem.
+- the feed has no stock counts: ``quantity`` is ``None`` and ``locations`` is empty.
+- an item with ``g:store_code`` means the file is a local inventory feed: ``unknown_format``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import BinaryIO
+
+from parsers import fields
+from parsers.base import Item, Problem, Record, truncate
+from parsers.front_end import Items
+from parsers.google.items import MERCHANT_AVAILABILITY, ItemReader, availability_converter, price
+from parsers.google.rss import RssScan, describe_root, g, is_google_rss
+from parsers.limits import DEFAULT_LIMITS, Limits
+from parsers.xml_stream import Sniffed, source_line
+
+_MERCHANT_WANTED = {
+    g("id"): ("id", "productId"),
+    "title": ("title", "name"),
+    g("title"): ("g:title", "name"),
+    g("availability"): ("availability", "availability"),
+    g("price"): ("price", "price"),
+    g("mpn"): ("mpn", "sku"),
+    g("store_code"): ("store_code", "locations.locationId"),
+}
+_MERCHANT_AVAILABILITY = availability_converter(MERCHANT_AVAILABILITY)
+
+
+class GoogleMerchantParser:
+    """Google Merchant Center product feed (RSS 2.0). Bump ``version`` with every behavioural change."""
+
+    name = "google-merchant"
+    version = "1"
+    expects = describe_root("Google Merchant Center product feed")
+
+    def matches(self, sniffed: Sniffed) -> bool:
+        return is_google_rss(sniffed) and not sniffed.mentions("store_code")
+
+    def parse(self, stream: BinaryIO, limits: Limits = DEFAULT_LIMITS) -> Iterator[Item]:
+        scan = _MerchantScan(limits, self.expects, _MERCHANT_WANTED)
+        return scan.items(stream, accepts=self.matches)
+
+
+class _MerchantScan(RssScan):
+    def read_item(self, reader: ItemReader) -> Items:
+        if "store_code" in reader.children:
+            self.stopped = True
+            return (
+                Problem(
+                    kind="unknown_format",
+                    message=(
+                        "item has <g:store_code>: this is a Google local inventory feed, not a Merchant Center "
+                        "product feed; configure the partner's format as google-local-inventory"
+                    ),
+                    line=source_line(reader.children["store_code"]),
+                    path=f"{reader.path}/g:store_code",
+                    value=truncate(reader.children["store_code"].text),
+                ),
+            )
+        return _merchant_item(reader)
+
+
+def _merchant_item(reader: ItemReader) -> Iterator[Item]:
+    product_id = reader.require_id()
+    name = fields.text_value(reader.child_text("g:title")) or fields.text_value(reader.child_text("title"))
+    sku = fields.text_value(reader.child_text("mpn"))
+    availability = reader.convert("availability", "availability", _MERCHANT_AVAILABILITY)
+    reader.missing(
+        "availability",
+        "availability",
+        "item has no <g:availability>; Google requires one of in_stock, out_of_stock, preorder, backorder",
+    )
+    price_value = reader.convert("price", "price", price)
+    if reader.problems or product_id is None:
+        yield from reader.problems
+        return
+    yield Record(
+        index=reader.index,
+        product_id=product_id,
+        fields={
+            "sku": sku,
+            "name": name,
+            "quantity": None,
+            "availability": availability,
+            "price": price_value,
+            "locations": [],
+        },
+        line=reader.line,
+        path=reader.path,
+    )
