@@ -43,7 +43,8 @@ class EncodeSpec:
     """Everything a worker needs to turn a file's records into spool entries, fixed per file.
 
     The serializer is the one the streaming path would use for this file (the caller's
-    ``_EventBuilder`` builds it); workers are forked, so they get it as it is, nothing pickled."""
+    :class:`~dropgate.ingest.event_builder.EventBuilder` builds it); workers are forked, so they
+    get it as it is, nothing pickled."""
 
     parser: SegmentedParser
     limits: Limits

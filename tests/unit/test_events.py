@@ -122,7 +122,7 @@ def test_schema_validates_a_real_value() -> None:
 
 
 def test_the_per_file_fast_path_is_byte_identical_to_the_model() -> None:
-    """The pipeline serializes without a model per record; it must never differ from the contract."""
+    """The ingest path serializes without a model per record; it must never differ from the contract."""
     import io
     from datetime import timedelta, timezone
 

@@ -2,8 +2,8 @@
 exactly what streaming gives.
 
 Anything the segmented path cannot read exactly like the streaming parser must raise ``NotPlain``
-before a single problem comes out, so the pipeline starts over with the streaming parser and its
-diagnostics; and the pipeline must then give the same outcome as if it had streamed at once.
+before a single problem comes out, so the ingest path starts over with the streaming parser and its
+diagnostics; and the ingest path must then give the same outcome as if it had streamed at once.
 """
 
 from __future__ import annotations
