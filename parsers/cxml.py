@@ -13,24 +13,41 @@ Format rules:
 - ``ProductActivityHeader/@creationDate`` is the snapshot time (``asOf``), else the root's
   ``timestamp``; the one used must be ISO 8601 with a zone.
 - one record per ``<ProductActivityDetails>``: ``ItemID/SupplierPartID`` is the ``productId`` (and
-  ``sku``), ``Description`` the name, ``Inventory/UnrestrictedUseQuantity/@quantity`` the quantity
-  (the stock free to sell; blocked, in-inspection and consignment stock are not).
+  ``sku``), ``Description`` the name.
+- the quantity is one ``<Inventory>`` quantity, the first the partner's rule names that the product
+  holds (default ``UnrestrictedUseQuantity``, else ``StockOnHandQuantity``); blocked, in-transit,
+  in-inspection and the other types never count, and a product with none of the rule's types is a
+  problem naming what it holds (``parsers.cxml_inventory``, which says where each rule comes from).
+  The chosen element's ``quantity`` is required: the DTD makes it optional on the unrestricted type,
+  but a type sent without a number says nothing about the stock, and falling back to the next type
+  (stock on hand may include blocked stock) could overstate it.
 - cXML quantities are decimals: ``120`` and ``120.0`` are 120 units, ``1.5`` is refused (dropgate
   counts whole units), and a dot is always the decimal mark (``1.000`` is one unit, not a thousand).
 - availability is ``in_stock`` when the quantity is > 0, else ``out_of_stock``.
-- ``BuyerPartID``, ``UnitOfMeasure``, ``Classification`` and other elements are ignored.
+- ``BuyerPartID``, ``UnitOfMeasure``, ``Classification``, ``ConsignmentInventory`` and other elements
+  are ignored.
+
+Where the rules come from: the cXML 1.2.063 DTD (``http://xml.cxml.org/schemas/cXML/1.2.063/cXML.dtd``;
+a copy is in the public FriendsOfCXML/cxml-php repository, ``tests/metadata/cxml/dtd/``).
+``ProductActivityMessage`` is a ``ProductActivityHeader`` and one or more ``ProductActivityDetails``,
+each ``(ItemID | ResourceID), Description?, …, Inventory?, ConsignmentInventory?, …``; the header's
+``creationDate`` is a datetime with a zone and its ``processType`` names the scenario (``SMI`` is
+supplier-managed inventory). ``Inventory``'s children, their ``quantity`` attributes and what each
+stock type is are cited in ``parsers.cxml_inventory``.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from datetime import datetime
 from typing import Any, BinaryIO
 
 from parsers import fields
 from parsers.base import Document, Item, Problem, Record, truncate
+from parsers.cxml_inventory import DEFAULT_AVAILABLE, available_rule, first_present, not_available
+from parsers.cxml_inventory import whole_units as whole_units  # re-exported: callers import it from here
 from parsers.diagnostics import (
     check_attributes,
     check_depth,
@@ -55,8 +72,6 @@ PART_ID = "SupplierPartID"
 ACTIVITY_PATH = f"/{ROOT}/{MESSAGE}/{ACTIVITY}"
 #: cXML's other top-level payload wrappers: a document holding one of them is never inventory.
 _OTHER_PAYLOADS = ("Request", "Response")
-#: A plain cXML decimal: digits, optionally a dot and more digits (``120``, ``120.000``, ``1.5``).
-_DECIMAL = re.compile(r"(?=\.?[0-9])(?P<units>[0-9]*)(?:\.(?P<fraction>[0-9]*))?")
 _PAYLOAD_NAME = re.compile(rb"<(?:Message|Request|Response)\b[^>]*>\s*<([A-Za-z_][\w.\-]*)")
 
 
@@ -67,12 +82,16 @@ class CxmlProductActivityParser:
     version = "1"
     expects = f"<{ROOT}> with no namespace holding a <{ACTIVITY}> (cXML supplier inventory)"
 
+    def __init__(self, available_quantity: Sequence[str] = DEFAULT_AVAILABLE) -> None:
+        #: The partner's rule: the first of these ``<Inventory>`` quantities a product holds is its quantity.
+        self.available_quantity = available_rule(available_quantity)
+
     def matches(self, sniffed: Sniffed) -> bool:
         return sniffed.root == ROOT and sniffed.namespace is None and sniffed.mentions(ACTIVITY)
 
     def parse(self, stream: BinaryIO, limits: Limits = DEFAULT_LIMITS) -> Iterator[Item]:
         # An OrderRequest or a foreign document is refused before parsing, unless the head is too short to tell.
-        return _Scan(limits, self.expects).items(
+        return _Scan(limits, self.expects, self.available_quantity).items(
             stream,
             accepts=lambda head: self.matches(head) or not _head_is_conclusive(head),
             refuse=_not_activity,
@@ -86,8 +105,9 @@ class _Scan(RecordScan):
     id_word = PART_ID
     before_first = f"before the first <{DETAILS}>"
 
-    def __init__(self, limits: Limits, expects: str) -> None:
+    def __init__(self, limits: Limits, expects: str, available: tuple[str, ...]) -> None:
         super().__init__(limits, expects)
+        self.available = available
         self.root: Any = None
         self.head = _Head()
 
@@ -109,7 +129,7 @@ class _Scan(RecordScan):
         return ()
 
     def read(self, element: Any) -> Items:
-        return self.read_ids(_details(element, self.index, self.limits))
+        return self.read_ids(_details(element, self.index, self.limits, self.available))
 
     def end(self, element: Any) -> Items:
         tag, root, head = element.tag, self.root, self.head
@@ -235,26 +255,6 @@ class _Head:
         yield Document(root=ROOT, namespace=None, as_of=as_of)
 
 
-def whole_units(raw: str | None) -> int:
-    """A cXML quantity (a decimal) as whole units: ``120.0`` is 120, ``1.5`` is refused.
-
-    The dot is always cXML's decimal mark, so ``1.000`` is one unit; the shared
-    ``fields.whole_number`` would call it ambiguous, which it is not in this format.
-    """
-    text = (raw or "").strip()
-    decimal = _DECIMAL.fullmatch(text)
-    if decimal:
-        if not (decimal.group("fraction") or "").strip("0"):
-            return fields.whole_number(decimal.group("units") or "0")
-        raise FieldError(
-            f"'{text}' is a fraction of a unit; inventory counts whole units: send e.g. 120 (or 120.0), and a "
-            "unit of measure small enough that the stock is a whole number"
-        )
-    if "," in text:
-        raise FieldError(f"'{text}' uses a comma; cXML quantities use a dot as the decimal mark and no separators")
-    return fields.whole_number(text)  # negative, empty or not a number: its message says which
-
-
 class _DetailsReader(RecordReader):
     """Collects one details element's values and problems; any problem means no record."""
 
@@ -268,7 +268,7 @@ class _DetailsReader(RecordReader):
         return found[0] if found else None
 
 
-def _details(element: Any, index: int, limits: Limits) -> list[Record | Problem]:
+def _details(element: Any, index: int, limits: Limits, available: tuple[str, ...]) -> list[Record | Problem]:
     """One product's record, or its problems (a list: the caller needs the product id afterwards)."""
     reader = _DetailsReader(element, index, limits, f"{ACTIVITY_PATH}/{DETAILS}[{index}]")
     check_attributes(element, limits, path=reader.path, record=index)
@@ -292,7 +292,7 @@ def _details(element: Any, index: int, limits: Limits) -> list[Record | Problem]
     if description is not None:
         name = _description(reader, description)
 
-    count = _count(reader, element)
+    count = _count(reader, element, available)
     if reader.problems or count is None:
         return list(reader.problems)
     record = Record(
@@ -312,30 +312,34 @@ def _details(element: Any, index: int, limits: Limits) -> list[Record | Problem]
     return [record]
 
 
-def _count(reader: _DetailsReader, element: Any) -> int | None:
-    """The stock free to sell (``UnrestrictedUseQuantity``) in whole units; ``None`` after a problem."""
-    count: int | None = None
+def _count(reader: _DetailsReader, element: Any, available: tuple[str, ...]) -> int | None:
+    """The available stock in whole units (the first type of ``available`` present); ``None`` after a problem."""
     inventory = reader.only(element, "Inventory", "quantity", "")
-    unrestricted = (
-        reader.only(inventory, "UnrestrictedUseQuantity", "quantity", "/Inventory") if inventory is not None else None
-    )
-    raw = unrestricted.get("quantity") if unrestricted is not None else None
-    sub = "/Inventory/UnrestrictedUseQuantity"
+    name = first_present(inventory, available) if inventory is not None else None
+    if name is None:
+        reader.problem(
+            "quantity",
+            not_available(inventory, available),
+            element=inventory,
+            sub="/Inventory" if inventory is not None else "",
+        )
+        return None
+    chosen = reader.only(inventory, name, "quantity", "/Inventory")
+    raw = chosen.get("quantity")
+    sub = f"/Inventory/{name}"
     if raw is None:
         reader.problem(
             "quantity",
-            "the product has no stock quantity; send "
-            '<Inventory><UnrestrictedUseQuantity quantity="120"><UnitOfMeasure>EA</UnitOfMeasure>'
-            "</UnrestrictedUseQuantity></Inventory>",
-            element=unrestricted if unrestricted is not None else inventory,
-            sub=sub if unrestricted is not None else "/Inventory" if inventory is not None else "",
+            f'<{name}> has no quantity; send <{name} quantity="120"><UnitOfMeasure>EA</UnitOfMeasure></{name}>',
+            element=chosen,
+            sub=sub,
         )
-    else:
-        try:
-            count = whole_units(raw)
-        except FieldError as error:
-            reader.problem("quantity", f"quantity {error}", value=raw, element=unrestricted, sub=f"{sub}/@quantity")
-    return count
+        return None
+    try:
+        return whole_units(raw)
+    except FieldError as error:
+        reader.problem("quantity", f"quantity {error}", value=raw, element=chosen, sub=f"{sub}/@quantity")
+        return None
 
 
 def _description(reader: _DetailsReader, description: Any) -> str | None:

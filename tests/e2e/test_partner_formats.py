@@ -28,6 +28,7 @@ DROPS = {
     "contoso/local-inventory.xml": ("good/local-inventory.xml", "google-local"),
     "tailspin/inventory-update.xml": ("good/inventory-update.xml", "amazon"),
     "fabrikam/product-activity.xml": ("good/product-activity.xml", "cxml"),
+    "fabrikam/stock-on-hand.xml": ("good/product-activity-stock-on-hand.xml", "cxml"),  # supplier-managed
     "initech/stock-2026-11-20.xml": ("good/initech-stock.xml", "declarative"),
     "inbox/initech-stock.xml": ("good/initech-stock.xml", "declarative"),  # no prefix: found by its root
     "inbox/orders.xml": (None, None),  # no prefix, no format
@@ -61,6 +62,7 @@ def test_every_format_reaches_the_topic_and_an_unknown_one_is_quarantined(
         "contoso/local-inventory.xml": [f"contoso:SKU-1004{n}" for n in (2, 3, 4, 5, 6)],
         "tailspin/inventory-update.xml": [f"tailspin:ABC-12{n}" for n in range(3, 9)],
         "fabrikam/product-activity.xml": [f"fabrikam:SP-10{n}" for n in range(4)],
+        "fabrikam/stock-on-hand.xml": [f"fabrikam:SP-40{n}" for n in range(4)],
         "initech/stock-2026-11-20.xml": initech,
         "inbox/initech-stock.xml": initech,
     }
@@ -71,6 +73,13 @@ def test_every_format_reaches_the_topic_and_an_unknown_one_is_quarantined(
     assert state["northwind:SKU-10042"]["quantity"] is None and state["northwind:SKU-10042"]["price"]["currency"]
     assert "tailspin:ABC-125" not in state  # an Amazon Delete is a tombstone
     assert state["fabrikam:SP-100"]["quantity"] == 120 and state["fabrikam:SP-100"]["asOf"] == "2026-11-20T13:00:00Z"
+    on_hand = [state[f"fabrikam:SP-40{n}"] for n in range(4)]  # StockOnHandQuantity; in transit is not added
+    assert [(s["quantity"], s["availability"], s["locations"]) for s in on_hand] == [
+        (340, "in_stock", []),
+        (0, "out_of_stock", []),
+        (75, "in_stock", []),
+        (12, "in_stock", []),
+    ]
     assert state["initech:INI-1001"]["parser"] == {"name": "initech-stock", "version": "1"}
     assert state["initech:INI-1001"]["partnerId"] == "initech"
 
@@ -81,6 +90,7 @@ def test_every_format_reaches_the_topic_and_an_unknown_one_is_quarantined(
         "contoso/local-inventory.xml": ("published", "contoso", "google-local-inventory"),
         "tailspin/inventory-update.xml": ("published", "tailspin", "amazon-inventory"),
         "fabrikam/product-activity.xml": ("published", "fabrikam", "cxml-product-activity"),
+        "fabrikam/stock-on-hand.xml": ("published", "fabrikam", "cxml-product-activity"),
         "initech/stock-2026-11-20.xml": ("published", "initech", "initech-stock"),
         "inbox/initech-stock.xml": ("published", "initech", "initech-stock"),
         "inbox/orders.xml": ("quarantined", None, "unknown-format"),
