@@ -30,12 +30,31 @@ if TYPE_CHECKING:
 
 #: The placeholders a key_template may use.
 KEY_FIELDS = frozenset({"productId", "partnerId"})
+#: The built-in format whose partners may set ``cxml:`` options.
+CXML_FORMAT = "cxml-product-activity"
 #: Where dropgate keeps its own objects in the drop bucket: no partner may drop files there.
 RESERVED_PREFIXES = (QUARANTINE_PREFIX, STATE_PREFIX)
 
 
 class PartnerConfigError(ValueError):
     """The partner configuration is unusable; the message says where and why."""
+
+
+class CxmlOptions(BaseModel):
+    """A cXML partner's options (README "cXML ProductActivityMessage"), passed to its parser."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    #: ``<Inventory>`` quantity types, tried in order: the first a product holds is its quantity.
+    available_quantity: tuple[str, ...]
+
+    @field_validator("available_quantity")
+    @classmethod
+    def _sellable(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        # Imported here: loading the configuration should not import a format's module.
+        from parsers.cxml_inventory import available_rule
+
+        return available_rule(value)
 
 
 class Partner(BaseModel):
@@ -50,6 +69,18 @@ class Partner(BaseModel):
     snapshot: Literal["full", "delta"] = "delta"
     #: Overrides of the deployment's safety limits for this partner, e.g. {max_records: 20000000}.
     limits: dict[str, int] | None = None
+    #: Options of the cxml-product-activity format, e.g. which stock is available quantity.
+    cxml: CxmlOptions | None = None
+
+    @model_validator(mode="after")
+    def _options_fit_the_format(self) -> Partner:
+        if self.cxml is not None and self.format != CXML_FORMAT:
+            raise ValueError(f"cxml options apply only to format {CXML_FORMAT}, and this partner's is '{self.format}'")
+        return self
+
+    def parser_options(self) -> dict[str, Any]:
+        """What this partner's parser is built with beyond its format (nothing for most partners)."""
+        return self.cxml.model_dump() if self.cxml is not None else {}
 
     @field_validator("limits")
     @classmethod
@@ -191,10 +222,16 @@ class PartnerDirectory:
         return sorted(parsers.FORMATS) + sorted(self.declared)
 
     def parser(self, format_name: str) -> Parser:
-        """The parser for a format name (declarative or built-in)."""
+        """The parser for a format name (declarative or built-in), as for a file no partner claims."""
         if format_name in self.declared:
             return self.declared[format_name]()
         return parsers.get_parser(format_name, row_spill=self.row_spill)
+
+    def parser_for(self, partner: Partner) -> Parser:
+        """The parser for a partner's files: its format, with the partner's options for it (``cxml:``)."""
+        if partner.format in self.declared:
+            return self.declared[partner.format]()
+        return parsers.get_parser(partner.format, row_spill=self.row_spill, **partner.parser_options())
 
     def parsers(self) -> Iterator[tuple[str, Parser]]:
         """Every known format: declarative ones first (they are the more specific)."""

@@ -20,9 +20,9 @@ def _on_first_use(module: str, name: str) -> Callable[..., Parser]:
     """A factory that imports its format's module when first asked for a parser, so importing the
     handler imports no format, and a cold start imports only the formats it reads."""
 
-    def make(*needs: Any) -> Parser:
+    def make(*needs: Any, **options: Any) -> Parser:
         factory: Callable[..., Parser] = getattr(importlib.import_module(module), name)
-        return factory(*needs)
+        return factory(*needs, **options)
 
     return make
 
@@ -41,15 +41,15 @@ FORMATS: dict[str, Callable[..., Parser]] = {
 ROW_SPILLING = frozenset({"google-local-inventory"})
 
 
-def get_parser(format_name: str, *, row_spill: RowSpillFactory) -> Parser:
-    """The parser for a built-in format, given ``row_spill`` if it needs one; an unknown name lists the ones
-    that exist."""
+def get_parser(format_name: str, *, row_spill: RowSpillFactory, **options: Any) -> Parser:
+    """The parser for a built-in format, given ``row_spill`` if it needs one and a partner's ``options`` for the
+    format (the cXML available-quantity rule); an unknown name lists the ones that exist."""
     try:
         factory = FORMATS[format_name]
     except KeyError:
         known = ", ".join(sorted(FORMATS))
         raise ValueError(f"unknown format '{format_name}'; known formats: {known}") from None
-    return factory(row_spill) if format_name in ROW_SPILLING else factory()
+    return factory(row_spill, **options) if format_name in ROW_SPILLING else factory(**options)
 
 
 class DeclaredFormat(NamedTuple):

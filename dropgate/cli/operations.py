@@ -112,7 +112,7 @@ def partners_command() -> None:
     for column in ("partner", "prefix", "format", "parser", "snapshot", "policy", "key"):
         table.add_column(column, overflow="fold")  # piped at 80 columns: wrap, never hide a name
     for partner in sorted(directory, key=lambda p: p.id):
-        parser = directory.parser(partner.format)
+        parser = directory.parser_for(partner)
         table.add_row(  # configuration is untrusted too: a prefix or template with [ ] is not markup
             *(Text(shown(cell)) for cell in (partner.id, partner.prefix, partner.format)),
             f"{parser.name}/{parser.version}",

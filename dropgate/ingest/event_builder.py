@@ -97,7 +97,7 @@ class EventBuilder:
             named = self.partners.get(declared)
         except ValueError:
             return
-        expected = self.partners.parser(named.format).name
+        expected = self.partners.parser_for(named).name
         if expected != self.parser_ref["name"]:
             # Otherwise any file under no prefix could publish (and, in full mode, delete) as any partner.
             self._partner_problem(

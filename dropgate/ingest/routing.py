@@ -44,10 +44,10 @@ class Router:
         partners = self.partners
         if partner_id is not None:
             partner = partners.get(partner_id)
-            return Route(partner, partners.parser(partner.format), "given")
+            return Route(partner, partners.parser_for(partner), "given")
         owner = partners.for_key(ref.key)
         if owner is not None:
-            return Route(owner, partners.parser(owner.format), "prefix")
+            return Route(owner, partners.parser_for(owner), "prefix")
         try:
             with open_object(self.store, ref, meta, read_from) as raw:
                 stream, sniffed = sniff(payload_of(raw, self.limits).stream)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -147,4 +148,44 @@ def test_inspect_reads_stock_on_hand_and_never_blocked_or_in_transit_stock() -> 
         ("fabrikam:SP-501", 0, "out_of_stock", []),
         ("fabrikam:SP-502", 14, "in_stock", []),
         ("fabrikam:SP-503", 9, "in_stock", []),
+    ]
+
+
+HOSES = (
+    "partners:\n  hoses:\n    prefix: hoses/\n    format: cxml-product-activity\n"
+    "    key_template: '{partnerId}:{productId}'\n"
+    "    cxml: {available_quantity: [StockOnHandQuantity, UnrestrictedUseQuantity]}\n"
+)
+
+
+def test_a_partner_with_its_own_rule_gets_it_by_name_and_by_prefix(tmp_path: Path, monkeypatch: Any) -> None:
+    from dropgate.app import build_ingestor
+    from dropgate.config import Settings
+    from dropgate.storage import ObjectRef
+
+    partners = tmp_path / "partners.yaml"
+    partners.write_text(HOSES)
+    monkeypatch.setenv("DROPGATE_PARTNERS", str(partners))
+    types = FIXTURES / "cxml/good/product-activity-stock-types.xml"
+    given = runner.invoke(app, ["inspect", str(types), "--partner", "hoses"])
+    assert given.exit_code == 0, given.stderr
+    assert events(given) == [
+        ("hoses:SP-500", 55, "in_stock", []),  # stock on hand first: 55, not the 30 unrestricted
+        ("hoses:SP-501", 0, "out_of_stock", []),
+        ("hoses:SP-502", 14, "in_stock", []),
+        ("hoses:SP-503", 9, "in_stock", []),
+    ]
+
+    monkeypatch.chdir(tmp_path)  # a local key under the partner's prefix is routed by the prefix
+    (tmp_path / "hoses").mkdir()
+    (tmp_path / "hoses/activity.xml").write_bytes(types.read_bytes())
+    prepared = build_ingestor(Settings(), local=True, publish=False).prepare(ObjectRef(None, "hoses/activity.xml"))
+    with prepared.spool:
+        assert prepared.problems == []
+        values = [json.loads(entry.value or b"null") for entry in prepared.spool.replay(prepared.sha256)]
+    assert [(v["partnerId"], v["productId"], v["quantity"], v["availability"]) for v in values] == [
+        ("hoses", "SP-500", 55, "in_stock"),
+        ("hoses", "SP-501", 0, "out_of_stock"),
+        ("hoses", "SP-502", 14, "in_stock"),
+        ("hoses", "SP-503", 9, "in_stock"),
     ]

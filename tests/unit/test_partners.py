@@ -61,6 +61,28 @@ def test_repository_partners_load_and_route_by_prefix() -> None:
         ),
         ("{format: generic}", "partner 'acme', field 'prefix': Field required"),
         ("{prefix: acme/, format: generic, limits: {max_cats: 3}}", "unknown limit(s) max_cats; known:"),
+        (
+            "{prefix: acme/, format: cxml-product-activity, cxml: {available_quantity: [UnrestrictedUse]}}",
+            "partner 'acme', field 'cxml.available_quantity': 'UnrestrictedUse' is not a cXML Inventory quantity "
+            "type; available_quantity accepts UnrestrictedUseQuantity and StockOnHandQuantity",
+        ),
+        (
+            "{prefix: acme/, format: cxml-product-activity, "
+            "cxml: {available_quantity: [UnrestrictedUseQuantity, BlockedQuantity]}}",
+            "partner 'acme', field 'cxml.available_quantity': BlockedQuantity is blocked stock: a shopper cannot buy it",
+        ),
+        (
+            "{prefix: acme/, format: cxml-product-activity, cxml: {available_quantity: []}}",
+            "partner 'acme', field 'cxml.available_quantity': name at least one quantity type",
+        ),
+        (
+            "{prefix: acme/, format: cxml-product-activity, cxml: {available: [StockOnHandQuantity]}}",
+            "partner 'acme', field 'cxml.available': Extra inputs are not permitted",
+        ),
+        (
+            "{prefix: acme/, format: generic, cxml: {available_quantity: [StockOnHandQuantity]}}",
+            "partner 'acme': cxml options apply only to format cxml-product-activity, and this partner's is 'generic'",
+        ),
     ],
 )
 def test_bad_configuration_names_partner_field_and_what_is_allowed(entry: str, says: str) -> None:
@@ -177,3 +199,21 @@ def test_the_composition_root_gives_the_local_inventory_format_its_row_spill() -
     bare = PartnerDirectory.load(str(REPO / "partners.yaml")).parser("google-local-inventory")
     with pytest.raises(RuntimeError, match=r"built without a row spill: build it with dropgate\.app\.load_partners"):
         list(bare.parse(io.BytesIO(feed)))
+
+
+def test_a_cxml_partners_parser_is_built_with_its_available_quantity_rule() -> None:
+    from dropgate.app import load_partners
+    from dropgate.config import Settings
+
+    partners = PartnerDirectory.from_yaml(
+        "partners:\n  hoses: {prefix: hoses/, format: cxml-product-activity,"
+        " cxml: {available_quantity: [StockOnHandQuantity, UnrestrictedUseQuantity]}}\n"
+        "  fittings: {prefix: fittings/, format: cxml-product-activity}\n"
+    )
+    rule = partners.parser_for(partners.get("hoses")).available_quantity  # type: ignore[attr-defined]
+    assert rule == ("StockOnHandQuantity", "UnrestrictedUseQuantity")
+    default = partners.parser_for(partners.get("fittings")).available_quantity  # type: ignore[attr-defined]
+    assert default == ("UnrestrictedUseQuantity", "StockOnHandQuantity")
+    # the composition root's row spill still reaches a partner's parser built this way
+    wired = load_partners(Settings())
+    assert wired.parser_for(wired.get("contoso")).row_spill is wired.row_spill  # type: ignore[attr-defined]
