@@ -133,7 +133,13 @@ class ItemReader(RecordReader):
 
 # -- shared field rules ------------------------------------------------------------------------
 
+#: Google's four current product-feed values (product data specification, availability).
 MERCHANT_AVAILABILITY = {v: v for v in ("in_stock", "out_of_stock", "preorder", "backorder")}
+#: Values Google's specifications no longer list for product feeds but real exporters still write:
+#: ``limited availability`` (still in the local inventory spec: one or two units on hand, so buyable) and
+#: ``available for order`` (the pre-2014 product spec: orders taken, ships in 4 or more business
+#: days because it is not in the warehouse now — today's definition of ``backorder``).
+OLDER_MERCHANT_AVAILABILITY = {"limited_availability": "in_stock", "available_for_order": "backorder"}
 LOCAL_AVAILABILITY = {
     **MERCHANT_AVAILABILITY,
     "limited_availability": "in_stock",
@@ -141,34 +147,49 @@ LOCAL_AVAILABILITY = {
 }
 
 
-def availability_converter(allowed: dict[str, str]) -> Callable[[str], str]:
+def availability_converter(allowed: dict[str, str], older: dict[str, str] | None = None) -> Callable[[str], str]:
+    """Google's availability → the contract's; ``older`` are accepted but not advertised in messages."""
     names = ", ".join(allowed)
+    accepted = {**allowed, **(older or {})}
+    also = " and ".join(f"'{name.replace('_', ' ')}'" for name in older or {})
+    note = f", as are Google's older {also}" if also else ""
 
     def convert(raw: str) -> str:
         text = _SPACES.sub("_", raw.strip().lower())
         try:
-            return allowed[text]
+            return accepted[text]
         except KeyError:
             raise FieldError(
                 f"'{raw.strip()}' is not a known availability; expected one of {names} "
-                "(the legacy spelling with spaces, e.g. 'in stock', is accepted too)"
+                f"(the legacy spelling with spaces, e.g. 'in stock', is accepted too{note})"
             ) from None
 
     return convert
 
 
+#: ``15.00 USD`` (Google's example), ``165.00USD`` (no space, as WooCommerce plugins write it) and
+#: ``USD 165.00`` (code first); the amount and the code are then judged one by one.
+_AMOUNT_FIRST = re.compile(r"(?P<amount>[0-9][0-9.,]*)\s*(?P<code>[A-Za-z]{3})")
+_CODE_FIRST = re.compile(r"(?P<code>[A-Za-z]{3})\s*(?P<amount>[0-9][0-9.,]*)")
+_SHAPE = "15.00 USD (a decimal amount and an ISO 4217 currency code; 15.00USD and USD 15.00 are read too)"
+
+
 def price(raw: str) -> dict[str, str]:
     """Google's ``<amount> <currency>``, e.g. ``15.00 USD``, as a contract price."""
-    parts = raw.split()
-    if len(parts) == 1 and _AMOUNT.fullmatch(parts[0]):
-        raise FieldError(f"'{raw.strip()}' has no currency; expected an amount and an ISO 4217 code, e.g. 15.00 USD")
-    if len(parts) != 2:
-        raise FieldError(
-            f"'{raw.strip()}' is not in the shape 15.00 USD (a decimal amount, a space, an ISO 4217 currency code)"
-        )
+    text = raw.strip()
+    match = _AMOUNT_FIRST.fullmatch(text) or _CODE_FIRST.fullmatch(text)
+    if match is not None:
+        amount, code = match["amount"], match["code"]
+    else:
+        parts = text.split()
+        if len(parts) == 1 and _AMOUNT.fullmatch(parts[0]):
+            raise FieldError(f"'{text}' has no currency; expected an amount and an ISO 4217 code, e.g. 15.00 USD")
+        if len(parts) != 2:
+            raise FieldError(f"'{text}' is not in the shape {_SHAPE}")
+        # Two words: the one that starts with a letter is meant as the currency, so the refusal
+        # names the part that is really wrong ('EURO 15.00': the code, not the amount).
+        amount, code = (parts[1], parts[0]) if parts[0][:1].isalpha() else (parts[0], parts[1])
     try:
-        amount = fields.decimal_amount(parts[0])
-        currency = fields.currency_code(parts[1])
+        return {"amount": fields.decimal_amount(amount), "currency": fields.currency_code(code)}
     except FieldError as error:
         raise FieldError(f"{error}; expected the shape 15.00 USD") from None
-    return {"amount": amount, "currency": currency}

@@ -1,7 +1,8 @@
 """Google local inventory feed (``google-local-inventory``): one RSS item is one product in one store.
 
 - ``g:store_code`` (→ ``locationId``), ``g:id`` (legacy ``g:itemid``) and ``g:quantity`` (a whole
-  number) are required; ``g:availability`` and ``g:price`` are optional.
+  number) are required; ``g:availability`` and ``g:price`` are optional. ``g:price`` is read as in
+  the product feed (``15.00 USD``, ``15.00USD``, ``USD 15.00``).
 - per-store availability: ``in_stock``; ``limited_availability`` → ``in_stock`` (still buyable);
   ``on_display_to_order`` → ``backorder`` (orderable, not on the shelf); ``out_of_stock``,
   ``preorder``, ``backorder`` as is. Missing: ``in_stock`` when the store's quantity > 0, else
@@ -60,7 +61,7 @@ class GoogleLocalInventoryParser:
     """
 
     name = "google-local-inventory"
-    version = "1"
+    version = "2"
     expects = describe_root("Google local inventory feed, items with <g:store_code>")
 
     def __init__(self, row_spill: RowSpillFactory) -> None:

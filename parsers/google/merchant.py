@@ -2,10 +2,17 @@
 
 - ``g:id`` is required and becomes ``productId`` (trimmed).
 - ``g:title``, else the plain RSS ``title``, becomes ``name``; ``g:mpn`` becomes ``sku``.
-- ``g:availability`` is required (Google requires it): ``in_stock``, ``out_of_stock``,
-  ``preorder``, ``backorder``; case is forgiven and the legacy spellings with spaces
-  (``in stock``, ``out of stock``) are normalised. Anything else is a validation problem.
-- ``g:price`` is ``<amount> <ISO 4217 code>``, e.g. ``15.00 USD``; any other shape is a problem.
+- ``g:availability`` is required (Google's product data specification, availability:
+  https://support.google.com/merchants/answer/6324448): ``in_stock``, ``out_of_stock``,
+  ``preorder``, ``backorder``; case is forgiven and the spellings with spaces (``in stock``) are
+  normalised. Two older values real exporters still write are read too: ``limited availability``
+  → ``in_stock`` (the local inventory spec, answer/13475891: one or two units on hand, still
+  buyable) and ``available for order`` → ``backorder`` (the 2011 product spec: orders taken,
+  ships in 4 or more business days as it is not in the warehouse; today's ``backorder``).
+  Anything else is a validation problem listing the values.
+- ``g:price`` is an amount and an ISO 4217 code (answer/6324371: ``15.00 USD``); ``165.00USD``
+  (the Pinterest for WooCommerce plugin's feed) and ``USD 165.00`` are read too. A comma, a
+  negative amount or a word that is not a currency code is a problem naming that part.
 - the feed has no stock counts: ``quantity`` is ``None`` and ``locations`` is empty.
 - an item with ``g:store_code`` means the file is a local inventory feed: ``unknown_format``.
 """
@@ -18,7 +25,13 @@ from typing import BinaryIO
 from parsers import fields
 from parsers.base import Item, Problem, Record, truncate
 from parsers.front_end import Items
-from parsers.google.items import MERCHANT_AVAILABILITY, ItemReader, availability_converter, price
+from parsers.google.items import (
+    MERCHANT_AVAILABILITY,
+    OLDER_MERCHANT_AVAILABILITY,
+    ItemReader,
+    availability_converter,
+    price,
+)
 from parsers.google.rss import RssScan, describe_root, g, is_google_rss
 from parsers.limits import DEFAULT_LIMITS, Limits
 from parsers.xml_stream import Sniffed, source_line
@@ -32,14 +45,14 @@ _MERCHANT_WANTED = {
     g("mpn"): ("mpn", "sku"),
     g("store_code"): ("store_code", "locations.locationId"),
 }
-_MERCHANT_AVAILABILITY = availability_converter(MERCHANT_AVAILABILITY)
+_MERCHANT_AVAILABILITY = availability_converter(MERCHANT_AVAILABILITY, OLDER_MERCHANT_AVAILABILITY)
 
 
 class GoogleMerchantParser:
     """Google Merchant Center product feed (RSS 2.0). Bump ``version`` with every behavioural change."""
 
     name = "google-merchant"
-    version = "1"
+    version = "2"
     expects = describe_root("Google Merchant Center product feed")
 
     def matches(self, sniffed: Sniffed) -> bool:

@@ -1,0 +1,138 @@
+"""Google feeds as real exporters write them (issue 20, classes 1, 3 and 5): Atom product feeds,
+vehicle-ads feeds with store codes, local rows without a quantity, and the price and availability
+spellings Google and shop plugins use. What users see: records value by value, or located problems."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+
+from dropgate.adapters.row_spill import SqliteRowSpill
+from parsers.base import Document, Problem, Record
+from parsers.google.items import price
+from parsers.google.local import GoogleLocalInventoryParser
+from parsers.google.merchant import GoogleMerchantParser
+from parsers.xml_stream import Sniffed, sniff
+from tests.conftest import fixture_bytes
+
+ATOM = "http://www.w3.org/2005/Atom"
+ATOM_HEAD = f'<feed xmlns="{ATOM}" xmlns:g="http://base.google.com/ns/1.0">\n'.encode()
+RSS_HEAD = b'<rss version="2.0" xmlns:g="http://base.google.com/ns/1.0"><channel>\n'
+RSS_TAIL = b"</channel></rss>\n"
+
+
+def items(parser: GoogleMerchantParser | GoogleLocalInventoryParser, data: bytes) -> list[Document | Record | Problem]:
+    return list(parser.parse(io.BytesIO(data)))
+
+
+def merchant(data: bytes) -> tuple[list[Record], list[Problem]]:
+    found = items(GoogleMerchantParser(), data)
+    return [i for i in found if isinstance(i, Record)], [i for i in found if isinstance(i, Problem)]
+
+
+def local(data: bytes) -> tuple[list[Record], list[Problem]]:
+    found = items(GoogleLocalInventoryParser(SqliteRowSpill), data)
+    return [i for i in found if isinstance(i, Record)], [i for i in found if isinstance(i, Problem)]
+
+
+def product(
+    sku: str | None, name: str | None, availability: str, amount: str | None, currency: str | None = None
+) -> dict[str, object]:
+    """A product feed record's fields: no quantity, no locations."""
+    return {
+        "sku": sku,
+        "name": name,
+        "quantity": None,
+        "availability": availability,
+        "price": {"amount": amount, "currency": currency} if amount else None,
+        "locations": [],
+    }
+
+
+def _sniffed(data: bytes) -> Sniffed:
+    return sniff(io.BytesIO(data))[1]
+
+
+def where(problem: Problem) -> tuple[object, ...]:
+    return (problem.kind, problem.line, problem.record, problem.product_id, problem.path, problem.field, problem.value)
+
+
+# -- 5. price and availability spellings --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("raw", "amount", "currency"),
+    [
+        ("15.00 USD", "15.00", "USD"),
+        ("165.00USD", "165.00", "USD"),
+        ("USD 165.00", "165.00", "USD"),
+        ("usd165", "165", "USD"),
+        ("  42.5   eur ", "42.5", "EUR"),
+    ],
+)
+def test_google_and_plugin_price_spellings_are_read(raw: str, amount: str, currency: str) -> None:
+    assert price(raw) == {"amount": amount, "currency": currency}
+
+
+def test_price_and_availability_spellings_of_real_exporters_are_read() -> None:
+    records, problems = merchant(fixture_bytes("good/merchant-spellings.xml", "google-merchant"))
+    assert problems == []
+    assert [(r.product_id, r.fields) for r in records] == [
+        ("SKU-80001", product(None, "Glacier Parka", "in_stock", "165.00", "USD")),
+        ("SKU-80002", product(None, "Glacier Parka, kids", "in_stock", "165.00", "USD")),
+        ("SKU-80003", product(None, "Expedition Sled", "backorder", "899", "EUR")),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("limited availability", "in_stock"),
+        ("Limited_Availability", "in_stock"),
+        ("available for order", "backorder"),
+        ("AVAILABLE FOR ORDER", "backorder"),
+    ],
+)
+def test_google_s_older_availability_values_map_as_google_described_them(raw: str, expected: str) -> None:
+    data = RSS_HEAD + f"<item><g:id>A</g:id><g:availability>{raw}</g:availability></item>".encode() + RSS_TAIL
+    records, problems = merchant(data)
+    assert problems == [] and records[0].fields is not None
+    assert records[0].fields["availability"] == expected
+
+
+def test_values_that_are_really_wrong_are_refused_naming_the_wrong_part() -> None:
+    records, problems = merchant(fixture_bytes("bad/merchant-wrong-spellings.xml", "google-merchant"))
+    assert [r.product_id for r in records] == ["SKU-81005"]
+    assert [where(p) for p in problems] == [
+        ("validation", 13, 1, "SKU-81001", "/rss/channel/item[1]/g:price", "price", "USD 89,95"),
+        ("validation", 19, 2, "SKU-81002", "/rss/channel/item[2]/g:price", "price", "EURO 120.00"),
+        ("validation", 24, 3, "SKU-81003", "/rss/channel/item[3]/g:availability", "availability", "available soon"),
+        ("validation", 31, 4, "SKU-81004", "/rss/channel/item[4]/g:price", "price", "$19.99"),
+    ]
+    comma, code, availability, shape = (p.message for p in problems)
+    assert comma.startswith("g:price '89,95' uses a comma; use a dot as the decimal mark")
+    assert code.startswith("g:price 'EURO' is not an ISO 4217 currency code")
+    assert availability == (
+        "g:availability 'available soon' is not a known availability; expected one of in_stock, out_of_stock, "
+        "preorder, backorder (the legacy spelling with spaces, e.g. 'in stock', is accepted too, as are Google's "
+        "older 'limited availability' and 'available for order')"
+    )
+    assert shape == (
+        "g:price '$19.99' is not in the shape 15.00 USD (a decimal amount and an ISO 4217 currency code; "
+        "15.00USD and USD 15.00 are read too)"
+    )
+
+
+def test_local_inventory_keeps_its_own_availability_values() -> None:
+    """'available for order' is an older product-feed value; the local spec never had it."""
+    data = (
+        RSS_HEAD
+        + (
+            b"<item><g:store_code>S1</g:store_code><g:id>A</g:id><g:quantity>1</g:quantity>"
+            b"<g:availability>available for order</g:availability></item>"
+        )
+        + RSS_TAIL
+    )
+    records, problems = local(data)
+    assert records == [] and [p.field for p in problems] == ["availability"]
