@@ -18,8 +18,12 @@ from parsers.limits import Limits
 from parsers.records import RecordReader
 
 G = "http://base.google.com/ns/1.0"
+#: Atom 1.0's namespace: an Atom feed's own elements (``feed``, ``entry``, ``title``, ``id``) are in it.
+ATOM = "http://www.w3.org/2005/Atom"
 #: Where every item is (RSS 2.0 puts them under the channel).
 ITEM_PATH = "/rss/channel/item"
+#: Where every entry of an Atom feed is (directly under the root).
+ENTRY_PATH = "/feed/entry"
 #: Qualified tag → (key the feed reads it by, contract field its problems are about).
 Wanted = dict[str, tuple[str, str]]
 
@@ -34,11 +38,20 @@ def label(tag: str) -> str:
     return tag.rpartition("}")[2]
 
 
+def id_key(children: dict[str, Any]) -> str:
+    """Which child names the product: ``g:id``, else (Atom only) the entry's own ``<id>``.
+
+    Google's Atom 1.0 specification makes the entry's ``id`` the product's; exporters that also write
+    ``g:id`` keep ``<id>`` for Atom's own use (RFC 4287 requires one per entry), so ``g:id`` wins.
+    """
+    return "atom:id" if "id" not in children and "atom:id" in children else "id"
+
+
 class ItemReader(RecordReader):
     """One item's wanted children and problems; the element is only valid until the scan resumes."""
 
-    def __init__(self, element: Any, index: int, limits: Limits, wanted: Wanted) -> None:
-        super().__init__(element, index, limits, f"{ITEM_PATH}[{index}]")
+    def __init__(self, element: Any, index: int, limits: Limits, wanted: Wanted, item_path: str = ITEM_PATH) -> None:
+        super().__init__(element, index, limits, f"{item_path}[{index}]")
         self.wanted = wanted
         self.children: dict[str, Any] = {}
         children = self.children
@@ -53,7 +66,8 @@ class ItemReader(RecordReader):
                 repeated.append((child, entry[0]))
             else:
                 children[entry[0]] = child
-        id_child = children.get("id")
+        self.id_key = id_key(children)
+        id_child = children.get(self.id_key)
         # An id holding an entity reference is no id (its text stops at the reference).
         if id_child is not None and not len(id_child):
             self.product_id = (id_child.text or "").strip()
@@ -111,10 +125,11 @@ class ItemReader(RecordReader):
 
     def require_id(self) -> str | None:
         """The product id, or ``None`` after recording why there is none."""
-        if self.child_text("id") is None and "id" in self.children:
+        key = self.id_key
+        if self.child_text(key) is None and key in self.children:
             return None  # an entity reference: already a problem
         if not self.product_id:
-            child = self.children.get("id")
+            child = self.children.get(key)
             self.item_problem(
                 "productId",
                 "item has no product id; every item needs a non-empty <g:id>, e.g. <g:id>SKU-10042</g:id>",

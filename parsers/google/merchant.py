@@ -1,12 +1,21 @@
-"""Google Merchant Center product feed (``google-merchant``): one RSS item is one product.
+"""Google Merchant Center product feed (``google-merchant``): one RSS item, or one Atom entry, is one product.
 
-- ``g:id`` is required and becomes ``productId`` (trimmed).
-- ``g:title``, else the plain RSS ``title``, becomes ``name``; ``g:mpn`` becomes ``sku``.
-- ``g:availability`` is required (Google's product data specification, availability:
-  https://support.google.com/merchants/answer/6324448): ``in_stock``, ``out_of_stock``,
-  ``preorder``, ``backorder``; case is forgiven and the spellings with spaces (``in stock``) are
-  normalised. Two older values real exporters still write are read too: ``limited availability``
-  → ``in_stock`` (the local inventory spec, answer/13475891: one or two units on hand, still
+Where each rule comes from (Google Merchant Center Help, product data specification
+https://support.google.com/merchants/answer/7052112 and the attribute pages it links):
+
+- the feed is RSS 2.0 (``<rss>``, items under ``<channel>``) or Atom 1.0 (``<feed>`` in
+  ``http://www.w3.org/2005/Atom``, one ``<entry>`` per product), with Google's attributes in
+  ``http://base.google.com/ns/1.0`` declared on the root (Atom 1.0 specification,
+  https://support.google.com/merchants/answer/14990811). Both are read by the same rules.
+- ``g:id`` is required and becomes ``productId`` (trimmed). In an Atom entry without ``g:id`` the
+  entry's own ``<id>`` is the product id: the Atom specification lists ``id`` among the entry-level
+  elements a product needs. With both, ``g:id`` wins (``<id>`` is then Atom's own identifier).
+- ``g:title``, else the plain RSS or Atom ``title``, becomes ``name``; ``g:mpn`` becomes ``sku``.
+  ``link`` and ``summary`` carry nothing the contract holds and are not read.
+- ``g:availability`` is required (answer/6324448): ``in_stock``, ``out_of_stock``, ``preorder``,
+  ``backorder``; case is forgiven and the spellings with spaces (``in stock``) are normalised.
+  Two older values real exporters still write are read too: ``limited availability`` →
+  ``in_stock`` (the local inventory spec, answer/13475891: one or two units on hand, still
   buyable) and ``available for order`` → ``backorder`` (the 2011 product spec: orders taken,
   ships in 4 or more business days as it is not in the warehouse; today's ``backorder``).
   Anything else is a validation problem listing the values.
@@ -32,13 +41,28 @@ from parsers.google.items import (
     availability_converter,
     price,
 )
-from parsers.google.rss import RssScan, describe_root, g, is_google_rss
+from parsers.google.rss import (
+    ATOM_ENTRY,
+    ATOM_FEED,
+    ATOM_ROOT,
+    ITEM,
+    ROOT,
+    RSS,
+    RssScan,
+    atom,
+    describe_root,
+    g,
+    is_google_atom,
+    is_google_rss,
+)
 from parsers.limits import DEFAULT_LIMITS, Limits
 from parsers.xml_stream import Sniffed, source_line
 
 _MERCHANT_WANTED = {
     g("id"): ("id", "productId"),
+    atom("id"): ("atom:id", "productId"),
     "title": ("title", "name"),
+    atom("title"): ("title", "name"),
     g("title"): ("g:title", "name"),
     g("availability"): ("availability", "availability"),
     g("price"): ("price", "price"),
@@ -49,14 +73,14 @@ _MERCHANT_AVAILABILITY = availability_converter(MERCHANT_AVAILABILITY, OLDER_MER
 
 
 class GoogleMerchantParser:
-    """Google Merchant Center product feed (RSS 2.0). Bump ``version`` with every behavioural change."""
+    """Google Merchant Center product feed (RSS 2.0 or Atom 1.0). Bump ``version`` with every behavioural change."""
 
     name = "google-merchant"
     version = "2"
-    expects = describe_root("Google Merchant Center product feed")
+    expects = describe_root("Google Merchant Center product feed", atom_too=True)
 
     def matches(self, sniffed: Sniffed) -> bool:
-        return is_google_rss(sniffed) and not sniffed.mentions("store_code")
+        return (is_google_rss(sniffed) or is_google_atom(sniffed)) and not sniffed.mentions("store_code")
 
     def parse(self, stream: BinaryIO, limits: Limits = DEFAULT_LIMITS) -> Iterator[Item]:
         scan = _MerchantScan(limits, self.expects, _MERCHANT_WANTED)
@@ -64,6 +88,9 @@ class GoogleMerchantParser:
 
 
 class _MerchantScan(RssScan):
+    shapes = (RSS, ATOM_FEED)
+    tags = (ROOT, ITEM, ATOM_ROOT, ATOM_ENTRY)
+
     def read_item(self, reader: ItemReader) -> Items:
         if "store_code" in reader.children:
             self.stopped = True

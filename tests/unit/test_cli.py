@@ -121,6 +121,7 @@ def test_inspect_finds_every_format_without_a_partner() -> None:
 
     expected = {
         "google-merchant/good/merchant-feed.xml": ("google-merchant/2", 5),
+        "google-merchant/good/merchant-atom-feed.xml": ("google-merchant/2", 3),
         "google-local/good/local-inventory.xml": ("google-local-inventory/2", 5),
         "amazon/good/inventory-update.xml": ("amazon-inventory/1", 6),
         "cxml/good/product-activity.xml": ("cxml-product-activity/1", 4),

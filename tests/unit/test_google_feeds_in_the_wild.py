@@ -58,6 +58,51 @@ def where(problem: Problem) -> tuple[object, ...]:
     return (problem.kind, problem.line, problem.record, problem.product_id, problem.path, problem.field, problem.value)
 
 
+# -- 1. Atom 1.0 product feeds ---------------------------------------------------------------------
+
+
+def test_an_atom_feed_is_read_entry_by_entry_with_the_rss_rules() -> None:
+    found = items(GoogleMerchantParser(), fixture_bytes("good/merchant-atom-feed.xml", "google-merchant"))
+    assert found[0] == Document(root="feed", namespace=ATOM)
+    records = [i for i in found if isinstance(i, Record)]
+    assert len(found) == 4 and len(records) == 3
+    assert [(r.index, r.product_id, r.line, r.path) for r in records] == [
+        (1, "SKU-71001", 12, "/feed/entry[1]"),
+        (2, "SKU-71002", 25, "/feed/entry[2]"),
+        (3, "SKU-71003", 36, "/feed/entry[3]"),
+    ]
+    # g:id wins over Atom's own <id>; the Atom title is the name; 'in stock' as in RSS
+    assert records[0].fields == product("NW-RTP-CB", "Ridgeline Trekking Poles", "in_stock", "129.00", "USD")
+    # g:title wins over the Atom title; the currency is upper-cased
+    assert records[1].fields == product(None, "Alpine Gaiters, size M", "out_of_stock", "45.5", "EUR")
+    # no g:id: the entry's <id> is the product id (Google's Atom 1.0 example)
+    assert records[2].fields == product(None, "Camp Lantern", "preorder", "34.99", "USD")
+
+
+def test_an_atom_entry_s_problems_are_located_under_feed_entry() -> None:
+    data = (
+        ATOM_HEAD
+        + b"<entry><title>No id at all</title><g:availability>in_stock</g:availability></entry>\n"
+        + b"<entry><id>A-2</id><g:availability>sold out</g:availability><g:price>9.99</g:price></entry>\n"
+        + b"</feed>\n"
+    )
+    records, problems = merchant(data)
+    assert records == []
+    assert [where(p) for p in problems] == [
+        ("validation", 2, 1, None, "/feed/entry[1]/g:id", "productId", None),
+        ("validation", 3, 2, "A-2", "/feed/entry[2]/g:availability", "availability", "sold out"),
+        ("validation", 3, 2, "A-2", "/feed/entry[2]/g:price", "price", "9.99"),
+    ]
+
+
+def test_an_atom_entry_cut_off_by_a_syntax_error_is_named_by_its_id() -> None:
+    data = ATOM_HEAD + b"<entry><id>tag:x</id><g:id>A-1</g:id><g:availability>in_stock</g:availabilty></entry></feed>"
+    records, problems = merchant(data)
+    assert records == []
+    (problem,) = problems
+    assert (problem.kind, problem.record, problem.product_id) == ("xml_syntax", 1, "A-1")
+
+
 # -- 5. price and availability spellings --------------------------------------------------------------
 
 

@@ -225,7 +225,9 @@ def test_matches_tells_merchant_local_and_generic_apart() -> None:
         "merchant": fixture_bytes("good/merchant-feed.xml", "google-merchant"),
         "local": fixture_bytes("good/local-inventory.xml", "google-local"),
         "generic": fixture_bytes("good/acme-2026-11-20.xml"),
+        "atom": fixture_bytes("good/merchant-atom-feed.xml", "google-merchant"),
         "plain rss": b'<rss version="2.0"><channel><item><title>news</title></item></channel></rss>',
+        "plain atom": b'<feed xmlns="http://www.w3.org/2005/Atom"><entry><title>news</title></entry></feed>',
         "namespaced rss": HEAD.replace(b"<rss ", b'<rss xmlns="urn:other" ') + TAIL,
     }
     parsers = {
@@ -241,7 +243,9 @@ def test_matches_tells_merchant_local_and_generic_apart() -> None:
         "merchant": ["merchant"],
         "local": ["local"],
         "generic": ["generic"],
+        "atom": ["merchant"],
         "plain rss": [],
+        "plain atom": [],
         "namespaced rss": [],
     }
 
@@ -264,6 +268,17 @@ def test_a_file_in_another_format_is_unknown_format_before_parsing(parser: Parse
     (problem,) = problems
     assert problem.kind == "unknown_format" and expected in problem.message
     assert problem.message.startswith("root element is <")
+
+
+def test_a_merchant_refusal_lists_rss_and_atom() -> None:
+    plain_atom = b'<feed xmlns="http://www.w3.org/2005/Atom"><entry><id>1</id></entry></feed>'
+    (problem,) = merchant(plain_atom)[2]
+    assert problem.kind == "unknown_format"
+    assert problem.message == (
+        "root element is <feed> in namespace http://www.w3.org/2005/Atom, expected <rss> (RSS 2.0) or <feed> in "
+        'namespace http://www.w3.org/2005/Atom (Atom 1.0), declaring xmlns:g="http://base.google.com/ns/1.0" '
+        "(Google Merchant Center product feed)"
+    )
 
 
 def test_foreign_root_not_seen_by_the_sniffer_is_unknown_format() -> None:
