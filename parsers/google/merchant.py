@@ -23,7 +23,13 @@ https://support.google.com/merchants/answer/7052112 and the attribute pages it l
   (the Pinterest for WooCommerce plugin's feed) and ``USD 165.00`` are read too. A comma, a
   negative amount or a word that is not a currency code is a problem naming that part.
 - the feed has no stock counts: ``quantity`` is ``None`` and ``locations`` is empty.
-- an item with ``g:store_code`` means the file is a local inventory feed: ``unknown_format``.
+- ``g:store_code`` does not make a product a store row: the store code attribute page
+  (answer/13869896) requires it for vehicle ads (answer/11189169) too, where it names the
+  dealership that has the vehicle and may repeat. It carries no count, and every location in the
+  contract needs a quantity, so it is not carried: it is ignored, repeated or not.
+- which Google feed a file is comes from the partner's configuration, and for a file under no
+  prefix from its first item as a whole (``rss.first_item_is_local``): an item with a store code
+  and none of a product's title, link or image link is a local inventory row.
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ from collections.abc import Iterator
 from typing import BinaryIO
 
 from parsers import fields
-from parsers.base import Item, Problem, Record, truncate
+from parsers.base import Item, Problem, Record
 from parsers.front_end import Items
 from parsers.google.items import (
     MERCHANT_AVAILABILITY,
@@ -51,12 +57,14 @@ from parsers.google.rss import (
     RssScan,
     atom,
     describe_root,
+    first_item_is_local,
     g,
     is_google_atom,
     is_google_rss,
+    refuse_google,
 )
 from parsers.limits import DEFAULT_LIMITS, Limits
-from parsers.xml_stream import Sniffed, source_line
+from parsers.xml_stream import Sniffed
 
 _MERCHANT_WANTED = {
     g("id"): ("id", "productId"),
@@ -67,7 +75,6 @@ _MERCHANT_WANTED = {
     g("availability"): ("availability", "availability"),
     g("price"): ("price", "price"),
     g("mpn"): ("mpn", "sku"),
-    g("store_code"): ("store_code", "locations.locationId"),
 }
 _MERCHANT_AVAILABILITY = availability_converter(MERCHANT_AVAILABILITY, OLDER_MERCHANT_AVAILABILITY)
 
@@ -80,11 +87,15 @@ class GoogleMerchantParser:
     expects = describe_root("Google Merchant Center product feed", atom_too=True)
 
     def matches(self, sniffed: Sniffed) -> bool:
-        return (is_google_rss(sniffed) or is_google_atom(sniffed)) and not sniffed.mentions("store_code")
+        return (is_google_rss(sniffed) or is_google_atom(sniffed)) and not first_item_is_local(sniffed)
 
     def parse(self, stream: BinaryIO, limits: Limits = DEFAULT_LIMITS) -> Iterator[Item]:
         scan = _MerchantScan(limits, self.expects, _MERCHANT_WANTED)
-        return scan.items(stream, accepts=self.matches)
+        return scan.items(stream, accepts=self.matches, refuse=_refuse)
+
+
+def _refuse(sniffed: Sniffed, expects: str) -> Problem:
+    return refuse_google(sniffed, expects, local=False)
 
 
 class _MerchantScan(RssScan):
@@ -92,20 +103,6 @@ class _MerchantScan(RssScan):
     tags = (ROOT, ITEM, ATOM_ROOT, ATOM_ENTRY)
 
     def read_item(self, reader: ItemReader) -> Items:
-        if "store_code" in reader.children:
-            self.stopped = True
-            return (
-                Problem(
-                    kind="unknown_format",
-                    message=(
-                        "item has <g:store_code>: this is a Google local inventory feed, not a Merchant Center "
-                        "product feed; configure the partner's format as google-local-inventory"
-                    ),
-                    line=source_line(reader.children["store_code"]),
-                    path=f"{reader.path}/g:store_code",
-                    value=truncate(reader.children["store_code"].text),
-                ),
-            )
         return _merchant_item(reader)
 
 

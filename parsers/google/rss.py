@@ -4,14 +4,19 @@ An item is a record: the shared front end (``parsers.front_end``) streams the fe
 root and item tags, with every safety rule, and hands each ``<item>`` under ``<channel>`` (RSS) or
 ``<entry>`` under ``<feed>`` (Atom) to the feed's :meth:`RssScan.read_item` as an
 :class:`~parsers.google.items.ItemReader`.
+
+Which of the two Google feeds a document is, is judged from its first item as a whole (see
+:func:`first_item_is_local`), never from one element found somewhere in the head: a product feed
+may carry ``g:store_code`` (Google's vehicle ads require it) and is still a product feed.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any, NamedTuple
 
-from parsers.base import Document
-from parsers.diagnostics import check_attributes, foreign_root_problem
+from parsers.base import Document, Problem
+from parsers.diagnostics import check_attributes, foreign_root_problem, unknown_format_problem
 from parsers.front_end import Items, RecordScan
 from parsers.google.items import ATOM, ENTRY_PATH, ITEM_PATH, G, ItemReader, Wanted
 from parsers.limits import Limits
@@ -62,6 +67,64 @@ def describe_root(expects_what: str, *, atom_too: bool = False) -> str:
     if atom_too:
         return f'<{ROOT}> (RSS 2.0) or <feed> in namespace {ATOM} (Atom 1.0), declaring xmlns:g="{G}" ({expects_what})'
     return f'<{ROOT}> declaring xmlns:g="{G}" ({expects_what})'
+
+
+# -- which Google feed: the first item as a whole ------------------------------------------------
+
+_FIRST_ITEM = re.compile(rb"<(?:[\w.\-]+:)?(?:item|entry)[\s>]")
+_ITEM_END = re.compile(rb"</(?:[\w.\-]+:)?(?:item|entry)\s*>")
+_CHILD = re.compile(rb"<(?:[\w.\-]+:)?([\w.\-]+)[\s/>]")
+#: Attributes Google's product data specification requires of every product and its local
+#: inventory specification does not have: an item with one of them describes a product.
+PRODUCT_ONLY = frozenset({"title", "link", "image_link"})
+
+
+def first_item_children(sniffed: Sniffed) -> frozenset[str] | None:
+    """The local names of the elements in the head's first item (``None``: no item in the head)."""
+    start = _FIRST_ITEM.search(sniffed.head)
+    if start is None:
+        return None
+    end = _ITEM_END.search(sniffed.head, start.end())
+    body = sniffed.head[start.end() : end.start() if end is not None else len(sniffed.head)]
+    return frozenset(name.decode("ascii", "replace") for name in _CHILD.findall(body))
+
+
+def first_item_is_local(sniffed: Sniffed) -> bool:
+    """Whether the feed is a local inventory feed: its first item names a store and describes no product.
+
+    A store code alone does not make one: vehicle-ads product feeds require ``g:store_code`` too,
+    and their items have a title and a link like every product's. With no item in the head, a
+    store code anywhere in it is all there is to go by.
+    """
+    children = first_item_children(sniffed)
+    if children is None:
+        return sniffed.mentions("store_code")
+    return "store_code" in children and not children & PRODUCT_ONLY
+
+
+def refuse_google(sniffed: Sniffed, expects: str, *, local: bool) -> Problem:
+    """``unknown_format`` for a Google feed of the other kind, saying which kind it is and why.
+
+    A Google root that is the other feed is not "another root": the message names what the first
+    item shows, so nobody hunts for a namespace declaration that is there.
+    """
+    if not (is_google_rss(sniffed) or is_google_atom(sniffed)):
+        return unknown_format_problem(sniffed, expects)
+    if local:  # the local inventory parser, given a product feed
+        message = (
+            "this is a Google Merchant Center product feed, not a local inventory feed: its first item has no "
+            "<g:store_code> or describes a product (a title, link or image_link), and local inventory "
+            "feeds are RSS 2.0; configure the partner's format as google-merchant"
+        )
+    else:
+        message = (
+            "this is a Google local inventory feed, not a Merchant Center product feed: its first item has "
+            "<g:store_code> and none of a product's title, link or image_link; configure the "
+            "partner's format as google-local-inventory"
+        )
+    return Problem(
+        kind="unknown_format", message=message, line=1, path=f"/{sniffed.root}", value=sniffed.namespace or sniffed.root
+    )
 
 
 class RssScan(RecordScan):

@@ -103,6 +103,87 @@ def test_an_atom_entry_cut_off_by_a_syntax_error_is_named_by_its_id() -> None:
     assert (problem.kind, problem.record, problem.product_id) == ("xml_syntax", 1, "A-1")
 
 
+# -- 3. store codes in product feeds, local rows without a quantity -----------------------------------
+
+
+def test_a_vehicle_ads_feed_is_a_product_feed_and_its_store_codes_are_not_locations() -> None:
+    data = fixture_bytes("good/vehicle-ads-feed.xml", "google-merchant")
+    assert GoogleMerchantParser().matches(_sniffed(data))
+    assert not GoogleLocalInventoryParser(SqliteRowSpill).matches(_sniffed(data))
+    records, problems = merchant(data)
+    assert problems == []  # the repeated g:store_code of VEH-3002 is vehicle ads' own, not a problem
+    assert [(r.index, r.product_id, r.line, r.path) for r in records] == [
+        (1, "VEH-3001", 11, "/rss/channel/item[1]"),
+        (2, "VEH-3002", 24, "/rss/channel/item[2]"),
+    ]
+    assert records[0].fields == product(None, "2024 Contoso Roadster LX", "in_stock", "27995.00", "USD")
+    assert records[1].fields == product(None, "2025 Contoso Wagon", "backorder", "41250.00", "USD")
+
+
+def test_local_stores_may_give_availability_without_a_quantity() -> None:
+    records, problems = local(fixture_bytes("good/local-availability-only.xml", "google-local"))
+    assert problems == []
+    by_id = {r.product_id: (r.index, r.line, r.fields) for r in records}
+    assert by_id == {
+        # STORE-A gave availability only: the total is unknown (null) and STORE-A is no location,
+        # since every location in the contract carries a quantity; STORE-B's count is kept.
+        "SKU-90001": (
+            1,
+            10,
+            {
+                "sku": None,
+                "name": None,
+                "quantity": None,
+                "availability": "in_stock",
+                "price": {"amount": "55.00", "currency": "USD"},
+                "locations": [{"locationId": "STORE-B", "quantity": 4}],
+            },
+        ),
+        "SKU-90002": (
+            3,
+            22,
+            {
+                "sku": None,
+                "name": None,
+                "quantity": None,
+                "availability": "backorder",
+                "price": None,
+                "locations": [],
+            },
+        ),
+        "SKU-90003": (
+            4,
+            27,
+            {
+                "sku": None,
+                "name": None,
+                "quantity": 2,
+                "availability": "in_stock",
+                "price": {"amount": "12.50", "currency": "USD"},
+                "locations": [{"locationId": "STORE-A", "quantity": 2}],
+            },
+        ),
+    }
+
+
+def test_a_local_store_with_neither_quantity_nor_availability_drops_its_product() -> None:
+    records, problems = local(fixture_bytes("bad/local-neither-quantity-nor-availability.xml", "google-local"))
+    assert [r.product_id for r in records] == ["SKU-91002"]
+    (problem,) = problems
+    assert where(problem) == (
+        "validation",
+        15,
+        2,
+        "SKU-91001",
+        "/rss/channel/item[2]/g:availability",
+        "availability",
+        None,
+    )
+    assert problem.message.startswith("item has neither <g:quantity> nor <g:availability>; ")
+    assert '"quantity is optional, availability is mandatory"' in problem.message
+    assert "(https://support.google.com/merchants/answer/13475891)" in problem.message
+
+
 # -- 5. price and availability spellings --------------------------------------------------------------
 
 
