@@ -105,25 +105,31 @@ def first_item_is_local(sniffed: Sniffed) -> bool:
 def refuse_google(sniffed: Sniffed, expects: str, *, local: bool) -> Problem:
     """``unknown_format`` for a Google feed of the other kind, saying which kind it is and why.
 
-    A Google root that is the other feed is not "another root": the message names what the first
-    item shows, so nobody hunts for a namespace declaration that is there.
+    A Google root that is the other feed is not "another root": the message names what the head
+    shows, so nobody hunts for a namespace declaration that is there.
     """
     if not (is_google_rss(sniffed) or is_google_atom(sniffed)):
         return unknown_format_problem(sniffed, expects)
-    if local:  # the local inventory parser, given a product feed
-        message = (
-            "this is a Google Merchant Center product feed, not a local inventory feed: its first item has no "
-            "<g:store_code> or describes a product (a title, link or image_link), and local inventory "
-            "feeds are RSS 2.0; configure the partner's format as google-merchant"
-        )
+    if not local:
+        why = "its first item has <g:store_code> and none of a product's title, link or image_link"
+        message = f"this is a Google local inventory feed, not a Merchant Center product feed: {why}"
+        fix = "google-local-inventory"
+    elif is_google_atom(sniffed):
+        message = "this is a Google Merchant Center product feed in Atom 1.0; local inventory feeds are RSS 2.0"
+        fix = "google-merchant"
+    elif first_item_children(sniffed) is None:
+        message = "no item with <g:store_code> in the first 64 KiB: this is no Google local inventory feed"
+        fix = "google-merchant if it is a product feed"
     else:
-        message = (
-            "this is a Google local inventory feed, not a Merchant Center product feed: its first item has "
-            "<g:store_code> and none of a product's title, link or image_link; configure the "
-            "partner's format as google-local-inventory"
-        )
+        why = "its first item has no <g:store_code>, or has a product's title, link or image_link"
+        message = f"this is a Google Merchant Center product feed, not a local inventory feed: {why}"
+        fix = "google-merchant"
     return Problem(
-        kind="unknown_format", message=message, line=1, path=f"/{sniffed.root}", value=sniffed.namespace or sniffed.root
+        kind="unknown_format",
+        message=f"{message}; configure the partner's format as {fix}",
+        line=1,
+        path=f"/{sniffed.root}",
+        value=sniffed.namespace or sniffed.root,
     )
 
 

@@ -291,7 +291,12 @@ def test_matches_tells_merchant_local_and_generic_apart() -> None:
         (
             GoogleLocalInventoryParser(SqliteRowSpill),
             fixture_bytes("good/merchant-atom-feed.xml", "google-merchant"),
-            "local inventory feeds are RSS 2.0",
+            "this is a Google Merchant Center product feed in Atom 1.0; local inventory feeds are RSS 2.0",
+        ),
+        (
+            GoogleLocalInventoryParser(SqliteRowSpill),
+            HEAD + TAIL,
+            "no item with <g:store_code> in the first 64 KiB: this is no Google local inventory feed",
         ),
         (GoogleMerchantParser(), fixture_bytes("good/acme-2026-11-20.xml"), "root element is <inventory>"),
     ],
