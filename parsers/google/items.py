@@ -18,8 +18,12 @@ from parsers.limits import Limits
 from parsers.records import RecordReader
 
 G = "http://base.google.com/ns/1.0"
+#: Atom 1.0's namespace: an Atom feed's own elements (``feed``, ``entry``, ``title``, ``id``) are in it.
+ATOM = "http://www.w3.org/2005/Atom"
 #: Where every item is (RSS 2.0 puts them under the channel).
 ITEM_PATH = "/rss/channel/item"
+#: Where every entry of an Atom feed is (directly under the root).
+ENTRY_PATH = "/feed/entry"
 #: Qualified tag → (key the feed reads it by, contract field its problems are about).
 Wanted = dict[str, tuple[str, str]]
 
@@ -34,11 +38,20 @@ def label(tag: str) -> str:
     return tag.rpartition("}")[2]
 
 
+def id_key(children: dict[str, Any]) -> str:
+    """Which child names the product: ``g:id``, else (Atom only) the entry's own ``<id>``.
+
+    Google's Atom 1.0 specification makes the entry's ``id`` the product's; exporters that also write
+    ``g:id`` keep ``<id>`` for Atom's own use (RFC 4287 requires one per entry), so ``g:id`` wins.
+    """
+    return "atom:id" if "id" not in children and "atom:id" in children else "id"
+
+
 class ItemReader(RecordReader):
     """One item's wanted children and problems; the element is only valid until the scan resumes."""
 
-    def __init__(self, element: Any, index: int, limits: Limits, wanted: Wanted) -> None:
-        super().__init__(element, index, limits, f"{ITEM_PATH}[{index}]")
+    def __init__(self, element: Any, index: int, limits: Limits, wanted: Wanted, item_path: str = ITEM_PATH) -> None:
+        super().__init__(element, index, limits, f"{item_path}[{index}]")
         self.wanted = wanted
         self.children: dict[str, Any] = {}
         children = self.children
@@ -53,7 +66,8 @@ class ItemReader(RecordReader):
                 repeated.append((child, entry[0]))
             else:
                 children[entry[0]] = child
-        id_child = children.get("id")
+        self.id_key = id_key(children)
+        id_child = children.get(self.id_key)
         # An id holding an entity reference is no id (its text stops at the reference).
         if id_child is not None and not len(id_child):
             self.product_id = (id_child.text or "").strip()
@@ -111,10 +125,11 @@ class ItemReader(RecordReader):
 
     def require_id(self) -> str | None:
         """The product id, or ``None`` after recording why there is none."""
-        if self.child_text("id") is None and "id" in self.children:
+        key = self.id_key
+        if self.child_text(key) is None and key in self.children:
             return None  # an entity reference: already a problem
         if not self.product_id:
-            child = self.children.get("id")
+            child = self.children.get(key)
             self.item_problem(
                 "productId",
                 "item has no product id; every item needs a non-empty <g:id>, e.g. <g:id>SKU-10042</g:id>",
@@ -133,7 +148,13 @@ class ItemReader(RecordReader):
 
 # -- shared field rules ------------------------------------------------------------------------
 
+#: Google's four current product-feed values (product data specification, availability).
 MERCHANT_AVAILABILITY = {v: v for v in ("in_stock", "out_of_stock", "preorder", "backorder")}
+#: Values Google's specifications no longer list for product feeds but real exporters still write:
+#: ``limited availability`` (still in the local inventory spec: one or two units on hand, so buyable) and
+#: ``available for order`` (the pre-2014 product spec: orders taken, ships in 4 or more business
+#: days because it is not in the warehouse now — today's definition of ``backorder``).
+OLDER_MERCHANT_AVAILABILITY = {"limited_availability": "in_stock", "available_for_order": "backorder"}
 LOCAL_AVAILABILITY = {
     **MERCHANT_AVAILABILITY,
     "limited_availability": "in_stock",
@@ -141,34 +162,49 @@ LOCAL_AVAILABILITY = {
 }
 
 
-def availability_converter(allowed: dict[str, str]) -> Callable[[str], str]:
+def availability_converter(allowed: dict[str, str], older: dict[str, str] | None = None) -> Callable[[str], str]:
+    """Google's availability → the contract's; ``older`` are accepted but not advertised in messages."""
     names = ", ".join(allowed)
+    accepted = {**allowed, **(older or {})}
+    also = " and ".join(f"'{name.replace('_', ' ')}'" for name in older or {})
+    note = f", as are Google's older {also}" if also else ""
 
     def convert(raw: str) -> str:
         text = _SPACES.sub("_", raw.strip().lower())
         try:
-            return allowed[text]
+            return accepted[text]
         except KeyError:
             raise FieldError(
                 f"'{raw.strip()}' is not a known availability; expected one of {names} "
-                "(the legacy spelling with spaces, e.g. 'in stock', is accepted too)"
+                f"(the legacy spelling with spaces, e.g. 'in stock', is accepted too{note})"
             ) from None
 
     return convert
 
 
+#: ``15.00 USD`` (Google's example), ``165.00USD`` (no space, as WooCommerce plugins write it) and
+#: ``USD 165.00`` (code first); the amount and the code are then judged one by one.
+_AMOUNT_FIRST = re.compile(r"(?P<amount>[0-9][0-9.,]*)\s*(?P<code>[A-Za-z]{3})")
+_CODE_FIRST = re.compile(r"(?P<code>[A-Za-z]{3})\s*(?P<amount>[0-9][0-9.,]*)")
+_SHAPE = "15.00 USD (a decimal amount and an ISO 4217 currency code; 15.00USD and USD 15.00 are read too)"
+
+
 def price(raw: str) -> dict[str, str]:
     """Google's ``<amount> <currency>``, e.g. ``15.00 USD``, as a contract price."""
-    parts = raw.split()
-    if len(parts) == 1 and _AMOUNT.fullmatch(parts[0]):
-        raise FieldError(f"'{raw.strip()}' has no currency; expected an amount and an ISO 4217 code, e.g. 15.00 USD")
-    if len(parts) != 2:
-        raise FieldError(
-            f"'{raw.strip()}' is not in the shape 15.00 USD (a decimal amount, a space, an ISO 4217 currency code)"
-        )
+    text = raw.strip()
+    match = _AMOUNT_FIRST.fullmatch(text) or _CODE_FIRST.fullmatch(text)
+    if match is not None:
+        amount, code = match["amount"], match["code"]
+    else:
+        parts = text.split()
+        if len(parts) == 1 and _AMOUNT.fullmatch(parts[0]):
+            raise FieldError(f"'{text}' has no currency; expected an amount and an ISO 4217 code, e.g. 15.00 USD")
+        if len(parts) != 2:
+            raise FieldError(f"'{text}' is not in the shape {_SHAPE}")
+        # Two words: the one that starts with a letter is meant as the currency, so the refusal
+        # names the part that is really wrong ('EURO 15.00': the code, not the amount).
+        amount, code = (parts[1], parts[0]) if parts[0][:1].isalpha() else (parts[0], parts[1])
     try:
-        amount = fields.decimal_amount(parts[0])
-        currency = fields.currency_code(parts[1])
+        return {"amount": fields.decimal_amount(amount), "currency": fields.currency_code(code)}
     except FieldError as error:
         raise FieldError(f"{error}; expected the shape 15.00 USD") from None
-    return {"amount": amount, "currency": currency}

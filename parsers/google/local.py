@@ -1,20 +1,36 @@
 """Google local inventory feed (``google-local-inventory``): one RSS item is one product in one store.
 
-- ``g:store_code`` (→ ``locationId``), ``g:id`` (legacy ``g:itemid``) and ``g:quantity`` (a whole
-  number) are required; ``g:availability`` and ``g:price`` are optional.
-- per-store availability: ``in_stock``; ``limited_availability`` → ``in_stock`` (still buyable);
-  ``on_display_to_order`` → ``backorder`` (orderable, not on the shelf); ``out_of_stock``,
-  ``preorder``, ``backorder`` as is. Missing: ``in_stock`` when the store's quantity > 0, else
-  ``out_of_stock``.
-- one record per product: ``locations`` are its stores sorted by ``locationId``, ``quantity`` their
-  sum, ``availability`` the best store's, in the order in_stock > backorder > preorder >
-  out_of_stock (a shopper can get it if any store can sell it), ``price`` the lowest store price.
-  All prices of one product must share one currency (the first in file order sets it); a store
-  in another currency is a problem on its item, since the lowest of mixed currencies means nothing.
+Where each rule comes from (Google Merchant Center Help, local product inventory feed
+specification https://support.google.com/merchants/answer/3061342 and the attribute pages it links):
+
+- ``g:store_code`` (→ ``locationId``, answer/13869896) and ``g:id`` (legacy ``g:itemid``) are
+  required. ``g:quantity`` is optional and ``g:availability`` is what is required in its place
+  (answer/13475891: quantity is optional, availability is mandatory): an item needs at least one
+  of them, and an item with neither is a problem quoting that rule. ``g:price`` is optional.
+- ``g:quantity`` is a whole number ≥ 0 (answer/13475891: 0 or more).
+- per-store availability (answer/13475891 lists in stock, out of stock, limited availability, on
+  display to order): ``in_stock``; ``limited_availability`` → ``in_stock`` (one or two on hand,
+  still buyable); ``on_display_to_order`` → ``backorder`` (orderable, not on the shelf);
+  ``out_of_stock``, ``preorder``, ``backorder`` as is. Missing: ``in_stock`` when the store's
+  quantity > 0, else ``out_of_stock``.
+- ``g:price`` as in the product feed (``15.00 USD``, ``15.00USD``, ``USD 15.00``).
+- one record per product: ``locations`` are its stores that gave a quantity, sorted by
+  ``locationId``; ``quantity`` their sum when every store gave one, else ``None`` (a store without
+  a count makes the product's total unknown, and a partial sum would understate it); a store
+  without a quantity is not a location, since every location in the contract carries a quantity
+  (``dropgate.events.Location``), but its availability counts. ``availability`` is the best
+  store's, in the order in_stock > backorder > preorder > out_of_stock (a shopper can get it if
+  any store can sell it), ``price`` the lowest store price. All prices of one product must share
+  one currency (the first in file order sets it); a store in another currency is a problem on its
+  item, since the lowest of mixed currencies means nothing.
 - the same (product, store) twice is a problem on the later item.
 - a product with any bad item yields no record at all: its other stores alone would publish a
   wrong sum. The problems are still reported, located on the bad items.
 - the record's ``index``, ``line`` and ``path`` are those of the product's first item.
+- which Google feed a file is comes from the partner's configuration, and for a file under no
+  prefix from its first item as a whole (``rss.first_item_is_local``): a store code and none of a
+  product's title, link or image link. A product feed given to this parser is
+  refused as ``unknown_format``, saying so.
 
 A product's stores may be spread through the file, so nothing can be emitted before the last
 item. Each store row goes to the row spill the parser is given (``parsers.google.row_spill``; the
@@ -35,7 +51,7 @@ from parsers.base import Item, Problem, Record, truncate
 from parsers.front_end import Items
 from parsers.google.items import ITEM_PATH, LOCAL_AVAILABILITY, ItemReader, availability_converter, price
 from parsers.google.row_spill import RowSpill, RowSpillFactory, StoreRow
-from parsers.google.rss import RssScan, describe_root, g, is_google_rss
+from parsers.google.rss import RssScan, describe_root, first_item_is_local, g, is_google_rss, refuse_google
 from parsers.limits import DEFAULT_LIMITS, Limits
 from parsers.xml_stream import Sniffed, source_line
 
@@ -60,21 +76,33 @@ class GoogleLocalInventoryParser:
     """
 
     name = "google-local-inventory"
-    version = "1"
+    version = "2"
     expects = describe_root("Google local inventory feed, items with <g:store_code>")
 
     def __init__(self, row_spill: RowSpillFactory) -> None:
         self.row_spill = row_spill
 
     def matches(self, sniffed: Sniffed) -> bool:
-        return is_google_rss(sniffed) and sniffed.mentions("store_code")
+        return is_google_rss(sniffed) and first_item_is_local(sniffed)
 
     def parse(self, stream: BinaryIO, limits: Limits = DEFAULT_LIMITS) -> Iterator[Item]:
         with self.row_spill() as rows:
             scan = _LocalScan(limits, self.expects, _LOCAL_WANTED, rows)
-            yield from scan.items(stream, accepts=self.matches)
+            yield from scan.items(stream, accepts=self.matches, refuse=_refuse)
             if scan.completed:
                 yield from _grouped(rows)
+
+
+def _refuse(sniffed: Sniffed, expects: str) -> Problem:
+    return refuse_google(sniffed, expects, local=True)
+
+
+#: Google's rule for an item with neither a count nor a status, quoted in the problem.
+_NEITHER = (
+    "item has neither <g:quantity> nor <g:availability>; Google's local inventory specification says "
+    '"quantity is optional, availability is mandatory" (https://support.google.com/merchants/answer/13475891): '
+    "send <g:availability>, e.g. <g:availability>in_stock</g:availability>, and <g:quantity> when you count units"
+)
 
 
 class _LocalScan(RssScan):
@@ -97,12 +125,8 @@ class _LocalScan(RssScan):
                 value=child.text if child is not None else None,
             )
         quantity = reader.convert("quantity", "locations.quantity", fields.whole_number)
-        reader.missing(
-            "quantity",
-            "locations.quantity",
-            "item has no <g:quantity>; every store needs its whole number of units ≥ 0, "
-            "e.g. <g:quantity>12</g:quantity>",
-        )
+        if "quantity" not in reader.children:
+            reader.missing("availability", "availability", _NEITHER)
         availability = reader.convert("availability", "availability", _LOCAL_AVAILABILITY)
         amount = reader.convert("price", "price", price)
         if product_id is None:
@@ -144,6 +168,7 @@ def _product(product_id: str, product_rows: Iterator[StoreRow]) -> Iterator[Item
     bad = False
     seen: dict[str, int] = {}  # store → the item that first gave it
     quantities: dict[str, int] = {}
+    uncounted = False
     best = "out_of_stock"
     currency: str | None = None
     lowest: tuple[Decimal, str] | None = None
@@ -165,15 +190,18 @@ def _product(product_id: str, product_rows: Iterator[StoreRow]) -> Iterator[Item
                 continue
             if lowest is None or Decimal(amount) < lowest[0]:
                 lowest = (Decimal(amount), amount)
-        if bad or store is None or quantity is None or availability is None:
+        if bad or store is None or availability is None:
             continue
-        quantities[store] = quantity
+        if quantity is None:
+            uncounted = True  # availability only: the store is not a location, the total is unknown
+        else:
+            quantities[store] = quantity
         if _AVAILABILITY_RANK[availability] < _AVAILABILITY_RANK[best]:
             best = availability
     if bad or first is None:
         return
     price_value = {"amount": lowest[1], "currency": currency} if lowest is not None else None
-    yield _record(product_id, first, quantities, best, price_value)
+    yield _record(product_id, first, quantities, None if uncounted else sum(quantities.values()), best, price_value)
 
 
 def _repeated_store(product_id: str, row: StoreRow, first_item: int) -> Problem:
@@ -211,12 +239,19 @@ def _other_currency(product_id: str, row: StoreRow, currency: str) -> Problem:
 
 
 def _record(
-    product_id: str, first: StoreRow, quantities: dict[str, int], best: str, price_value: dict[str, str | None] | None
+    product_id: str,
+    first: StoreRow,
+    quantities: dict[str, int],
+    total: int | None,
+    best: str,
+    price_value: dict[str, str | None] | None,
 ) -> Item:
-    """The product's record, at its first item; a problem when its stores' sum is too large to publish."""
+    """The product's record, at its first item; a problem when its stores' sum is too large to publish.
+
+    ``total`` is ``None`` when a store gave availability only: the product's quantity is unknown.
+    """
     index, line = first[1], first[2]
-    total = sum(quantities.values())
-    too_large = fields.total_too_large(total, "its stores' quantities")
+    too_large = fields.total_too_large(total, "its stores' quantities") if total is not None else None
     if too_large:
         return Problem(
             kind="validation",

@@ -120,3 +120,82 @@ def test_an_amazon_purge_and_replace_deletes_what_the_next_purge_no_longer_lists
     messages = topic_probe.messages()
     assert [m.key for m in messages if m.value is None] == [b"tailspin:ABC-128"]
     assert sorted(materialise(messages)) == [b"tailspin:ABC-123", b"tailspin:ABC-129"]
+
+
+# -- Google feeds as exporters write them (issue 20) ------------------------------------------------
+
+GOOGLE_DROPS = {
+    "northwind/feeds/atom.xml": ("good/merchant-atom-feed.xml", "google-merchant"),
+    "northwind/feeds/vehicles.xml": ("good/vehicle-ads-feed.xml", "google-merchant"),
+    "northwind/feeds/spellings.xml": ("good/merchant-spellings.xml", "google-merchant"),
+    "northwind/feeds/wrong.xml": ("bad/merchant-wrong-spellings.xml", "google-merchant"),
+    "contoso/availability-only.xml": ("good/local-availability-only.xml", "google-local"),
+    "contoso/neither.xml": ("bad/local-neither-quantity-nor-availability.xml", "google-local"),
+    "inbox/vehicles.xml": ("good/vehicle-ads-feed.xml", "google-merchant"),  # no prefix: found by its first item
+}
+
+
+def _sidecar(stack: Stack, key: str) -> list[dict[str, object]]:
+    body = stack.clients["s3"].get_object(Bucket=BUCKET, Key=f"quarantine/diagnostics/{key}.diagnostics.json")
+    problems: list[dict[str, object]] = json.loads(body["Body"].read())["problems"]
+    return problems
+
+
+def test_google_atom_vehicle_and_availability_only_feeds_reach_the_topic_as_their_values(
+    local_stack: Stack, topic_probe: TopicProbe
+) -> None:
+    versions = {key: upload(local_stack, key, fixture_bytes(*source)) for key, source in GOOGLE_DROPS.items()}
+    assert drain_queue(local_stack.clients["sqs"], local_stack.queue_url, handler, wait_seconds=0).failed == 0
+
+    state = {key.decode(): orjson.loads(value) for key, value in materialise(topic_probe.messages()).items()}
+    seen = {
+        key: (v["quantity"], v["availability"], v["price"] and (v["price"]["amount"], v["price"]["currency"]))
+        for key, v in state.items()
+    }
+    assert seen == {
+        "northwind:SKU-71001": (None, "in_stock", ("129.00", "USD")),
+        "northwind:SKU-71002": (None, "out_of_stock", ("45.5", "EUR")),
+        "northwind:SKU-71003": (None, "preorder", ("34.99", "USD")),
+        "northwind:VEH-3001": (None, "in_stock", ("27995.00", "USD")),
+        "northwind:VEH-3002": (None, "backorder", ("41250.00", "USD")),
+        "northwind:SKU-80001": (None, "in_stock", ("165.00", "USD")),
+        "northwind:SKU-80002": (None, "in_stock", ("165.00", "USD")),
+        "northwind:SKU-80003": (None, "backorder", ("899", "EUR")),
+        "contoso:SKU-90001": (None, "in_stock", ("55.00", "USD")),
+        "contoso:SKU-90002": (None, "backorder", None),
+        "contoso:SKU-90003": (2, "in_stock", ("12.50", "USD")),
+    }
+    assert {key: v["locations"] for key, v in state.items() if v["locations"]} == {
+        "contoso:SKU-90001": [{"locationId": "STORE-B", "quantity": 4}],
+        "contoso:SKU-90003": [{"locationId": "STORE-A", "quantity": 2}],
+    }
+    assert state["northwind:SKU-71001"]["name"] == "Ridgeline Trekking Poles"
+    assert state["northwind:VEH-3001"]["parser"] == {"name": "google-merchant", "version": "2"}
+
+    ledger = DynamoLedger(local_stack.clients["dynamodb"], local_stack.ledger_table)
+    rows = {key: ledger.get(ObjectRef(BUCKET, key, version)) for key, version in versions.items()}
+    assert {key: (row.status, row.parser_name) for key, row in rows.items() if row} == {
+        "northwind/feeds/atom.xml": ("published", "google-merchant"),
+        "northwind/feeds/vehicles.xml": ("published", "google-merchant"),
+        "northwind/feeds/spellings.xml": ("published", "google-merchant"),
+        "northwind/feeds/wrong.xml": ("quarantined", "google-merchant"),
+        "contoso/availability-only.xml": ("published", "google-local-inventory"),
+        "contoso/neither.xml": ("quarantined", "google-local-inventory"),
+        # found as a product feed, not a local one; no partner's prefix, so it waits for one
+        "inbox/vehicles.xml": ("quarantined", "google-merchant"),
+    }
+    wrong = _sidecar(local_stack, "northwind/feeds/wrong.xml")
+    assert [(p["line"], p["record"], p["productId"], p["field"], p["value"]) for p in wrong] == [
+        (13, 1, "SKU-81001", "price", "USD 89,95"),
+        (19, 2, "SKU-81002", "price", "EURO 120.00"),
+        (24, 3, "SKU-81003", "availability", "available soon"),
+        (31, 4, "SKU-81004", "price", "$19.99"),
+    ]
+    [neither] = _sidecar(local_stack, "contoso/neither.xml")
+    assert (neither["kind"], neither["line"], neither["record"], neither["field"]) == (
+        "validation",
+        15,
+        2,
+        "availability",
+    )
+    assert '"quantity is optional, availability is mandatory"' in str(neither["message"])

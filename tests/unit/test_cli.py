@@ -120,8 +120,11 @@ def test_inspect_finds_every_format_without_a_partner() -> None:
     from tests.conftest import FIXTURES
 
     expected = {
-        "google-merchant/good/merchant-feed.xml": ("google-merchant/1", 5),
-        "google-local/good/local-inventory.xml": ("google-local-inventory/1", 5),
+        "google-merchant/good/merchant-feed.xml": ("google-merchant/2", 5),
+        "google-merchant/good/merchant-atom-feed.xml": ("google-merchant/2", 3),
+        "google-merchant/good/vehicle-ads-feed.xml": ("google-merchant/2", 2),
+        "google-local/good/local-inventory.xml": ("google-local-inventory/2", 5),
+        "google-local/good/local-availability-only.xml": ("google-local-inventory/2", 3),
         "amazon/good/inventory-update.xml": ("amazon-inventory/1", 6),
         "cxml/good/product-activity.xml": ("cxml-product-activity/1", 4),
         "declarative/good/initech-stock.xml": ("initech-stock/1", 5),
@@ -131,6 +134,83 @@ def test_inspect_finds_every_format_without_a_partner() -> None:
         assert result.exit_code == 0, result.stderr
         assert f"ok, {count} event(s), parser {parser}" in result.stderr
         assert len(result.stdout.splitlines()) == count
+
+
+def test_inspect_reads_google_feeds_as_exporters_write_them() -> None:
+    """Issue 20: an Atom feed, a vehicle-ads feed given its partner, local stores without a count."""
+    from tests.conftest import FIXTURES
+
+    def events(fixture: str, *partner: str) -> list[tuple[str, dict[str, Any]]]:
+        result = runner.invoke(app, ["inspect", str(FIXTURES / fixture), *partner])
+        assert result.exit_code == 0, result.stderr
+        lines = [json.loads(line) for line in result.stdout.splitlines()]
+        keep = ("quantity", "availability", "price", "locations", "name")
+        return [(line["key"], {k: line["value"][k] for k in keep}) for line in lines]
+
+    usd = "USD"
+    assert events("google-merchant/good/merchant-atom-feed.xml", "--partner", "northwind") == [
+        ("northwind:SKU-71001", _state(None, "in_stock", ("129.00", usd), [], "Ridgeline Trekking Poles")),
+        ("northwind:SKU-71002", _state(None, "out_of_stock", ("45.5", "EUR"), [], "Alpine Gaiters, size M")),
+        ("northwind:SKU-71003", _state(None, "preorder", ("34.99", usd), [], "Camp Lantern")),
+    ]
+    assert events("google-merchant/good/vehicle-ads-feed.xml", "--partner", "northwind") == [
+        ("northwind:VEH-3001", _state(None, "in_stock", ("27995.00", usd), [], "2024 Contoso Roadster LX")),
+        ("northwind:VEH-3002", _state(None, "backorder", ("41250.00", usd), [], "2025 Contoso Wagon")),
+    ]
+    assert events("google-merchant/good/merchant-spellings.xml", "--partner", "northwind") == [
+        ("northwind:SKU-80001", _state(None, "in_stock", ("165.00", usd), [], "Glacier Parka")),
+        ("northwind:SKU-80002", _state(None, "in_stock", ("165.00", usd), [], "Glacier Parka, kids")),
+        ("northwind:SKU-80003", _state(None, "backorder", ("899", "EUR"), [], "Expedition Sled")),
+    ]
+    assert events("google-local/good/local-availability-only.xml", "--partner", "contoso") == [
+        ("contoso:SKU-90001", _state(None, "in_stock", ("55.00", usd), [("STORE-B", 4)])),
+        ("contoso:SKU-90002", _state(None, "backorder", None, [])),
+        ("contoso:SKU-90003", _state(2, "in_stock", ("12.50", usd), [("STORE-A", 2)])),
+    ]
+
+
+def test_inspect_words_google_refusals_for_what_is_really_wrong() -> None:
+    from tests.conftest import FIXTURES
+
+    wrong = runner.invoke(app, ["inspect", str(FIXTURES / "google-merchant/bad/merchant-wrong-spellings.xml")])
+    assert wrong.exit_code == 1 and wrong.stdout == ""
+    assert (
+        "[validation] line 19, record 2 (SKU-81002), /rss/channel/item[2]/g:price: g:price 'EURO' is not an ISO 4217 "
+        "currency code" in wrong.stderr
+    )
+    assert "would be quarantined: 4 problem(s)" in wrong.stderr
+    neither = runner.invoke(
+        app, ["inspect", str(FIXTURES / "google-local/bad/local-neither-quantity-nor-availability.xml")]
+    )
+    assert neither.exit_code == 1
+    assert (
+        "[validation] line 15, record 2 (SKU-91001), /rss/channel/item[2]/g:availability: item has neither "
+        "<g:quantity> nor <g:availability>; Google's local inventory specification says \"quantity is optional, "
+        'availability is mandatory"' in neither.stderr
+    )
+    # a product feed given to a local inventory partner: told what it is, not that it lacks xmlns:g
+    product = runner.invoke(
+        app, ["inspect", str(FIXTURES / "google-merchant/good/vehicle-ads-feed.xml"), "--partner", "contoso"]
+    )
+    assert product.exit_code == 1
+    assert "[unknown_format] line 1, /rss: this is a Google Merchant Center product feed" in product.stderr
+    assert "declaring xmlns:g" not in product.stderr
+
+
+def _state(
+    quantity: int | None,
+    availability: str,
+    price: tuple[str, str] | None,
+    locations: list[tuple[str, int]],
+    name: str | None = None,
+) -> dict[str, Any]:
+    return {
+        "quantity": quantity,
+        "availability": availability,
+        "price": {"amount": price[0], "currency": price[1]} if price else None,
+        "locations": [{"locationId": store, "quantity": count} for store, count in locations],
+        "name": name,
+    }
 
 
 def test_partners_lists_partners_and_formats_and_refuses_a_bad_configuration(tmp_path: Any, monkeypatch: Any) -> None:

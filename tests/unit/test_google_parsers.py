@@ -120,25 +120,24 @@ def test_merchant_feed_gives_every_product_in_contract_terms() -> None:
 
 def test_merchant_bad_values_are_each_located_and_explained() -> None:
     _, records, problems = merchant(fixture_bytes("bad/merchant-bad-values.xml", "google-merchant"))
-    assert [r.product_id for r in records] == ["SKU-20001"]
+    # SKU-20003's 'available for order' is Google's older spelling of a backorder (issue 20)
+    assert [r.product_id for r in records] == ["SKU-20001", "SKU-20003"]
+    assert records[1].fields is not None and records[1].fields["availability"] == "backorder"
     assert all(p.kind == "validation" for p in problems)
     assert located(problems) == [
         (17, 2, "SKU-20002", "price", "6.50"),
-        (22, 3, "SKU-20003", "availability", "available for order"),
         (25, 4, None, "productId", None),
         (30, 5, "SKU-20005", "availability", None),
         (33, 5, "SKU-20005", "price", "44,90 EUR"),
     ]
     assert [p.path for p in problems] == [
         "/rss/channel/item[2]/g:price",
-        "/rss/channel/item[3]/g:availability",
         "/rss/channel/item[4]/g:id",
         "/rss/channel/item[5]/g:availability",
         "/rss/channel/item[5]/g:price",
     ]
-    no_currency, unknown, no_id, no_availability, comma = (p.message for p in problems)
+    no_currency, no_id, no_availability, comma = (p.message for p in problems)
     assert "has no currency" in no_currency and "15.00 USD" in no_currency
-    assert "in_stock, out_of_stock, preorder, backorder" in unknown
     assert "<g:id>SKU-10042</g:id>" in no_id
     assert "Google requires" in no_availability
     assert "comma" in comma and "15.00 USD" in comma
@@ -147,11 +146,14 @@ def test_merchant_bad_values_are_each_located_and_explained() -> None:
 @pytest.mark.parametrize(
     ("raw", "expected"),
     [
-        ("USD 15.00", "shape 15.00 USD"),
+        ("$15.00", "shape 15.00 USD"),
         ("15.00 US dollars", "shape 15.00 USD"),
-        ("15.00 dollars", "ISO 4217"),
+        ("15.00 dollars", "'dollars' is not an ISO 4217 currency code"),
+        ("EURO 15.00", "'EURO' is not an ISO 4217 currency code"),
+        ("USD 16,50", "'16,50' uses a comma"),
+        ("USD", "shape 15.00 USD"),
         ("", "shape 15.00 USD"),
-        ("-3.00 USD", "decimal amount"),
+        ("-3.00 USD", "'-3.00' is not a decimal amount"),
     ],
 )
 def test_merchant_price_in_another_shape_says_which_shape_is_expected(raw: str, expected: str) -> None:
@@ -204,15 +206,29 @@ def test_error_between_items_says_after_which_one() -> None:
     assert "after item 1, productId SKU-1" in problem.message
 
 
-def test_merchant_parser_refuses_a_local_feed_found_past_the_sniffed_head() -> None:
+def test_a_store_code_past_the_sniffed_head_is_a_product_attribute_not_a_format() -> None:
     padding = b"<item><g:id>SKU-0</g:id><g:availability>in_stock</g:availability></item>\n" * 1_000
-    data = HEAD + padding + store_item("SKU-1", "STORE-1", "3") + TAIL
+    vehicle = (
+        b"<item><g:store_code>DEALER-1</g:store_code><g:id>VEH-1</g:id><g:title>2024 Roadster</g:title>"
+        b"<g:availability>in_stock</g:availability><g:price>27995.00 USD</g:price></item>\n"
+    )
+    data = HEAD + padding + vehicle + TAIL
     assert len(HEAD + padding) > 64 * 1024
     _, records, problems = merchant(data)
-    assert len(records) == 1_000
-    (problem,) = problems
-    assert problem.kind == "unknown_format" and "google-local-inventory" in problem.message
-    assert problem.path == "/rss/channel/item[1001]/g:store_code"
+    assert problems == []
+    assert len(records) == 1_001
+    assert (records[-1].product_id, records[-1].path, records[-1].fields) == (
+        "VEH-1",
+        "/rss/channel/item[1001]",
+        {
+            "sku": None,
+            "name": "2024 Roadster",
+            "quantity": None,
+            "availability": "in_stock",
+            "price": {"amount": "27995.00", "currency": "USD"},
+            "locations": [],
+        },
+    )
 
 
 # -- telling the formats apart ---------------------------------------------------------------
@@ -223,7 +239,11 @@ def test_matches_tells_merchant_local_and_generic_apart() -> None:
         "merchant": fixture_bytes("good/merchant-feed.xml", "google-merchant"),
         "local": fixture_bytes("good/local-inventory.xml", "google-local"),
         "generic": fixture_bytes("good/acme-2026-11-20.xml"),
+        "atom": fixture_bytes("good/merchant-atom-feed.xml", "google-merchant"),
+        "vehicles": fixture_bytes("good/vehicle-ads-feed.xml", "google-merchant"),
+        "local, no quantity": fixture_bytes("good/local-availability-only.xml", "google-local"),
         "plain rss": b'<rss version="2.0"><channel><item><title>news</title></item></channel></rss>',
+        "plain atom": b'<feed xmlns="http://www.w3.org/2005/Atom"><entry><title>news</title></entry></feed>',
         "namespaced rss": HEAD.replace(b"<rss ", b'<rss xmlns="urn:other" ') + TAIL,
     }
     parsers = {
@@ -239,7 +259,11 @@ def test_matches_tells_merchant_local_and_generic_apart() -> None:
         "merchant": ["merchant"],
         "local": ["local"],
         "generic": ["generic"],
+        "atom": ["merchant"],
+        "vehicles": ["merchant"],
+        "local, no quantity": ["local"],
         "plain rss": [],
+        "plain atom": [],
         "namespaced rss": [],
     }
 
@@ -247,13 +271,34 @@ def test_matches_tells_merchant_local_and_generic_apart() -> None:
 @pytest.mark.parametrize(
     ("parser", "data", "expected"),
     [
-        (GoogleMerchantParser(), fixture_bytes("good/local-inventory.xml", "google-local"), "Merchant Center"),
+        (
+            GoogleMerchantParser(),
+            fixture_bytes("good/local-inventory.xml", "google-local"),
+            "this is a Google local inventory feed, not a Merchant Center product feed: its first item has "
+            "<g:store_code> and none of a product's title, link or image_link; configure the partner's format "
+            "as google-local-inventory",
+        ),
         (
             GoogleLocalInventoryParser(SqliteRowSpill),
             fixture_bytes("good/merchant-feed.xml", "google-merchant"),
-            "local inventory",
+            "this is a Google Merchant Center product feed, not a local inventory feed",
         ),
-        (GoogleMerchantParser(), fixture_bytes("good/acme-2026-11-20.xml"), "xmlns:g="),
+        (
+            GoogleLocalInventoryParser(SqliteRowSpill),
+            fixture_bytes("good/vehicle-ads-feed.xml", "google-merchant"),
+            "configure the partner's format as google-merchant",
+        ),
+        (
+            GoogleLocalInventoryParser(SqliteRowSpill),
+            fixture_bytes("good/merchant-atom-feed.xml", "google-merchant"),
+            "this is a Google Merchant Center product feed in Atom 1.0; local inventory feeds are RSS 2.0",
+        ),
+        (
+            GoogleLocalInventoryParser(SqliteRowSpill),
+            HEAD + TAIL,
+            "no item with <g:store_code> in the first 64 KiB: this is no Google local inventory feed",
+        ),
+        (GoogleMerchantParser(), fixture_bytes("good/acme-2026-11-20.xml"), "root element is <inventory>"),
     ],
 )
 def test_a_file_in_another_format_is_unknown_format_before_parsing(parser: Parser, data: bytes, expected: str) -> None:
@@ -261,7 +306,19 @@ def test_a_file_in_another_format_is_unknown_format_before_parsing(parser: Parse
     assert docs == [] and records == []
     (problem,) = problems
     assert problem.kind == "unknown_format" and expected in problem.message
-    assert problem.message.startswith("root element is <")
+    # A Google feed of the other kind is never told it lacks the g namespace it declares.
+    assert ("declaring xmlns:g" in problem.message) == (b"base.google.com" not in data)
+
+
+def test_a_merchant_refusal_lists_rss_and_atom() -> None:
+    plain_atom = b'<feed xmlns="http://www.w3.org/2005/Atom"><entry><id>1</id></entry></feed>'
+    (problem,) = merchant(plain_atom)[2]
+    assert problem.kind == "unknown_format"
+    assert problem.message == (
+        "root element is <feed> in namespace http://www.w3.org/2005/Atom, expected <rss> (RSS 2.0) or <feed> in "
+        'namespace http://www.w3.org/2005/Atom (Atom 1.0), declaring xmlns:g="http://base.google.com/ns/1.0" '
+        "(Google Merchant Center product feed)"
+    )
 
 
 def test_foreign_root_not_seen_by_the_sniffer_is_unknown_format() -> None:
@@ -391,13 +448,6 @@ def test_one_bad_store_drops_the_whole_product_but_not_the_others() -> None:
     assert [(r.product_id, r.fields and r.fields["quantity"]) for r in records] == [("SKU-2", 1)]
     assert located(problems) == [(5, 3, "SKU-1", "locations.quantity", "1,000")]
     assert "ambiguous" in problems[0].message
-
-
-def test_missing_quantity_is_a_problem_per_store() -> None:
-    data = HEAD + b"<item><g:store_code>S1</g:store_code><g:itemid>SKU-1</g:itemid></item>" + TAIL
-    _, records, problems = local(data)
-    assert records == []
-    assert [(p.path, p.field) for p in problems] == [("/rss/channel/item[1]/g:quantity", "locations.quantity")]
 
 
 def test_id_and_legacy_itemid_together_are_a_problem() -> None:
