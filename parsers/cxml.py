@@ -79,7 +79,7 @@ class CxmlProductActivityParser:
     """Parser for cXML ProductActivityMessage documents. Bump ``version`` with every behavioural change."""
 
     name = "cxml-product-activity"
-    version = "1"
+    version = "2"
     expects = f"<{ROOT}> with no namespace holding a <{ACTIVITY}> (cXML supplier inventory)"
 
     def __init__(self, available_quantity: Sequence[str] = DEFAULT_AVAILABLE) -> None:

@@ -126,7 +126,7 @@ def test_inspect_finds_every_format_without_a_partner() -> None:
         "google-local/good/local-inventory.xml": ("google-local-inventory/2", 5),
         "google-local/good/local-availability-only.xml": ("google-local-inventory/2", 3),
         "amazon/good/inventory-update.xml": ("amazon-inventory/1", 6),
-        "cxml/good/product-activity.xml": ("cxml-product-activity/1", 4),
+        "cxml/good/product-activity.xml": ("cxml-product-activity/2", 4),
         "declarative/good/initech-stock.xml": ("initech-stock/1", 5),
     }
     for fixture, (parser, count) in expected.items():
