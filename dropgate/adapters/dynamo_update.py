@@ -1,7 +1,9 @@
 """DynamoDB update expressions with every attribute name aliased, and attribute-value conversion.
 
-One builder for the ledger's rows and the partner lock: ``bucket``, ``status`` and many ordinary
-words are reserved in DynamoDB's expression language, so every name goes through an alias.
+The ledger's rows are written with it (claims and records): ``bucket``, ``status`` and many
+ordinary words are reserved in DynamoDB's expression language, so every name goes through an
+alias. Written here rather than taken from boto3's resource layer, whose ``UpdateExpression``
+needs the same aliasing by hand, and whose Decimal numbers the rest of the code would have to undo.
 """
 
 from __future__ import annotations
