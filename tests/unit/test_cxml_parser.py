@@ -208,7 +208,7 @@ def test_matches_tells_the_formats_apart() -> None:
     heads = (activity_head, order_head, amazon_head, generic_head, namespaced)
     assert [cxml.matches(h) for h in heads] == [True, False, False, False, False]
     assert (amazon.matches(activity_head), generic.matches(activity_head)) == (False, False)
-    assert CxmlProductActivityParser.name == "cxml-product-activity" and CxmlProductActivityParser.version == "1"
+    assert CxmlProductActivityParser.name == "cxml-product-activity" and CxmlProductActivityParser.version == "2"
 
 
 def test_an_order_request_is_an_unknown_format_found_from_the_head() -> None:
