@@ -39,14 +39,24 @@ class FtpDrop:
     _server: Any = None
     _thread: threading.Thread | None = None
     _root: tempfile.TemporaryDirectory[str] | None = None
+    _stopping: threading.Event = field(default_factory=threading.Event)
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.close_all()
         if self._thread is not None:
+            self._stopping.set()  # the server's own thread closes it (closing it from here races its poll)
             self._thread.join(timeout=10)
+        elif self._server is not None:
+            self._server.close_all()
         if self._root is not None:
             self._root.cleanup()
+
+    def _serve(self) -> None:
+        """The background thread: poll until told to stop, then close every socket from this thread."""
+        try:
+            while not self._stopping.is_set():
+                self._server.serve_forever(timeout=0.1, blocking=False, handle_exit=False)
+        finally:
+            self._server.close_all()
 
 
 def start_ftp_drop(
@@ -80,7 +90,7 @@ def start_ftp_drop(
     drop.port = server.address[1]
     drop._server = server
     if background:
-        drop._thread = threading.Thread(target=server.serve_forever, kwargs={"handle_exit": False}, daemon=True)
+        drop._thread = threading.Thread(target=drop._serve, daemon=True)
         drop._thread.start()
     else:
         server.serve_forever()
