@@ -6,10 +6,10 @@ disk in a compact length-prefixed layout and replays them in file order, with wh
 stale-overwrite guard needs per event (asOf, state hash, field hashes).
 
 It also keeps what finding a key spooled twice needs without holding any key
-(:mod:`dropgate.ingest.duplicates`): a 64-bit hash of every entry's key in a compact array (8 bytes
-an entry), a mark where each written batch starts (so a few entries can be read again by their
-position without replaying the file), and the records left out of the replay once a file's
-duplicates are decided.
+(:mod:`dropgate.ingest.duplicates`): a 64-bit hash of every entry's key (8 bytes an entry, moved
+to a scratch file 65,536 at a time), the line each record starts on, a mark where each written
+batch starts (so a few entries can be read again by their position without replaying the file),
+and the records left out of the replay once a file's duplicates are decided.
 """
 
 from __future__ import annotations
@@ -32,6 +32,8 @@ _HEADER = struct.Struct(f"<IiIIIqQ{len(TRACKED_FIELDS)}H")
 _TOMBSTONE = -1
 _NO_FIELDS = NO_FIELD_HASHES
 _READ_BYTES = 1 << 20
+#: Key hashes are kept in memory up to this many, then moved to a scratch file (512 KiB at a time).
+_SPILL_HASHES = 1 << 16
 
 #: The key hash every entry is spooled with: Python's own hash of the key bytes (SipHash-1-3 under
 #: this process's hash secret; ~50 ns where BLAKE2b costs ten times more). The parsing processes of
@@ -89,13 +91,17 @@ class EventSpool:
     _BATCH = 2048
 
     def __init__(self, directory: str | None = None) -> None:
+        self.directory = directory
         self._file: BinaryIO = tempfile.TemporaryFile(dir=directory)  # noqa: SIM115 - closed in close()
         self._pending: list[bytes] = []
         #: Entries appended (``count`` leaves out the excluded ones), and the tombstones among them.
         self.entries = 0
         self._tombstones = 0
-        #: :data:`key_hash` of every entry's key, in spool order (see :meth:`take_key_hashes`).
+        #: :data:`key_hash` of every entry's key, in spool order (see :meth:`key_hashes`).
         self._key_hashes: array[int] | None = array("q")
+        #: The key hashes moved to a scratch file, :data:`_SPILL_HASHES` at a time.
+        self._spilled: BinaryIO | None = None
+        self._spilled_count = 0
         #: Where each written batch starts: its first entry's position, and its byte offset.
         self._mark_entries: array[int] = array("Q")
         self._mark_offsets: array[int] = array("Q")
@@ -142,7 +148,18 @@ class EventSpool:
         self._tombstones += tombstones
         self._write_pending()
 
+    def _spill(self, hashes: array[int]) -> BinaryIO:
+        if self._spilled is None:
+            self._spilled = tempfile.TemporaryFile(dir=self.directory)  # noqa: SIM115 - closed in close()
+        hashes.tofile(self._spilled)
+        self._spilled_count += len(hashes)
+        del hashes[:]
+        return self._spilled
+
     def _write_pending(self) -> None:
+        hashes = self._key_hashes
+        if hashes is not None and len(hashes) >= _SPILL_HASHES:
+            self._spill(hashes)
         if not self._pending:
             return
         data = b"".join(self._pending)
@@ -153,12 +170,16 @@ class EventSpool:
         self._written_entries = self.entries
         self._written_bytes += len(data)
 
-    def take_key_hashes(self) -> array[int]:
-        """Every entry's key hash, in spool order; once (the caller may sort it in place)."""
+    def key_hashes(self) -> BinaryIO:
+        """A file of every entry's :data:`key_hash` (native 64-bit integers, in spool order), read from
+        the start; once. It stays the spool's to close."""
         hashes, self._key_hashes = self._key_hashes, None
-        if hashes is None or len(hashes) != self.entries:
+        if hashes is None or self._spilled_count + len(hashes) != self.entries:
             raise RuntimeError("the spool's key hashes were taken already, or are incomplete")
-        return hashes
+        spilled = self._spill(hashes)
+        spilled.flush()
+        spilled.seek(0)
+        return spilled
 
     def exclude(self, records: array[int], *, tombstones: int) -> None:
         """Leave these records' entries (``records`` ascending; ``tombstones`` of them tombstones)
@@ -227,6 +248,8 @@ class EventSpool:
 
     def close(self) -> None:
         self._file.close()
+        if self._spilled is not None:
+            self._spilled.close()
 
     def __enter__(self) -> EventSpool:
         return self

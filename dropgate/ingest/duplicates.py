@@ -18,12 +18,14 @@ has nothing to find here.)
   for the whole file. Two tombstones of one key are identical. (Not the guard's state hash: it
   leaves out ``asOf``, and a run without a key index does not compute it.)
 
-How, in little memory and time: the spool keeps a 64-bit hash of every entry's key (8 bytes an
-entry, ~50 ns). After the parse the array is packed in place, the hash's high bits over the
-entry's position in the low bits, and sorted once; only entries whose hash bits equal a neighbour's
-are read again from the spool (in file order, batch by batch) and told apart by 64-bit BLAKE2b
-digests of their key and state. Nothing per key is held for a file without duplicates; per
-candidate entry 32 bytes (about 100 while they are sorted). Told apart wrongly: two different keys
+How, in little memory and time: the spool keeps a 64-bit hash of every entry's key (~50 ns an
+entry; on disk, 8 bytes an entry). After the parse each hash gets the entry's position in its low
+bits, and the hashes are sorted bucket by bucket (by their top bits, through a scratch file, ~32,000
+to a bucket), so memory stays around a megabyte whatever the file holds. Only entries whose hash
+bits equal a neighbour's are read again from the spool (in file order, batch by batch) and told
+apart by 64-bit BLAKE2b digests of their key and state. Nothing per key is held for a file without
+duplicates; per candidate entry 32 bytes (about 100 while they are sorted): a file made of repeats
+costs memory in proportion to its repeats. Told apart wrongly: two different keys
 only if they also agree in the first hash's high bits (64 minus log2 of the entries: 39 at 20
 million), odds below 1e-20 per file; two different states of one key pass as identical with odds
 ~5e-20 per pair. Measured on 1,000,000 products: see README "Performance and memory".
@@ -32,9 +34,12 @@ million), odds below 1e-20 per file; two different states of one key pass as ide
 from __future__ import annotations
 
 import hashlib
+import os
+import tempfile
 from array import array
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 from dropgate.events import render_key
 from dropgate.ingest.problems import ProblemCollector
@@ -45,8 +50,10 @@ from parsers.base import Problem
 if TYPE_CHECKING:
     import numpy as np
 
-#: Entries packed or compared per numpy step (bounds the temporaries to ~1.5 MB).
-_CHUNK = 1 << 16
+#: Key hashes packed per numpy step, and about as many as one bucket sorts at a time (256 KiB each,
+#: so the temporaries stay around a megabyte whatever the file).
+_CHUNK = 1 << 15
+_BUCKET = 1 << 15
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,26 +103,61 @@ def _candidates(spool: EventSpool) -> tuple[np.ndarray, np.ndarray]:
     """(positions, hash bits) of the entries whose key hash bits equal another entry's, in spool order."""
     import numpy as np
 
-    hashes = spool.take_key_hashes()
-    count = len(hashes)
-    packed = np.frombuffer(hashes, dtype=np.uint64)  # the spool's array, packed and sorted in place
+    count = spool.entries
     bits = max(1, (count - 1).bit_length())
-    low = np.uint64((1 << bits) - 1)
-    for start in range(0, count, _CHUNK):
-        part = packed[start : start + _CHUNK]
-        part &= ~low
-        part |= np.arange(start, start + len(part), dtype=np.uint64)
-    packed.sort()
-    shift = np.uint64(bits)
-    found = [np.zeros(0, dtype=np.int64)]
-    for start in range(0, count - 1, _CHUNK):
-        part = packed[start : start + _CHUNK + 1]
-        found.append(np.flatnonzero(((part[1:] ^ part[:-1]) >> shift) == 0) + start)
-    pairs = np.concatenate(found)
-    chosen = packed[np.union1d(pairs, pairs + 1)]
+    shift, low = np.uint64(bits), np.uint64((1 << bits) - 1)
+    found = [np.zeros(0, dtype=np.uint64)]
+    for bucket in _buckets(spool, bits):
+        bucket.sort()
+        same = np.flatnonzero(((bucket[1:] ^ bucket[:-1]) >> shift) == 0)
+        found.append(bucket[np.union1d(same, same + 1)])
+    chosen = np.concatenate(found)
     positions = chosen & low
     order = np.argsort(positions, kind="stable")
     return positions[order], chosen[order] >> shift
+
+
+def _buckets(spool: EventSpool, bits: int) -> Iterator[np.ndarray]:
+    """Every entry's key hash with its position in the low ``bits`` bits, bucket by bucket (by the
+    hash's top bits, so equal hashes share a bucket); a bucket holds about :data:`_BUCKET` entries,
+    partitioned through a scratch file."""
+    import numpy as np
+
+    count, source = spool.entries, spool.key_hashes()
+    spread = ((count - 1) // _BUCKET).bit_length()  # log2 of the buckets
+    if not spread:
+        yield np.concatenate(list(_packed(source, count, bits)))
+        return
+    top, buckets = np.uint64(64 - spread), 1 << spread
+    sizes = np.zeros(buckets, dtype=np.int64)
+    for part in _packed(source, count, bits):
+        sizes += np.bincount((part >> top).astype(np.int64), minlength=buckets)
+    starts = np.concatenate(([0], np.cumsum(sizes)))
+    filled = starts[:-1].copy()
+    with tempfile.TemporaryFile(dir=spool.directory) as scratch:
+        for part in _packed(source, count, bits):
+            part.sort()
+            edges = np.searchsorted(part >> top, np.arange(buckets + 1, dtype=np.uint64))
+            for bucket in np.flatnonzero(np.diff(edges)):
+                piece = part[edges[bucket] : edges[bucket + 1]]
+                os.pwrite(scratch.fileno(), piece.tobytes(), int(filled[bucket]) * 8)
+                filled[bucket] += len(piece)
+        for at, size in zip(starts[:-1], sizes, strict=True):
+            scratch.seek(int(at) * 8)
+            yield np.fromfile(scratch, dtype=np.uint64, count=int(size))
+
+
+def _packed(source: BinaryIO, count: int, bits: int) -> Iterator[np.ndarray]:
+    """The key hashes :data:`_CHUNK` at a time, their low ``bits`` bits replaced by their position."""
+    import numpy as np
+
+    low = np.uint64((1 << bits) - 1)
+    source.seek(0)
+    for start in range(0, count, _CHUNK):
+        part = np.fromfile(source, dtype=np.uint64, count=min(_CHUNK, count - start))
+        part &= ~low
+        part |= np.arange(start, start + len(part), dtype=np.uint64)
+        yield part
 
 
 @dataclass(frozen=True, slots=True)

@@ -168,9 +168,16 @@ def _spool(keys: list[bytes], heads: dict[bytes, bytes] | None = None) -> EventS
     return spool
 
 
-def test_many_keys_with_few_repeats_find_exactly_the_repeats() -> None:
+@pytest.mark.parametrize("small", [False, True], ids=["one-bucket", "spilled-and-bucketed"])
+def test_many_keys_with_few_repeats_find_exactly_the_repeats(small: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    from dropgate import spool as spool_module
     from dropgate.ingest import duplicates
     from dropgate.ingest.problems import ProblemCollector
+
+    if small:  # what a file of millions of products does: hashes on disk, sorted a bucket at a time
+        monkeypatch.setattr(spool_module, "_SPILL_HASHES", 1_000)
+        monkeypatch.setattr(duplicates, "_CHUNK", 777)
+        monkeypatch.setattr(duplicates, "_BUCKET", 3_000)
 
     keys = [b"P%07d" % n for n in range(50_000)]
     keys[40_000] = keys[7]  # identical state: published once
@@ -201,3 +208,33 @@ def test_a_parsing_process_that_hashes_keys_otherwise_is_not_trusted(
         outcome = svc.ingest(svc.drop("acme/mon.xml", feed(("A", 1), ("A", 2))))
     assert "hashes keys unlike its parent" in caplog.text
     assert [p.record for p in outcome.problems] == [2]
+
+
+def test_the_check_agrees_with_a_dictionary_on_random_repeats(monkeypatch: pytest.MonkeyPatch) -> None:
+    import random
+
+    from dropgate.ingest import duplicates
+    from dropgate.ingest.problems import ProblemCollector
+
+    monkeypatch.setattr(duplicates, "_CHUNK", 500)
+    monkeypatch.setattr(duplicates, "_BUCKET", 1_000)
+    rng = random.Random(20)
+    entries = [(b"K%d" % rng.randrange(6_000), rng.choice([None, b'{"a"', b'{"b"'])) for _ in range(10_000)]
+    seen: dict[bytes, list[tuple[int, bytes | None]]] = {}
+    with EventSpool() as spool:
+        for record, (key, head) in enumerate(entries, start=1):
+            spool.append(key, None if head is None else SplitValue(head, b"}"), record)
+            seen.setdefault(key, []).append((record, head))
+        problems = ProblemCollector(10_000)
+        found = duplicates.check(spool, problems, key_template="{productId}", partner_id="acme")
+        conflicting = {k for k, v in seen.items() if len({h for _, h in v}) > 1}
+        identical = {k for k, v in seen.items() if len(v) > 1 and k not in conflicting}
+        assert (found.conflicting, found.identical) == (len(conflicting), len(identical))
+        assert {p.product_id for p in problems.kept} == {k.decode() for k in conflicting}
+        later = {k: next(r for r, h in v if h != v[0][1]) for k, v in seen.items() if k in conflicting}
+        assert sorted((p.record, p.product_id) for p in problems.kept) == sorted(
+            (r, k.decode()) for k, r in later.items()
+        )
+        kept = {r for k, v in seen.items() if k not in conflicting for r, _ in v[:1]}
+        assert [e.record for e in spool.replay("0" * 64)] == sorted(kept)
+        assert spool.tombstones == sum(1 for r in kept if entries[r - 1][1] is None)
