@@ -19,41 +19,47 @@ has nothing to find here.)
   leaves out ``asOf``, and a run without a key index does not compute it.)
 
 How, in little memory and time: the spool keeps a 64-bit hash of every entry's key (~50 ns an
-entry; on disk, 8 bytes an entry). After the parse each hash gets the entry's position in its low
-bits, and the hashes are sorted bucket by bucket (by their top bits, through a scratch file, ~32,000
-to a bucket), so memory stays around a megabyte whatever the file holds. Only entries whose hash
-bits equal a neighbour's are read again from the spool (in file order, batch by batch) and told
-apart by 64-bit BLAKE2b digests of their key and state. Nothing per key is held for a file without
-duplicates; per candidate entry 32 bytes (about 100 while they are sorted): a file made of repeats
-costs memory in proportion to its repeats. Told apart wrongly: two different keys
-only if they also agree in the first hash's high bits (64 minus log2 of the entries: 39 at 20
-million), odds below 1e-20 per file; two different states of one key pass as identical with odds
-~5e-20 per pair. Measured on 1,000,000 products: see README "Performance and memory".
+entry; on disk, 8 bytes an entry). After the parse the hashes are sorted bucket by bucket
+(:mod:`dropgate.ingest.key_buckets`: by their top bits, through a scratch file, ~32,000 to a
+bucket); only entries whose hash bits equal a neighbour's (the candidates, marked one bit an entry)
+are read again from the spool, in file order, batch by batch, and digested: 64-bit BLAKE2b of the
+key and of the state, partitioned by bucket the same way, and compared one bucket at a time. So
+memory stays around a megabyte whatever the file holds, plus 8 bytes per record left out of the
+replay; the time is ~0.1 s per million products, plus a few microseconds per candidate.
+
+Told apart wrongly: two different keys only if they also agree in the first hash's high bits (64
+minus log2 of the entries: 39 at 20 million), odds below 1e-20 per file; two different states of
+one key pass as identical with odds ~5e-20 per pair. Measured: README "Performance and memory".
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 from array import array
-from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, Any
 
 from dropgate.events import render_key
+from dropgate.ingest.key_buckets import Layout, Partition, candidates, marked
 from dropgate.ingest.problems import ProblemCollector
-from dropgate.spool import EventSpool
+from dropgate.spool import EventSpool, key_hash
 from dropgate.terminal import shown
 from parsers.base import Problem
 
 if TYPE_CHECKING:
     import numpy as np
 
-#: Key hashes packed per numpy step, and about as many as one bucket sorts at a time (256 KiB each,
-#: so the temporaries stay around a megabyte whatever the file).
-_CHUNK = 1 << 15
-_BUCKET = 1 << 15
+#: Candidates digested before they are written to their buckets.
+_FLUSH = 8_192
+#: A candidate's digests: its key hash bits, its key's and state's digests (0: a tombstone), where it is.
+_FIELDS = [
+    ("group", "<u8"),
+    ("key", "<u8"),
+    ("state", "<u8"),
+    ("record", "<u4"),
+    ("line", "<u4"),
+    ("position", "<u4"),
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,135 +79,79 @@ def check(spool: EventSpool, problems: ProblemCollector, *, key_template: str, p
     replay every record of a conflicting key and all but the first of an identical one."""
     if spool.entries < 2:
         return Duplicates()
-    positions, groups = _candidates(spool)
-    if not len(positions):
+    layout = Layout(spool.entries)
+    marks, sizes = candidates(spool, layout)
+    if not sizes.any():
         return Duplicates()
-    runs = _read_runs(spool, positions, groups)
-    excluded = runs.excluded()
-    records = array("Q", excluded["record"].astype("<u8").tobytes())
-    spool.exclude(records, tombstones=int((excluded["state"] == 0).sum()))
-    conflicts, identical = runs.conflicting_runs(), runs.identical_runs()
-    reported = conflicts[: problems.room]
-    pairs = [runs.pair(int(run)) for run in reported]
-    sample = runs.pair(int(identical[0])) if len(identical) else None
+    found = _Found(problems.room)
+    digests = Partition(sizes, _FIELDS, spool.directory)
+    try:
+        _digest_candidates(spool, layout, marks, digests)
+        for rows in digests.buckets():
+            found.add(_Runs(rows))
+    finally:
+        digests.close()
+    spool.exclude(found.excluded_records(), tombstones=found.excluded_tombstones)
     names = _Names(key_template, partner_id)
-    names.read(spool, [first.position for first, _ in pairs] + ([sample[0].position] if sample else []))
-    for (first, later), run in zip(pairs, reported, strict=True):
-        problems.add(_problem(names, first, later, int(runs.lengths[run])))
-    problems.tally(len(conflicts) - len(reported))
+    sample = found.sample
+    names.read(spool, [first.position for first, _, _ in found.reported] + ([sample[0].position] if sample else []))
+    for first, later, occurrences in found.reported:
+        problems.add(_problem(names, first, later, occurrences))
+    problems.tally(found.conflicting - len(found.reported))
     note = None
     if sample is not None:
         note = (
-            f"{len(identical)} product id(s) appear more than once with identical states (e.g. "
+            f"{found.identical} product id(s) appear more than once with identical states (e.g. "
             f"{names.of(sample[0].position)} in records {sample[0].record} and {sample[1].record}); "
             "each is published once, from its first record"
         )
-    return Duplicates(len(conflicts), len(identical), len(excluded), note)
-
-
-def _candidates(spool: EventSpool) -> tuple[np.ndarray, np.ndarray]:
-    """(positions, hash bits) of the entries whose key hash bits equal another entry's, in spool order."""
-    import numpy as np
-
-    count = spool.entries
-    bits = max(1, (count - 1).bit_length())
-    shift, low = np.uint64(bits), np.uint64((1 << bits) - 1)
-    found = [np.zeros(0, dtype=np.uint64)]
-    for bucket in _buckets(spool, bits):
-        bucket.sort()
-        same = np.flatnonzero(((bucket[1:] ^ bucket[:-1]) >> shift) == 0)
-        found.append(bucket[np.union1d(same, same + 1)])
-    chosen = np.concatenate(found)
-    positions = chosen & low
-    order = np.argsort(positions, kind="stable")
-    return positions[order], chosen[order] >> shift
-
-
-def _buckets(spool: EventSpool, bits: int) -> Iterator[np.ndarray]:
-    """Every entry's key hash with its position in the low ``bits`` bits, bucket by bucket (by the
-    hash's top bits, so equal hashes share a bucket); a bucket holds about :data:`_BUCKET` entries,
-    partitioned through a scratch file."""
-    import numpy as np
-
-    count, source = spool.entries, spool.key_hashes()
-    spread = ((count - 1) // _BUCKET).bit_length()  # log2 of the buckets
-    if not spread:
-        yield np.concatenate(list(_packed(source, count, bits)))
-        return
-    top, buckets = np.uint64(64 - spread), 1 << spread
-    sizes = np.zeros(buckets, dtype=np.int64)
-    for part in _packed(source, count, bits):
-        sizes += np.bincount((part >> top).astype(np.int64), minlength=buckets)
-    starts = np.concatenate(([0], np.cumsum(sizes)))
-    filled = starts[:-1].copy()
-    with tempfile.TemporaryFile(dir=spool.directory) as scratch:
-        for part in _packed(source, count, bits):
-            part.sort()
-            edges = np.searchsorted(part >> top, np.arange(buckets + 1, dtype=np.uint64))
-            for bucket in np.flatnonzero(np.diff(edges)):
-                piece = part[edges[bucket] : edges[bucket + 1]]
-                os.pwrite(scratch.fileno(), piece.tobytes(), int(filled[bucket]) * 8)
-                filled[bucket] += len(piece)
-        for at, size in zip(starts[:-1], sizes, strict=True):
-            scratch.seek(int(at) * 8)
-            yield np.fromfile(scratch, dtype=np.uint64, count=int(size))
-
-
-def _packed(source: BinaryIO, count: int, bits: int) -> Iterator[np.ndarray]:
-    """The key hashes :data:`_CHUNK` at a time, their low ``bits`` bits replaced by their position."""
-    import numpy as np
-
-    low = np.uint64((1 << bits) - 1)
-    source.seek(0)
-    for start in range(0, count, _CHUNK):
-        part = np.fromfile(source, dtype=np.uint64, count=min(_CHUNK, count - start))
-        part &= ~low
-        part |= np.arange(start, start + len(part), dtype=np.uint64)
-        yield part
-
-
-@dataclass(frozen=True, slots=True)
-class _Seen:
-    """One spooled occurrence of a duplicated key: where it is, its record, whether it deletes."""
-
-    position: int
-    record: int
-    line: int | None
-    tombstone: bool
+    return Duplicates(found.conflicting, found.identical, len(found.excluded), note)
 
 
 def _digest(data: bytes) -> int:
     return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "little")
 
 
-_FIELDS = [
-    ("group", "<u8"),
-    ("key", "<u8"),
-    ("state", "<u8"),
-    ("record", "<u4"),
-    ("line", "<u4"),
-    ("position", "<u4"),
-]
-
-
-def _read_runs(spool: EventSpool, positions: np.ndarray, groups: np.ndarray) -> _Runs:
-    """Reads the candidates again (in spool order) and digests their keys and states."""
+def _digest_candidates(spool: EventSpool, layout: Layout, marks: np.ndarray, digests: Partition) -> None:
+    """Reads the candidates again (in spool order) and writes their digests to their buckets."""
     import numpy as np
 
-    entries = np.zeros(len(positions), dtype=_FIELDS)
-    entries["group"] = groups
-    entries["position"] = positions
-    keys, states, records, lines = entries["key"], entries["state"], entries["record"], entries["line"]
-    for i, entry in enumerate(spool.read_at(int(p) for p in positions)):
-        keys[i] = _digest(entry.key)
-        states[i] = 0 if entry.head is None else (_digest(entry.head) or 1)  # 0: a tombstone
-        records[i] = entry.record
-        lines[i] = entry.line or 0
-    return _Runs(entries)
+    rows: list[tuple[int, ...]] = []
+    buckets: list[int] = []
+
+    def flush() -> None:
+        digests.write(np.array(buckets, dtype=np.uint64), np.array(rows, dtype=_FIELDS))
+        rows.clear()
+        buckets.clear()
+
+    for entry in spool.read_at(marked(marks)):
+        hashed = key_hash(entry.key)
+        state = 0 if entry.head is None else (_digest(entry.head) or 1)
+        buckets.append(layout.bucket_of(hashed))
+        rows.append((layout.group_of(hashed), _digest(entry.key), state, entry.record, entry.line or 0, entry.ordinal))
+        if len(rows) == _FLUSH:
+            flush()
+    if rows:
+        flush()
+    digests.check_full()
+
+
+@dataclass(frozen=True, slots=True)
+class _Seen:
+    """One spooled occurrence of a duplicated key: where it is, its record and line, whether it deletes."""
+
+    position: int
+    record: int
+    line: int | None
+    tombstone: bool
+
+    @classmethod
+    def of(cls, row: Any) -> _Seen:
+        return cls(int(row["position"]), int(row["record"]), int(row["line"]) or None, int(row["state"]) == 0)
 
 
 class _Runs:
-    """The candidate entries sorted into runs of one key each (a run in record order)."""
+    """One bucket's candidates sorted into runs of one key each (a run in record order)."""
 
     def __init__(self, entries: np.ndarray) -> None:
         import numpy as np
@@ -212,19 +162,11 @@ class _Runs:
         self.run = np.cumsum(starts) - 1
         self.first = np.flatnonzero(starts)
         self.lengths = np.diff(np.append(self.first, len(ordered)))
-        #: An entry whose state is not its run's first's; the first such of each run, by run.
-        self.differs = ordered["state"] != ordered["state"][self.first][self.run]
-        differing = np.flatnonzero(self.differs)
-        runs, at = np.unique(self.run[differing], return_index=True)
+        # The first entry of each run whose state is not the run's first's (-1: none).
+        differs = np.flatnonzero(ordered["state"] != ordered["state"][self.first][self.run])
+        runs, at = np.unique(self.run[differs], return_index=True)
         self.later = np.full(len(self.first), -1)
-        self.later[runs] = differing[at]
-
-    def conflicting_runs(self) -> np.ndarray:
-        """Keys given different states, in the order of the record that conflicts."""
-        import numpy as np
-
-        runs = np.flatnonzero(self.later >= 0)
-        return runs[np.argsort(self.entries["record"][self.later[runs]], kind="stable")]
+        self.later[runs] = differs[at]
 
     def identical_runs(self) -> np.ndarray:
         """Keys repeated with identical states only, in the order of their first record."""
@@ -233,25 +175,62 @@ class _Runs:
         runs = np.flatnonzero((self.later < 0) & (self.lengths > 1))
         return runs[np.argsort(self.entries["record"][self.first[runs]], kind="stable")]
 
-    def pair(self, run: int) -> tuple[_Seen, _Seen]:
-        """A run's first entry, and its first that differs (else its second)."""
-        first = int(self.first[run])
-        later = int(self.later[run]) if self.later[run] >= 0 else first + 1
-        return self._seen(first), self._seen(later)
-
-    def _seen(self, at: int) -> _Seen:
-        entry = self.entries[at]
-        line = int(entry["line"]) or None
-        return _Seen(int(entry["position"]), int(entry["record"]), line, int(entry["state"]) == 0)
-
     def excluded(self) -> np.ndarray:
-        """Every entry of a conflicting key, and all but the first of an identical one, by record."""
+        """Every entry of a conflicting key, and all but the first of an identical one."""
         import numpy as np
 
         repeated = np.ones(len(self.entries), dtype=bool)
         repeated[self.first] = False
         out: np.ndarray = self.entries[((self.later >= 0)[self.run] | repeated) & (self.lengths[self.run] > 1)]
-        return out[np.argsort(out["record"], kind="stable")]
+        return out
+
+
+class _Found:
+    """What the buckets found, bounded: the conflicts a problem is kept for (the ``room`` whose
+    conflicting record comes first), the counts, one identical repeat to quote, the records to leave out."""
+
+    def __init__(self, room: int) -> None:
+        self.room = room
+        self.conflicting = self.identical = self.excluded_tombstones = 0
+        self.excluded: array[int] = array("Q")
+        self._kept: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        self.sample: tuple[_Seen, _Seen] | None = None
+
+    def add(self, runs: _Runs) -> None:
+        import numpy as np
+
+        out = runs.excluded()
+        self.excluded.frombytes(out["record"].astype("<u8").tobytes())
+        self.excluded_tombstones += int((out["state"] == 0).sum())
+        conflicting = np.flatnonzero(runs.later >= 0)
+        self.conflicting += len(conflicting)
+        if self.room and len(conflicting):
+            firsts, laters = runs.entries[runs.first[conflicting]], runs.entries[runs.later[conflicting]]
+            kept = (firsts, laters, runs.lengths[conflicting])
+            if self._kept is not None:
+                kept = tuple(np.concatenate((old, new)) for old, new in zip(self._kept, kept, strict=True))  # type: ignore[assignment]
+            order = np.argsort(kept[1]["record"], kind="stable")[: self.room]
+            self._kept = (kept[0][order], kept[1][order], kept[2][order])
+        identical = runs.identical_runs()
+        self.identical += len(identical)
+        if len(identical):
+            first = int(runs.first[identical[0]])
+            if self.sample is None or int(runs.entries[first]["record"]) < self.sample[0].record:
+                self.sample = (_Seen.of(runs.entries[first]), _Seen.of(runs.entries[first + 1]))
+
+    @property
+    def reported(self) -> list[tuple[_Seen, _Seen, int]]:
+        """(first, conflicting, occurrences) of the conflicts a problem is kept for, in record order."""
+        if self._kept is None:
+            return []
+        firsts, laters, lengths = self._kept
+        return [(_Seen.of(f), _Seen.of(lt), int(n)) for f, lt, n in zip(firsts, laters, lengths, strict=True)]
+
+    def excluded_records(self) -> array[int]:
+        import numpy as np
+
+        np.frombuffer(self.excluded, dtype=np.uint64).sort()  # in place: the replay skips them in order
+        return self.excluded
 
 
 class _Names:

@@ -171,13 +171,14 @@ def _spool(keys: list[bytes], heads: dict[bytes, bytes] | None = None) -> EventS
 @pytest.mark.parametrize("small", [False, True], ids=["one-bucket", "spilled-and-bucketed"])
 def test_many_keys_with_few_repeats_find_exactly_the_repeats(small: bool, monkeypatch: pytest.MonkeyPatch) -> None:
     from dropgate import spool as spool_module
-    from dropgate.ingest import duplicates
+    from dropgate.ingest import duplicates, key_buckets
     from dropgate.ingest.problems import ProblemCollector
 
     if small:  # what a file of millions of products does: hashes on disk, sorted a bucket at a time
         monkeypatch.setattr(spool_module, "_SPILL_HASHES", 1_000)
-        monkeypatch.setattr(duplicates, "_CHUNK", 777)
-        monkeypatch.setattr(duplicates, "_BUCKET", 3_000)
+        monkeypatch.setattr(key_buckets, "CHUNK", 776)
+        monkeypatch.setattr(key_buckets, "BUCKET", 3_000)
+        monkeypatch.setattr(duplicates, "_FLUSH", 5)
 
     keys = [b"P%07d" % n for n in range(50_000)]
     keys[40_000] = keys[7]  # identical state: published once
@@ -213,11 +214,12 @@ def test_a_parsing_process_that_hashes_keys_otherwise_is_not_trusted(
 def test_the_check_agrees_with_a_dictionary_on_random_repeats(monkeypatch: pytest.MonkeyPatch) -> None:
     import random
 
-    from dropgate.ingest import duplicates
+    from dropgate.ingest import duplicates, key_buckets
     from dropgate.ingest.problems import ProblemCollector
 
-    monkeypatch.setattr(duplicates, "_CHUNK", 500)
-    monkeypatch.setattr(duplicates, "_BUCKET", 1_000)
+    monkeypatch.setattr(key_buckets, "CHUNK", 504)
+    monkeypatch.setattr(key_buckets, "BUCKET", 1_000)
+    monkeypatch.setattr(duplicates, "_FLUSH", 100)
     rng = random.Random(20)
     entries = [(b"K%d" % rng.randrange(6_000), rng.choice([None, b'{"a"', b'{"b"'])) for _ in range(10_000)]
     seen: dict[bytes, list[tuple[int, bytes | None]]] = {}
