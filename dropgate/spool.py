@@ -194,19 +194,22 @@ class EventSpool:
         handle = self._file
         handle.flush()
         marks, offsets = self._mark_entries, self._mark_offsets
-        batch, buffer, at, position = -1, b"", 0, 0
+        buffer, at, position, batch_end = b"", 0, 0, 0  # the batch in ``buffer``, and the entry at ``position``
         try:
             for wanted in positions:
-                found = bisect_right(marks, wanted) - 1
-                if found != batch:
-                    batch, at, position = found, marks[found], 0
+                if not at <= wanted < batch_end:
+                    found = bisect_right(marks, wanted) - 1
+                    at, position = marks[found], 0
+                    batch_end = marks[found + 1] if found + 1 < len(marks) else self.entries
                     end = offsets[found + 1] if found + 1 < len(offsets) else self._written_bytes
                     handle.seek(offsets[found])
                     buffer = handle.read(end - offsets[found])
                 while at < wanted:
                     position = _entry_end(buffer, position)
                     at += 1
-                yield _raw_entry(buffer, position, wanted)
+                entry, position = _raw_entry(buffer, position, wanted)
+                at += 1
+                yield entry
         finally:
             handle.seek(0, io.SEEK_END)
 
@@ -282,12 +285,13 @@ def _entry_end(buffer: bytes, position: int) -> int:
     return int(position + _HEADER.size + key_len + max(head_len, 0) + tail_len)
 
 
-def _raw_entry(buffer: bytes, position: int, ordinal: int) -> RawEntry:
+def _raw_entry(buffer: bytes, position: int, ordinal: int) -> tuple[RawEntry, int]:
+    """The entry at ``position``, and where the next one starts."""
     key_len, head_len, tail_len, record, line = _HEADER.unpack_from(buffer, position)[:5]
     key_end = position + _HEADER.size + key_len
     key = buffer[position + _HEADER.size : key_end]
     if head_len == _TOMBSTONE:
-        return RawEntry(ordinal, key, None, b"", record, line or None)
+        return RawEntry(ordinal, key, None, b"", record, line or None), key_end
     head_end = key_end + head_len
-    tail = buffer[head_end : head_end + tail_len]
-    return RawEntry(ordinal, key, buffer[key_end:head_end], tail, record, line or None)
+    tail_end = head_end + tail_len
+    return RawEntry(ordinal, key, buffer[key_end:head_end], buffer[head_end:tail_end], record, line or None), tail_end

@@ -22,25 +22,26 @@ How, in little memory and time: the spool keeps a 64-bit hash of every entry's k
 entry; on disk, 8 bytes an entry). After the parse the hashes are sorted bucket by bucket
 (:mod:`dropgate.ingest.key_buckets`: by their top bits, through a scratch file, ~32,000 to a
 bucket); only entries whose hash bits equal a neighbour's (the candidates, marked one bit an entry)
-are read again from the spool, in file order, batch by batch, and digested: 64-bit BLAKE2b of the
-key and of the state, partitioned by bucket the same way, and compared one bucket at a time. So
-memory stays around a megabyte whatever the file holds, plus 8 bytes per record left out of the
-replay; the time is ~0.1 s per million products, plus a few microseconds per candidate.
+are read again from the spool, in file order, batch by batch, and digested: the key by its whole
+64-bit hash and its CRC-32, the state (the value up to ``source.sha256``) by its 64-bit hash;
+partitioned by bucket the same way and compared one bucket at a time. So memory stays around a
+megabyte whatever the file holds, plus 8 bytes per record left out of the replay; the time is
+~0.1 s per million products, plus a few microseconds per candidate.
 
-Told apart wrongly: two different keys only if they also agree in the first hash's high bits (64
-minus log2 of the entries: 39 at 20 million), odds below 1e-20 per file; two different states of
-one key pass as identical with odds ~5e-20 per pair. Measured: README "Performance and memory".
+Told apart wrongly: two different keys only if both their hashes agree (96 bits: odds below 1e-16
+even for a file of ten million repeats); two different states of one key pass as identical with
+odds ~5e-20 per pair. Measured: README "Performance and memory".
 """
 
 from __future__ import annotations
 
-import hashlib
 from array import array
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+from zlib import crc32
 
 from dropgate.events import render_key
-from dropgate.ingest.key_buckets import Layout, Partition, candidates, marked
+from dropgate.ingest.key_buckets import U64, Layout, Partition, candidates, marked
 from dropgate.ingest.problems import ProblemCollector
 from dropgate.spool import EventSpool, key_hash
 from dropgate.terminal import shown
@@ -51,10 +52,10 @@ if TYPE_CHECKING:
 
 #: Candidates digested before they are written to their buckets.
 _FLUSH = 8_192
-#: A candidate's digests: its key hash bits, its key's and state's digests (0: a tombstone), where it is.
+#: A candidate's digests: its key's two hashes, its state's (0: a tombstone), where it is.
 _FIELDS = [
     ("group", "<u8"),
-    ("key", "<u8"),
+    ("key", "<u4"),
     ("state", "<u8"),
     ("record", "<u4"),
     ("line", "<u4"),
@@ -108,10 +109,6 @@ def check(spool: EventSpool, problems: ProblemCollector, *, key_template: str, p
     return Duplicates(found.conflicting, found.identical, len(found.excluded), note)
 
 
-def _digest(data: bytes) -> int:
-    return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "little")
-
-
 def _digest_candidates(spool: EventSpool, layout: Layout, marks: np.ndarray, digests: Partition) -> None:
     """Reads the candidates again (in spool order) and writes their digests to their buckets."""
     import numpy as np
@@ -126,9 +123,9 @@ def _digest_candidates(spool: EventSpool, layout: Layout, marks: np.ndarray, dig
 
     for entry in spool.read_at(marked(marks)):
         hashed = key_hash(entry.key)
-        state = 0 if entry.head is None else (_digest(entry.head) or 1)
+        state = 0 if entry.head is None else (key_hash(entry.head) & U64 or 1)
         buckets.append(layout.bucket_of(hashed))
-        rows.append((layout.group_of(hashed), _digest(entry.key), state, entry.record, entry.line or 0, entry.ordinal))
+        rows.append((hashed & U64, crc32(entry.key), state, entry.record, entry.line or 0, entry.ordinal))
         if len(rows) == _FLUSH:
             flush()
     if rows:

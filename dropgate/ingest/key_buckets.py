@@ -41,10 +41,6 @@ class Layout:
     def bucket_of(self, key_hash: int) -> int:
         return (key_hash & U64) >> (64 - self.spread) if self.spread else 0
 
-    def group_of(self, key_hash: int) -> int:
-        """The hash bits the packed value keeps (what made the entry a candidate)."""
-        return (key_hash & U64) >> self.bits
-
 
 class Partition:
     """Rows of one numpy type in one scratch file, bucket by bucket (each bucket's size known first)."""
