@@ -7,6 +7,8 @@ cuts them into segments (``parsers.segments``), and worker processes forked for 
 segment into spool entries: parse, read every product exactly as the streaming parser would,
 validate and serialize it against the contract. The caller appends their output to the spool in
 file order, so what gets published, and in what order, is what the streaming path would publish.
+With the entries come their keys' hashes, so the duplicate check (:mod:`dropgate.ingest.duplicates`)
+sees a key repeated across segments as it would in one stream.
 
 The workers accept plain documents only. Anything that would need a diagnostic (a product the
 plain path declines, a contract violation, an event too large, a document-level problem) raises
