@@ -7,6 +7,8 @@ cuts them into segments (``parsers.segments``), and worker processes forked for 
 segment into spool entries: parse, read every product exactly as the streaming parser would,
 validate and serialize it against the contract. The caller appends their output to the spool in
 file order, so what gets published, and in what order, is what the streaming path would publish.
+With the entries come their keys' hashes, so the duplicate check (:mod:`dropgate.ingest.duplicates`)
+sees a key repeated across segments as it would in one stream.
 
 The workers accept plain documents only. Anything that would need a diagnostic (a product the
 plain path declines, a contract violation, an event too large, a document-level problem) raises
@@ -25,14 +27,15 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import os
+from array import array
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any, BinaryIO
 
 from dropgate import events
-from dropgate.spool import EventSpool, encode
+from dropgate.spool import EventSpool, encode, hash_probe, key_hash
 from parsers.base import Document, SegmentedParser
 from parsers.limits import Limits
 from parsers.segments import NotPlain, Segment, parse_segment, parser, segments
@@ -51,20 +54,25 @@ class EncodeSpec:
     key_template: str
     serializer: events.FileSerializer
     max_event_bytes: int
+    #: The caller's :func:`~dropgate.spool.hash_probe`: a worker's key hashes must be the caller's.
+    hash_probe: int = field(default_factory=hash_probe)
 
 
-def encode_segment(spec: EncodeSpec, xml_parser: Any, segment: Segment) -> tuple[int, int, bytes]:
-    """(entries, tombstones, their spool bytes) for one segment, or :class:`NotPlain`."""
+def encode_segment(spec: EncodeSpec, xml_parser: Any, segment: Segment) -> tuple[int, int, bytes, bytes]:
+    """(entries, tombstones, their spool bytes, their keys' hashes) for one segment, or :class:`NotPlain`."""
     root = parse_segment(segment.text, xml_parser)
     parts: list[bytes] = []
+    hashes = array("q")
+    note_key = hashes.append
     count = tombstones = 0
     serializer = spec.serializer
     render_key, partner_id, template = events.render_key, serializer.partner_id, spec.key_template
     as_of_ms = serializer.as_of_ms
     for record in spec.parser.segment_records(root, segment, spec.limits):
         key = render_key(template, product_id=record.product_id, partner_id=partner_id)
+        note_key(key_hash(key))
         if record.fields is None:
-            parts += encode(key, None, record.index, tombstone_as_of_ms=as_of_ms)
+            parts += encode(key, None, record.index, tombstone_as_of_ms=as_of_ms, line=record.line)
             tombstones += 1
         else:
             try:
@@ -73,14 +81,19 @@ def encode_segment(spec: EncodeSpec, xml_parser: Any, segment: Segment) -> tuple
                 raise NotPlain(f"product {record.index} breaks the contract: {error}") from None
             if len(key) + len(value.head) + 64 + len(value.tail) > spec.max_event_bytes:
                 raise NotPlain(f"product {record.index} makes an event over the size limit")
-            parts += encode(key, value, record.index)
+            parts += encode(key, value, record.index, line=record.line)
         count += 1
-    return count, tombstones, b"".join(parts)
+    return count, tombstones, b"".join(parts), hashes.tobytes()
 
 
 def _serve(conn: Connection, spec: EncodeSpec) -> None:
     """A worker: segments in, spool entries out, until the caller sends ``None`` (or goes away)."""
     xml_parser = parser()
+    if hash_probe() != spec.hash_probe:  # not forked after all: its key hashes would not be the caller's
+        with contextlib.suppress(OSError):
+            conn.recv()
+            conn.send(("error", "a parsing process hashes keys unlike its parent (not forked)"))
+        return
     while True:
         try:
             segment = conn.recv()
@@ -147,7 +160,7 @@ class _Workers:
             self.close(finished=False)
             raise
 
-    def result(self, worker: int) -> tuple[int, int, bytes]:
+    def result(self, worker: int) -> tuple[int, int, bytes, bytes]:
         try:
             status, *payload = self.conns[worker].recv()
         except (EOFError, OSError):
@@ -156,8 +169,8 @@ class _Workers:
             raise WorkerFailed(str(payload[0]))
         if status != "ok":
             raise NotPlain(str(payload[0]))
-        count, tombstones, entries = payload
-        return count, tombstones, entries  # the entries as unpickled: no second copy of them
+        count, tombstones, entries, key_hashes = payload
+        return count, tombstones, entries, key_hashes  # the entries as unpickled: no second copy of them
 
     def send(self, worker: int, segment: Segment) -> None:
         try:
@@ -236,6 +249,6 @@ def parse_into_spool(
 
 
 def _collect(workers: _Workers, worker: int, spool: EventSpool) -> int:
-    count, tombstones, entries = workers.result(worker)
-    spool.append_encoded(entries, count, tombstones)
+    count, tombstones, entries, key_hashes = workers.result(worker)
+    spool.append_encoded(entries, count, tombstones, key_hashes)
     return count

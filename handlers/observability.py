@@ -63,6 +63,7 @@ def file_finished(outcome: FileOutcome) -> None:
             "problems": outcome.problem_count,
             "seconds": round(outcome.seconds, 3),
             "diagnostics": outcome.diagnostics,
+            "notes": outcome.notes,
         },
     )
     metrics.add_metric(name=_STATUS_METRIC.get(outcome.status, "FilesOther"), unit=MetricUnit.Count, value=1)

@@ -63,6 +63,8 @@ def inspect(
                 f"with partnerId '{PREVIEW_PARTNER}' and key {{productId}}",
                 err=True,
             )
+        for note in prepared.notes:
+            echo(f"{file}: {note}", err=True)
         if prepared.snapshot == "full":
             echo(f"{file}: a full snapshot: products missing from it will be deleted when it is ingested", err=True)
         echo(f"{file}: ok, {prepared.spool.count} event(s), parser {prepared.parser_label}", err=True)
@@ -92,6 +94,8 @@ def ingest(
         raise fail(str(error)) from None
     for problem in outcome.problems:
         echo(problem_line(problem), err=True)
+    for note in outcome.notes:
+        echo(f"note: {note}", err=True)
     echo(outcome.summary())
     if outcome.status == "quarantined":
         raise typer.Exit(1)

@@ -45,6 +45,8 @@ class Prepared:
     #: The document itself says full or delta (Amazon's PurgeAndReplace): its partner's key set is kept.
     snapshot_declared: bool = False
     as_of_ms: int = 0
+    #: What the outcome should say of the file besides its problems (keys repeated identically).
+    notes: list[str] = field(default_factory=list)
 
     @property
     def parser_label(self) -> str:
@@ -114,6 +116,7 @@ class FileOutcome:
             invalid=len({p.record for p in prepared.problems if p.record is not None}),
             sha256=prepared.sha256,
             size=prepared.size,
+            notes=list(prepared.notes),
         )
 
     def summary(self) -> str:

@@ -7,6 +7,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from dropgate.ingest import duplicates
 from dropgate.ingest.event_builder import EventBuilder
 from dropgate.ingest.outcome import Prepared
 from dropgate.ingest.problems import ProblemCollector, too_large
@@ -89,7 +90,11 @@ class Preparer:
             builder = reader.builder
             if builder.partner is None and builder.fallback is None and not reader.problems.fatal:
                 builder.report_unrouted()  # also a file without records: it must not pass as published
-            return _prepared(reader, ref, meta, read)
+            found = _check_duplicates(reader)
+            prepared = _prepared(reader, ref, meta, read)
+            if found.note:
+                prepared.notes.append(found.note)
+            return prepared
 
     def _reader(
         self,
@@ -135,6 +140,14 @@ class Preparer:
         from dropgate.parallel import available_cores  # multiprocessing: only for large files
 
         return self.policy.processes or available_cores()
+
+
+def _check_duplicates(reader: FileReader) -> duplicates.Duplicates:
+    """One state per key: what :mod:`dropgate.ingest.duplicates` finds, on either path's spool."""
+    partner = reader.builder.partner or reader.builder.fallback
+    if partner is None or reader.problems.fatal:
+        return duplicates.Duplicates()  # nothing keyed, or nothing published: its duplicates would be noise
+    return duplicates.check(reader.spool, reader.problems, key_template=partner.key_template, partner_id=partner.id)
 
 
 def _prepared(reader: FileReader, ref: ObjectRef, meta: ObjectMeta, read: Read) -> Prepared:

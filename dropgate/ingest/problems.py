@@ -32,6 +32,15 @@ class ProblemCollector:
         if len(self.kept) < self.cap or fatal:
             self.kept.append(problem)
 
+    @property
+    def room(self) -> int:
+        """How many more (non-fatal) problems would be kept."""
+        return max(0, self.cap - len(self.kept))
+
+    def tally(self, count: int) -> None:
+        """Count ``count`` non-fatal problems past the cap without building them."""
+        self.total += count
+
 
 def too_large(size: int, limit: int) -> Problem:
     """A file refused before a byte is read: the declared size of a pinned version is authoritative."""

@@ -212,9 +212,9 @@ class FileReader:
                 if built is not None:
                     key, value = built
                     if value is None:
-                        append(key, None, item.index, tombstone_as_of_ms=self.builder.as_of_ms)
+                        append(key, None, item.index, tombstone_as_of_ms=self.builder.as_of_ms, line=item.line)
                     else:
-                        append(key, value, item.index)
+                        append(key, value, item.index, line=item.line)
             elif isinstance(item, Document):
                 self.builder.document(item)
             else:
