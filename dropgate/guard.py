@@ -11,16 +11,19 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from dropgate.key_index import TRACKED_FIELDS, KeyIndex, key_hash
+from dropgate.key_index import TRACKED_FIELDS, KeyIndex
+from dropgate.partner_index import FileRows, IndexUpdates, KeyIndexStore, PartnerIndex, index_rows
 from dropgate.spool import SpoolEntry
 from dropgate.terminal import shown
 
-_CHUNK = 8192
+if TYPE_CHECKING:
+    import numpy as np
+
 SAMPLE_LIMIT = 5
 
 
@@ -62,80 +65,125 @@ class _Commits:
 
 
 class GuardSession(_Commits):
-    """Classifies spooled events against the index and remembers what was selected."""
+    """Classifies spooled events against the partner's key index and remembers what was selected.
 
-    def __init__(self, index: KeyIndex, *, changed_only: bool) -> None:
+    Two passes over the events, so only the shards their keys touch are read (:mod:`dropgate.
+    index_shards`): the first hashes every key and partitions the rows by cell on disk, then
+    reads each touched shard once and decides every row against it; the second yields, in file
+    order, the events to publish. Memory holds one shard and a byte per event, whatever the
+    partner's catalogue.
+    """
+
+    def __init__(self, index: PartnerIndex, *, changed_only: bool, directory: str | None = None) -> None:
         super().__init__()
         self.index = index
         self.changed_only = changed_only
+        self.directory = directory
         self.verdicts = Verdicts()
-        self._updates: list[Any] = []
+        self.updates = IndexUpdates(directory)
 
-    def select(self, entries: Iterator[SpoolEntry]) -> Iterator[SpoolEntry]:
-        """Yield the events to publish; stale ones (and unchanged ones under changed_only) are held back."""
-        chunk: list[SpoolEntry] = []
-        for entry in entries:
-            chunk.append(entry)
-            if len(chunk) == _CHUNK:
-                yield from self._decide(chunk)
-                chunk = []
-        if chunk:
-            yield from self._decide(chunk)
+    def select(self, entries: Callable[[], Iterable[SpoolEntry]]) -> Iterator[SpoolEntry]:
+        """Yield the events to publish; stale ones (and unchanged ones under changed_only) are held
+        back. ``entries`` is called twice: each call gives the same events in the same order."""
+        decided = self._decide(entries())
+        verdicts = self.verdicts
+        for ordinal, entry in enumerate(entries()):
+            if entry.value is None:
+                verdicts.deleted += 1
+            sample = decided.samples.get(ordinal)
+            if sample is not None:
+                category, detail = sample
+                verdicts.sample(category, entry.key.decode(errors="replace") + detail)
+            if decided.publish[ordinal]:
+                yield entry
 
-    def _decide(self, chunk: list[SpoolEntry]) -> Iterator[SpoolEntry]:
+    def _decide(self, entries: Iterable[SpoolEntry]) -> _Decided:
         import numpy as np
 
-        n = len(chunk)
-        rows = KeyIndex.new_entries([(key_hash(e.key), e.as_of_ms, e.state, e.fields) for e in chunk])
-        found, positions = self.index.lookup(rows["key"])
-        old = self.index.entries[positions] if len(self.index) else rows  # rows: placeholder when empty
+        rows = FileRows(self.directory)
+        try:
+            rows.add(entries)
+            decided = _Decided(np.zeros(rows.count, dtype=bool))
+            touched = [shard for shard in self.index.layout.shards if rows.touch(shard)]
+            for shard, old in zip(touched, self.index.read(touched), strict=True):
+                self._decide_shard(rows.in_cells(shard.lo, shard.hi), old, decided)
+        finally:
+            rows.close()
+        decided.samples = _first_samples(decided.candidates)
+        return decided
+
+    def _decide_shard(self, rows: np.ndarray, index: KeyIndex, decided: _Decided) -> None:
+        import numpy as np
+
+        found, positions = index.lookup(rows["key"])
+        old = index.entries[positions] if len(index) else rows  # rows: placeholder when empty
         stale = found & (old["as_of"] > rows["as_of"])
         same = found & ~stale & (old["state"] == rows["state"])
         changed = found & ~stale & ~same
         publish = ~stale & ~(same & self.changed_only)
+        ordinals = rows["ordinal"]
+        decided.publish[ordinals[publish]] = True
         verdicts = self.verdicts
         verdicts.new += int(np.count_nonzero(~found))
         verdicts.stale += int(np.count_nonzero(stale))
         verdicts.unchanged += int(np.count_nonzero(same))
         verdicts.changed += int(np.count_nonzero(changed))
         verdicts.published += int(np.count_nonzero(publish))
-        for i in range(n):
-            entry = chunk[i]
-            if entry.value is None:
-                verdicts.deleted += 1
-            if stale[i]:
-                verdicts.sample("stale", entry.key.decode(errors="replace"))
-            elif changed[i] and len(verdicts.samples.get("changed", ())) < SAMPLE_LIMIT:
-                names = [
-                    name
-                    for j, name in enumerate(TRACKED_FIELDS)
-                    if int(old["fields"][i][j]) != int(rows["fields"][i][j])
-                ]
-                if rows["state"][i] == 0:
-                    names = ["(deleted)"]
-                elif old["state"][i] == 0:
-                    names = ["(re-created)"]
-                verdicts.sample("changed", f"{entry.key.decode(errors='replace')}: {', '.join(names) or 'state'}")
-            elif not found[i]:
-                verdicts.sample("new", entry.key.decode(errors="replace"))
-            if publish[i]:
-                yield entry
+        candidates = decided.candidates
+        for i in _first(ordinals, stale):
+            candidates.append((int(ordinals[i]), "stale", ""))
+        for i in _first(ordinals, ~found):
+            candidates.append((int(ordinals[i]), "new", ""))
+        for i in _first(ordinals, changed):
+            candidates.append((int(ordinals[i]), "changed", ": " + _changed_fields(old[i], rows[i])))
         # Every event that is not stale moves its key's newest asOf forward, also one held back as
         # unchanged: otherwise an older replay with a different state would look "newer" than it.
-        self._updates.append(rows[~stale])
+        self.updates.add(index_rows(rows[~stale]))
 
-    def updated_index(self) -> KeyIndex:
-        import numpy as np
+    def write_back(self) -> None:
+        """Write every shard this session's updates touch (cutting the ones grown too large), then
+        the layout if it changed, then drop what it replaced."""
+        try:
+            self.index.write_back(self.updates)
+        finally:
+            self.updates.close()
 
-        if not self._updates:
-            return self.index
-        return self.index.merged(np.concatenate(self._updates))
+
+@dataclass
+class _Decided:
+    publish: np.ndarray
+    candidates: list[tuple[int, str, str]] = field(default_factory=list)
+    samples: dict[int, tuple[str, str]] = field(default_factory=dict)
 
 
-class KeyIndexStore(Protocol):
-    def load(self, partner: str, bucket: str | None) -> KeyIndex: ...
+def _first(ordinals: np.ndarray, mask: np.ndarray) -> list[int]:
+    """Positions of the :data:`SAMPLE_LIMIT` rows with the lowest ordinals among those ``mask`` marks."""
+    import numpy as np
 
-    def save(self, partner: str, bucket: str | None, index: KeyIndex) -> None: ...
+    chosen = np.flatnonzero(mask)
+    if len(chosen) > SAMPLE_LIMIT:
+        chosen = chosen[np.argsort(ordinals[chosen], kind="stable")[:SAMPLE_LIMIT]]
+    return [int(i) for i in chosen]
+
+
+def _first_samples(candidates: list[tuple[int, str, str]]) -> dict[int, tuple[str, str]]:
+    """The first :data:`SAMPLE_LIMIT` events of each category, in file order, by ordinal."""
+    kept: dict[int, tuple[str, str]] = {}
+    per_category: dict[str, int] = {}
+    for ordinal, category, detail in sorted(candidates):
+        if per_category.get(category, 0) < SAMPLE_LIMIT:
+            per_category[category] = per_category.get(category, 0) + 1
+            kept[ordinal] = (category, detail)
+    return kept
+
+
+def _changed_fields(old: Any, new: Any) -> str:
+    if new["state"] == 0:
+        return "(deleted)"
+    if old["state"] == 0:
+        return "(re-created)"
+    names = [name for j, name in enumerate(TRACKED_FIELDS) if int(old["fields"][j]) != int(new["fields"][j])]
+    return ", ".join(names) or "state"
 
 
 class PartnerLock(Protocol):
@@ -153,7 +201,9 @@ class GuardedSession(Protocol):
 
     verdicts: Verdicts
 
-    def select(self, entries: Iterator[SpoolEntry]) -> Iterator[SpoolEntry]: ...
+    def select(self, entries: Callable[[], Iterable[SpoolEntry]]) -> Iterator[SpoolEntry]:
+        """The events to publish, in order; ``entries`` may be called more than once and gives the
+        same events each time."""
 
     def on_commit(self, work: Callable[[], None]) -> None: ...
 
@@ -183,9 +233,9 @@ class PassThroughSession(_Commits):
         super().__init__()
         self.verdicts = Verdicts()
 
-    def select(self, entries: Iterator[SpoolEntry]) -> Iterator[SpoolEntry]:
+    def select(self, entries: Callable[[], Iterable[SpoolEntry]]) -> Iterator[SpoolEntry]:
         verdicts = self.verdicts
-        for entry in entries:
+        for entry in entries():
             verdicts.new += 1
             verdicts.published += 1
             if entry.value is None:
@@ -218,12 +268,23 @@ class KeyIndexGuard:
     reads_state = True
 
     def __init__(
-        self, store: KeyIndexStore, lock: PartnerLock, *, lock_ttl_s: float = 900.0, lock_wait_s: float = 60.0
+        self,
+        store: KeyIndexStore,
+        lock: PartnerLock,
+        *,
+        lock_ttl_s: float = 900.0,
+        lock_wait_s: float = 60.0,
+        directory: str | None = None,
     ) -> None:
         self.store = store
         self.lock = lock
         self.lock_ttl_s = lock_ttl_s
         self.lock_wait_s = lock_wait_s
+        self.directory = directory
+
+    def _session(self, partner: str, bucket: str | None, changed_only: bool) -> GuardSession:
+        index = PartnerIndex(self.store, partner, bucket)
+        return GuardSession(index, changed_only=changed_only, directory=self.directory)
 
     @contextmanager
     def session(
@@ -240,7 +301,7 @@ class KeyIndexGuard:
         ``write=False`` (dry-run) reads without locking and writes nothing.
         """
         if not write:
-            yield GuardSession(self.store.load(partner, bucket), changed_only=changed_only)
+            yield self._session(partner, bucket, changed_only)
             return
         owner = uuid.uuid4().hex
         wait_until = (
@@ -249,9 +310,9 @@ class KeyIndexGuard:
         ttl = (deadline - time.monotonic() + 60) if deadline else self.lock_ttl_s
         self.lock.acquire(partner, owner, ttl_s=ttl, wait_until=wait_until)
         try:
-            session = GuardSession(self.store.load(partner, bucket), changed_only=changed_only)
+            session = self._session(partner, bucket, changed_only)
             yield session
-            self.store.save(partner, bucket, session.updated_index())
+            session.write_back()
             session.commit()
         finally:
             self.lock.release(partner, owner)

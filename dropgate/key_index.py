@@ -45,7 +45,7 @@ def state_hashes(fields_json: Iterable[bytes]) -> tuple[int, tuple[int, ...]]:
     return state, tuple(zlib.crc32(part) & 0xFFFF for part in parts)
 
 
-def _dtype() -> Any:
+def index_dtype() -> Any:
     import numpy as np
 
     return np.dtype([("key", "<u8"), ("as_of", "<i8"), ("state", "<u8"), ("fields", "<u2", (len(TRACKED_FIELDS),))])
@@ -61,7 +61,7 @@ class KeyIndex:
     def empty(cls) -> KeyIndex:
         import numpy as np
 
-        return cls(np.zeros(0, dtype=_dtype()))
+        return cls(np.zeros(0, dtype=index_dtype()))
 
     @classmethod
     def from_bytes(cls, data: bytes) -> KeyIndex:
@@ -71,7 +71,7 @@ class KeyIndex:
             return cls.empty()
         if data[: len(_MAGIC)] != _MAGIC:
             raise ValueError("not a dropgate key index (bad magic)")
-        return cls(np.frombuffer(data, dtype=_dtype(), offset=len(_MAGIC)).copy())
+        return cls(np.frombuffer(data, dtype=index_dtype(), offset=len(_MAGIC)).copy())
 
     def to_bytes(self) -> bytes:
         return _MAGIC + self.entries.tobytes()
@@ -83,7 +83,7 @@ class KeyIndex:
     def new_entries(rows: list[tuple[int, int, int, tuple[int, ...]]]) -> np.ndarray:
         import numpy as np
 
-        return np.array(rows, dtype=_dtype())
+        return np.array(rows, dtype=index_dtype())
 
     def lookup(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """For an array of key hashes: (found mask, positions into ``entries``)."""

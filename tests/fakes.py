@@ -15,7 +15,7 @@ import io
 import threading
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -23,6 +23,7 @@ from typing import Any, BinaryIO
 
 from dropgate.config import Settings
 from dropgate.guard import KeyIndexGuard, LockBusy
+from dropgate.index_shards import Shard, ShardLayout
 from dropgate.ingest.outcome import FileOutcome
 from dropgate.ingest.service import Ingestor  # the one import of the service
 from dropgate.key_index import KeyIndex
@@ -274,17 +275,50 @@ class InMemoryQuarantine:
 
 
 class InMemoryKeyIndexStore:
-    """Stands in for :class:`dropgate.guard.S3KeyIndexStore` (kept as bytes, as S3 keeps it)."""
+    """Stands in for :class:`dropgate.adapters.s3_state.S3KeyIndexStore` (kept as bytes, as S3 keeps
+    them): ``objects`` maps (partner, bucket, name) to bytes; ``legacy`` holds single-object indexes."""
 
     def __init__(self) -> None:
-        self.saved: dict[tuple[str, str | None], bytes] = {}
+        self.objects: dict[tuple[str, str | None, str], bytes] = {}
+        self.legacy_objects: dict[tuple[str, str | None], bytes] = {}
+        self.writes: list[str] = []
 
-    def load(self, partner: str, bucket: str | None) -> KeyIndex:
-        data = self.saved.get((partner, bucket))
-        return KeyIndex.from_bytes(data) if data is not None else KeyIndex.empty()
+    def layout(self, partner: str, bucket: str | None) -> ShardLayout | None:
+        data = self.objects.get((partner, bucket, "layout"))
+        return ShardLayout.from_bytes(data) if data is not None else None
 
-    def save(self, partner: str, bucket: str | None, index: KeyIndex) -> None:
-        self.saved[(partner, bucket)] = index.to_bytes()
+    def legacy(self, partner: str, bucket: str | None) -> KeyIndex | None:
+        data = self.legacy_objects.get((partner, bucket))
+        return KeyIndex.from_bytes(data) if data is not None else None
+
+    def read(self, partner: str, bucket: str | None, shards: Sequence[Shard]) -> Iterator[KeyIndex]:
+        for shard in shards:
+            data = self.objects.get((partner, bucket, shard.name))
+            yield KeyIndex.from_bytes(data) if data is not None else KeyIndex.empty()
+
+    def write(self, partner: str, bucket: str | None, shards: Iterable[tuple[Shard, KeyIndex]]) -> None:
+        for shard, index in shards:
+            self.writes.append(shard.name)
+            self.objects[(partner, bucket, shard.name)] = index.to_bytes()
+
+    def write_layout(self, partner: str, bucket: str | None, layout: ShardLayout) -> None:
+        self.writes.append("layout")
+        self.objects[(partner, bucket, "layout")] = layout.to_bytes()
+
+    def delete(self, partner: str, bucket: str | None, shards: Sequence[Shard]) -> None:
+        for shard in shards:
+            self.objects.pop((partner, bucket, shard.name), None)
+
+    def drop_legacy(self, partner: str, bucket: str | None) -> None:
+        self.legacy_objects.pop((partner, bucket), None)
+
+    def whole(self, partner: str, bucket: str | None) -> KeyIndex:
+        """Every shard of the partner's index, joined (for assertions)."""
+        import numpy as np
+
+        layout = self.layout(partner, bucket) or ShardLayout.single()
+        parts = [index.entries for index in self.read(partner, bucket, layout.shards)]
+        return KeyIndex(np.concatenate(parts))
 
 
 class InMemoryLock:

@@ -7,38 +7,103 @@ Where they live is decided in :mod:`dropgate.state_objects`; what they hold in
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
+from dropgate.index_shards import Shard, ShardLayout
 from dropgate.key_index import KeyIndex
 from dropgate.snapshots import SnapshotHeader, StoredKeys, write_keyset
 from dropgate.state_objects import STATE_PREFIX, PartnerStateLocation, is_missing
 
+T = TypeVar("T")
+R = TypeVar("R")
+
 
 class S3KeyIndexStore:
-    """One object per partner: ``dropgate-state/key-index/<partner>.keyindex`` (see
-    :mod:`dropgate.state_objects`)."""
+    """Each partner's key index as shards under ``dropgate-state/key-index/<partner>/``: a
+    ``layout.json`` naming them and one ``<lo>-<hi>.keyindex`` per shard (see
+    :mod:`dropgate.index_shards`). Shards are read and written :data:`_IN_FLIGHT` at a time.
+    ``dropgate-state/key-index/<partner>.keyindex`` is the single object of before, read once to
+    migrate it."""
 
     def __init__(self, client: Any, bucket: str | None, prefix: str = STATE_PREFIX + "key-index/") -> None:
         self._client = client
-        self._location = PartnerStateLocation(bucket, prefix, ".keyindex", "the key index")
+        self._legacy = PartnerStateLocation(bucket, prefix, ".keyindex", "the key index")
+        self._shards = PartnerStateLocation(bucket, prefix, "/", "the key index")
 
-    def load(self, partner: str, bucket: str | None) -> KeyIndex:
+    def _get(self, target: str, key: str) -> bytes | None:
         from botocore.exceptions import ClientError
 
-        target, key = self._location.where(partner, bucket)
         try:
-            body = self._client.get_object(Bucket=target, Key=key)["Body"].read()
+            return bytes(self._client.get_object(Bucket=target, Key=key)["Body"].read())
         except ClientError as error:
             if is_missing(error):
-                return KeyIndex.empty()
+                return None
             raise
-        return KeyIndex.from_bytes(body)
 
-    def save(self, partner: str, bucket: str | None, index: KeyIndex) -> None:
-        target, key = self._location.where(partner, bucket)
-        self._client.put_object(Bucket=target, Key=key, Body=index.to_bytes())
+    def layout(self, partner: str, bucket: str | None) -> ShardLayout | None:
+        target, folder = self._shards.where(partner, bucket)
+        body = self._get(target, folder + "layout.json")
+        return ShardLayout.from_bytes(body) if body is not None else None
+
+    def legacy(self, partner: str, bucket: str | None) -> KeyIndex | None:
+        body = self._get(*self._legacy.where(partner, bucket))
+        return KeyIndex.from_bytes(body) if body is not None else None
+
+    def read(self, partner: str, bucket: str | None, shards: Sequence[Shard]) -> Iterator[KeyIndex]:
+        target, folder = self._shards.where(partner, bucket)
+
+        def fetch(shard: Shard) -> KeyIndex:
+            body = self._get(target, f"{folder}{shard.name}.keyindex")
+            return KeyIndex.from_bytes(body) if body is not None else KeyIndex.empty()
+
+        return in_flight(fetch, shards, _IN_FLIGHT)
+
+    def write(self, partner: str, bucket: str | None, shards: Iterable[tuple[Shard, KeyIndex]]) -> None:
+        target, folder = self._shards.where(partner, bucket)
+
+        def put(item: tuple[Shard, KeyIndex]) -> None:
+            shard, index = item
+            self._client.put_object(Bucket=target, Key=f"{folder}{shard.name}.keyindex", Body=index.to_bytes())
+
+        for _done in in_flight(put, shards, _IN_FLIGHT):
+            pass
+
+    def write_layout(self, partner: str, bucket: str | None, layout: ShardLayout) -> None:
+        target, folder = self._shards.where(partner, bucket)
+        self._client.put_object(Bucket=target, Key=folder + "layout.json", Body=layout.to_bytes())
+
+    def delete(self, partner: str, bucket: str | None, shards: Sequence[Shard]) -> None:
+        target, folder = self._shards.where(partner, bucket)
+        for start in range(0, len(shards), 1000):  # DeleteObjects takes at most 1,000 keys
+            keys = [{"Key": f"{folder}{shard.name}.keyindex"} for shard in shards[start : start + 1000]]
+            self._client.delete_objects(Bucket=target, Delete={"Objects": keys, "Quiet": True})
+
+    def drop_legacy(self, partner: str, bucket: str | None) -> None:
+        target, key = self._legacy.where(partner, bucket)
+        self._client.delete_object(Bucket=target, Key=key)
+
+
+#: Shard requests in flight at once: enough to hide S3's latency, few enough to bound memory.
+_IN_FLIGHT = 8
+
+
+def in_flight(work: Callable[[T], R], items: Iterable[T], window: int) -> Iterator[R]:
+    """``work`` on each item on a thread pool, at most ``window`` at a time, results in order.
+
+    (``Executor.map`` would submit every item at once, holding every result in memory.)
+    """
+    with ThreadPoolExecutor(max_workers=window) as pool:
+        pending: deque[Future[R]] = deque()
+        for item in items:
+            pending.append(pool.submit(work, item))
+            if len(pending) >= window:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
 
 
 class S3SnapshotStore:

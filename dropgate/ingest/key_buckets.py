@@ -79,6 +79,14 @@ class Partition:
                 self._file.seek(int(start) * self.dtype.itemsize)
                 yield np.fromfile(self._file, dtype=self.dtype, count=int(size))
 
+    def between(self, lo: int, hi: int) -> np.ndarray:
+        """The rows of buckets ``lo``..``hi`` (exclusive), in bucket order."""
+        import numpy as np
+
+        first, last = int(self.starts[lo]), int(self.starts[hi])
+        self._file.seek(first * self.dtype.itemsize)
+        return np.fromfile(self._file, dtype=self.dtype, count=last - first)
+
     def close(self) -> None:
         self._file.close()
 

@@ -103,7 +103,7 @@ class SnapshotDeletes:
         bucket = prepared.ref.bucket
         gone = keys.missing_count()
         since = f"since {header.source}" if header is not None and header.as_of_ms else "from the tracked key set"
-        tombstones = session.select(tombstone_entries(keys.missing_sorted(), prepared.as_of_ms))
+        tombstones = session.select(lambda: tombstone_entries(keys.missing_sorted(), prepared.as_of_ms))
         if dry_run:
             would = sum(1 for _ in tombstones)
             return SnapshotStep(

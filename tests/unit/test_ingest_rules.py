@@ -245,7 +245,7 @@ def test_a_failed_publish_propagates_releases_the_claim_and_the_retry_publishes(
     assert "broker went away" in (row.last_error or "")
     assert row.attempts[-1]["outcome"] == "failed"
     assert svc.quarantine.diagnostics == {}
-    assert svc.key_index.saved == {}  # the guard remembers nothing the broker did not acknowledge
+    assert svc.key_index.objects == {}  # the guard remembers nothing the broker did not acknowledge
     assert svc.lock.leases == {}
 
     svc.sink.fail_after = None

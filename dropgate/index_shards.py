@@ -1,0 +1,189 @@
+"""How a partner's key index is cut into shards, so a file reads and writes only the shards its keys touch.
+
+The index (:mod:`dropgate.key_index`) is sorted by a 64-bit key hash. Its top :data:`CELL_BITS`
+bits name one of 4,096 *cells*; a shard holds the entries of a contiguous range of cells
+(``lo``..``hi``), and the partner's :class:`ShardLayout` lists the shards, which together cover
+every cell once. A partner starts with one shard holding every cell; a shard that grows past
+:data:`MAX_ROWS` entries is cut, at cell boundaries, into shards of about :data:`TARGET_ROWS`
+(so one shard object stays around a megabyte and a ten-product delta reads and writes at most ten
+of them, whatever the catalogue). With 4,096 cells the layout holds about 270 million keys before
+a single cell outgrows :data:`MAX_ROWS`; past that a shard is simply larger.
+
+Why not a fixed number of shards: a partner with a thousand products would pay for thousands of
+objects on a full file, and a partner with a hundred million would have huge ones. Why cells and
+not a split per bit: the rows of a file are partitioned by cell once, on disk
+(:class:`dropgate.ingest.key_buckets.Partition`), and every shard's rows are then one contiguous
+run of that partition, however the shards have been cut.
+
+Everything here is pure (arrays in, arrays out); where shards live is an adapter's business
+(:mod:`dropgate.adapters.s3_state`).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, NamedTuple
+
+from dropgate.key_index import KeyIndex
+
+if TYPE_CHECKING:
+    import numpy as np
+
+CELL_BITS = 12
+CELLS = 1 << CELL_BITS
+#: A shard is cut when it holds more entries than this (36 bytes each: 2.4 MB)...
+MAX_ROWS = 1 << 16
+#: ...into shards of about this many.
+TARGET_ROWS = 1 << 15
+_FORMAT = "dropgate-key-index-layout 1"
+
+
+class Shard(NamedTuple):
+    """The cells ``lo`` (inclusive) to ``hi`` (exclusive); its name is stable for that range."""
+
+    lo: int
+    hi: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.lo:03x}-{self.hi:03x}"
+
+
+class ShardLayout:
+    """The partner's shards, in cell order, covering every cell exactly once."""
+
+    def __init__(self, shards: Sequence[Shard]) -> None:
+        ordered = sorted(shards)
+        if not ordered or ordered[0].lo != 0 or ordered[-1].hi != CELLS:
+            raise ValueError("a key index layout must cover every cell")
+        for before, after in itertools.pairwise(ordered):
+            if before.hi != after.lo or before.lo >= before.hi:
+                raise ValueError(f"key index shards {before.name} and {after.name} do not meet")
+        self.shards: tuple[Shard, ...] = tuple(ordered)
+
+    @classmethod
+    def single(cls) -> ShardLayout:
+        return cls([Shard(0, CELLS)])
+
+    def to_bytes(self) -> bytes:
+        return json.dumps({"format": _FORMAT, "shards": [[s.lo, s.hi] for s in self.shards]}).encode()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> ShardLayout:
+        raw = json.loads(data)
+        if not isinstance(raw, dict) or raw.get("format") != _FORMAT:
+            raise ValueError("not a dropgate key index layout")
+        return cls([Shard(int(lo), int(hi)) for lo, hi in raw["shards"]])
+
+    def replaced(self, old: Shard, new: Sequence[Shard]) -> ShardLayout:
+        return ShardLayout([s for s in self.shards if s != old] + list(new))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ShardLayout) and self.shards == other.shards
+
+    def __hash__(self) -> int:
+        return hash(self.shards)
+
+
+def cells_of(hashes: np.ndarray) -> np.ndarray:
+    """The cell of each 64-bit key hash (its top bits), as int64."""
+    import numpy as np
+
+    return (hashes >> np.uint64(64 - CELL_BITS)).astype(np.int64)
+
+
+def cell_edges(entries: np.ndarray) -> np.ndarray:
+    """For rows sorted by key hash: where each cell starts (``CELLS + 1`` positions)."""
+    import numpy as np
+
+    return np.searchsorted(cells_of(entries["key"]), np.arange(CELLS + 1))
+
+
+def rewrite(shard: Shard, old: KeyIndex, updates: Callable[[int, int], np.ndarray]) -> Iterator[tuple[Shard, KeyIndex]]:
+    """``shard``'s entries with this file's ``updates`` applied, as the shard (same range) or, once
+    it holds more than :data:`MAX_ROWS`, as parts of about :data:`TARGET_ROWS` cut at cell boundaries
+    (a small tail joins the part before it, so no shard is left tiny).
+
+    ``updates(lo, hi)`` gives the rows for cells ``lo``..``hi`` in publish order within each cell.
+    It works :data:`_CELLS_PER_STEP` cells at a time and yields each part as soon as it is cut, so
+    memory stays around two shards even when a new partner's first million products all land in
+    the one shard it starts with.
+    """
+    cutter = _Cutter(shard)
+    edges = cell_edges(old.entries) if len(old) else None
+    for lo in range(shard.lo, shard.hi, _CELLS_PER_STEP):
+        hi = min(lo + _CELLS_PER_STEP, shard.hi)
+        before = old.entries[edges[lo] : edges[hi]] if edges is not None else old.entries[:0]
+        merged = KeyIndex(before).merged(updates(lo, hi)).entries
+        at = cell_edges(merged) if len(merged) else None
+        for cell in range(lo, hi):
+            cutter.add(cell, merged[at[cell] : at[cell + 1]] if at is not None else merged[:0])
+            yield from cutter.parts()
+    yield from cutter.finish()
+
+
+#: Cells merged per step in :func:`rewrite`.
+_CELLS_PER_STEP = 64
+
+
+class _Cutter:
+    """Cuts a shard's merged cells, in order, into parts (see :func:`rewrite`)."""
+
+    def __init__(self, shard: Shard) -> None:
+        self.shard = shard
+        self.held: list[tuple[int, np.ndarray]] = []
+        self.held_rows = 0
+        self.held_lo = shard.lo
+        self.splitting = False
+        self.previous: tuple[Shard, list[tuple[int, np.ndarray]]] | None = None
+        self._ready: list[tuple[Shard, KeyIndex]] = []
+
+    def add(self, cell: int, rows: np.ndarray) -> None:
+        if len(rows):
+            self.held.append((cell, rows))
+            self.held_rows += len(rows)
+        if self.splitting:
+            if self.held_rows >= TARGET_ROWS:
+                self._cut(cell + 1)
+        elif self.held_rows > MAX_ROWS:
+            # From here on the shard is cut: what was held is fed again, cut as it goes.
+            self.splitting = True
+            held, self.held, self.held_rows = self.held, [], 0
+            for at, piece in held:
+                self.add(at, piece)
+
+    def _cut(self, hi: int) -> None:
+        if self.previous is not None:
+            self._ready.append(_joined(*self.previous))
+        self.previous = (Shard(self.held_lo, hi), self.held)
+        self.held, self.held_rows, self.held_lo = [], 0, hi
+
+    def parts(self) -> Iterator[tuple[Shard, KeyIndex]]:
+        ready, self._ready = self._ready, []
+        yield from ready
+
+    def finish(self) -> Iterator[tuple[Shard, KeyIndex]]:
+        tail = Shard(self.held_lo, self.shard.hi)
+        if self.previous is None:
+            yield _joined(tail, self.held)
+        elif self.held_rows < TARGET_ROWS // 2:
+            joined, rows = self.previous
+            yield _joined(Shard(joined.lo, tail.hi), rows + self.held)
+        else:
+            yield _joined(*self.previous)
+            yield _joined(tail, self.held)
+
+
+def _joined(shard: Shard, pieces: list[tuple[int, np.ndarray]]) -> tuple[Shard, KeyIndex]:
+    import numpy as np
+
+    if not pieces:
+        return shard, KeyIndex.empty()
+    return shard, KeyIndex(np.concatenate([rows for _cell, rows in pieces]))
+
+
+def migrated(index: KeyIndex) -> Iterator[tuple[Shard, KeyIndex]]:
+    """A whole index (the single object of before) as shards of about :data:`TARGET_ROWS`."""
+    yield from rewrite(Shard(0, CELLS), index, lambda lo, hi: index.entries[:0])
