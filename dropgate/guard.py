@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from dropgate.key_index import TRACKED_FIELDS, KeyIndex
 from dropgate.partner_index import FileRows, IndexUpdates, KeyIndexStore, PartnerIndex, index_rows
-from dropgate.spool import SpoolEntry
+from dropgate.spool import EventSpool, SpoolEntry
 from dropgate.terminal import shown
 
 if TYPE_CHECKING:
@@ -82,35 +82,43 @@ class GuardSession(_Commits):
         self.verdicts = Verdicts()
         self.updates = IndexUpdates(directory)
 
-    def select(self, entries: Callable[[], Iterable[SpoolEntry]]) -> Iterator[SpoolEntry]:
+    def select(
+        self, entries: Callable[[], Iterable[SpoolEntry]], *, spool: EventSpool | None = None
+    ) -> Iterator[SpoolEntry]:
         """Yield the events to publish; stale ones (and unchanged ones under changed_only) are held
-        back. ``entries`` is called twice: each call gives the same events in the same order."""
-        decided = self._decide(entries())
+        back. ``entries`` is called twice: each call gives the same events in the same order. With
+        the ``spool`` they come from, its index rows are read instead of hashing every key again."""
+        decided, by_record = self._decide(entries, spool)
         verdicts = self.verdicts
         for ordinal, entry in enumerate(entries()):
+            at = entry.record if by_record else ordinal
             if entry.value is None:
                 verdicts.deleted += 1
-            sample = decided.samples.get(ordinal)
+            sample = decided.samples.get(at)
             if sample is not None:
                 category, detail = sample
                 verdicts.sample(category, entry.key.decode(errors="replace") + detail)
-            if decided.publish[ordinal]:
+            if decided.publish[at]:
                 yield entry
 
-    def _decide(self, entries: Iterable[SpoolEntry]) -> _Decided:
+    def _decide(self, entries: Callable[[], Iterable[SpoolEntry]], spool: EventSpool | None) -> tuple[_Decided, bool]:
         import numpy as np
 
         rows = FileRows(self.directory)
         try:
-            rows.add(entries)
+            by_record = spool is not None and rows.add_spool(spool)
+            if not by_record:
+                rows.add(entries())
             decided = _Decided(np.zeros(rows.count, dtype=bool))
             touched = [shard for shard in self.index.layout.shards if rows.touch(shard)]
+            self.updates.begin()
             for shard, old in zip(touched, self.index.read(touched), strict=True):
-                self._decide_shard(rows.in_cells(shard.lo, shard.hi), old, decided)
+                for lo, hi in rows.steps(shard):  # a bounded number of rows at a time
+                    self._decide_shard(rows.in_cells(lo, hi), old, decided)
         finally:
             rows.close()
         decided.samples = _first_samples(decided.candidates)
-        return decided
+        return decided, by_record
 
     def _decide_shard(self, rows: np.ndarray, index: KeyIndex, decided: _Decided) -> None:
         import numpy as np
@@ -201,9 +209,11 @@ class GuardedSession(Protocol):
 
     verdicts: Verdicts
 
-    def select(self, entries: Callable[[], Iterable[SpoolEntry]]) -> Iterator[SpoolEntry]:
+    def select(
+        self, entries: Callable[[], Iterable[SpoolEntry]], *, spool: EventSpool | None = None
+    ) -> Iterator[SpoolEntry]:
         """The events to publish, in order; ``entries`` may be called more than once and gives the
-        same events each time."""
+        same events each time (``spool``: where they come from, if they do)."""
 
     def on_commit(self, work: Callable[[], None]) -> None: ...
 
@@ -233,7 +243,9 @@ class PassThroughSession(_Commits):
         super().__init__()
         self.verdicts = Verdicts()
 
-    def select(self, entries: Callable[[], Iterable[SpoolEntry]]) -> Iterator[SpoolEntry]:
+    def select(
+        self, entries: Callable[[], Iterable[SpoolEntry]], *, spool: EventSpool | None = None
+    ) -> Iterator[SpoolEntry]:
         verdicts = self.verdicts
         for entry in entries():
             verdicts.new += 1

@@ -71,7 +71,8 @@ class KeyIndex:
             return cls.empty()
         if data[: len(_MAGIC)] != _MAGIC:
             raise ValueError("not a dropgate key index (bad magic)")
-        return cls(np.frombuffer(data, dtype=index_dtype(), offset=len(_MAGIC)).copy())
+        # Read-only over the bytes: an index is never changed in place (merges build new arrays).
+        return cls(np.frombuffer(data, dtype=index_dtype(), offset=len(_MAGIC)))
 
     def to_bytes(self) -> bytes:
         return _MAGIC + self.entries.tobytes()

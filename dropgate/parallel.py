@@ -35,7 +35,7 @@ from multiprocessing.connection import Connection
 from typing import Any, BinaryIO
 
 from dropgate import events
-from dropgate.spool import EventSpool, encode, hash_probe, key_hash
+from dropgate.spool import EventSpool, encode, hash_probe, index_row, key_hash
 from parsers.base import Document, SegmentedParser
 from parsers.limits import Limits
 from parsers.segments import NotPlain, Segment, parse_segment, parser, segments
@@ -56,12 +56,16 @@ class EncodeSpec:
     max_event_bytes: int
     #: The caller's :func:`~dropgate.spool.hash_probe`: a worker's key hashes must be the caller's.
     hash_probe: int = field(default_factory=hash_probe)
+    #: Whether the spool keeps each entry's index row (the stale guard's): built here, in parallel.
+    index_rows: bool = False
 
 
-def encode_segment(spec: EncodeSpec, xml_parser: Any, segment: Segment) -> tuple[int, int, bytes, bytes]:
-    """(entries, tombstones, their spool bytes, their keys' hashes) for one segment, or :class:`NotPlain`."""
+def encode_segment(spec: EncodeSpec, xml_parser: Any, segment: Segment) -> tuple[int, int, bytes, bytes, bytes]:
+    """(entries, tombstones, their spool bytes, their keys' hashes, their index rows) for one
+    segment, or :class:`NotPlain`."""
     root = parse_segment(segment.text, xml_parser)
     parts: list[bytes] = []
+    rows: list[bytes] | None = [] if spec.index_rows else None
     hashes = array("q")
     note_key = hashes.append
     count = tombstones = 0
@@ -73,6 +77,8 @@ def encode_segment(spec: EncodeSpec, xml_parser: Any, segment: Segment) -> tuple
         note_key(key_hash(key))
         if record.fields is None:
             parts += encode(key, None, record.index, tombstone_as_of_ms=as_of_ms, line=record.line)
+            if rows is not None:
+                rows.append(index_row(key, None, record.index, as_of_ms))
             tombstones += 1
         else:
             try:
@@ -82,8 +88,10 @@ def encode_segment(spec: EncodeSpec, xml_parser: Any, segment: Segment) -> tuple
             if len(key) + len(value.head) + 64 + len(value.tail) > spec.max_event_bytes:
                 raise NotPlain(f"product {record.index} makes an event over the size limit")
             parts += encode(key, value, record.index, line=record.line)
+            if rows is not None:
+                rows.append(index_row(key, value, record.index, 0))
         count += 1
-    return count, tombstones, b"".join(parts), hashes.tobytes()
+    return count, tombstones, b"".join(parts), hashes.tobytes(), b"".join(rows or ())
 
 
 def _serve(conn: Connection, spec: EncodeSpec) -> None:
@@ -160,7 +168,7 @@ class _Workers:
             self.close(finished=False)
             raise
 
-    def result(self, worker: int) -> tuple[int, int, bytes, bytes]:
+    def result(self, worker: int) -> tuple[int, int, bytes, bytes, bytes]:
         try:
             status, *payload = self.conns[worker].recv()
         except (EOFError, OSError):
@@ -169,8 +177,8 @@ class _Workers:
             raise WorkerFailed(str(payload[0]))
         if status != "ok":
             raise NotPlain(str(payload[0]))
-        count, tombstones, entries, key_hashes = payload
-        return count, tombstones, entries, key_hashes  # the entries as unpickled: no second copy of them
+        count, tombstones, entries, key_hashes, rows = payload
+        return count, tombstones, entries, key_hashes, rows  # the entries as unpickled: no second copy of them
 
     def send(self, worker: int, segment: Segment) -> None:
         try:
@@ -249,6 +257,6 @@ def parse_into_spool(
 
 
 def _collect(workers: _Workers, worker: int, spool: EventSpool) -> int:
-    count, tombstones, entries, key_hashes = workers.result(worker)
-    spool.append_encoded(entries, count, tombstones, key_hashes)
+    count, tombstones, entries, key_hashes, rows = workers.result(worker)
+    spool.append_encoded(entries, count, tombstones, key_hashes, rows)
     return count

@@ -30,10 +30,12 @@ from dropgate.key_index import KeyIndex, index_dtype, key_hash
 if TYPE_CHECKING:
     import numpy as np
 
-    from dropgate.spool import SpoolEntry
+    from dropgate.spool import EventSpool, SpoolEntry
 
 #: Events hashed per numpy step in :class:`FileRows`.
 _CHUNK = 8192
+#: Rows decided per step (44 bytes each, and a few temporaries as large).
+_STEP_ROWS = 1 << 16
 #: A file touching at most this many shards keeps them from its reading to its write-back (each
 #: is about a megabyte): a small delta then costs one GET and one PUT per shard, not two GETs.
 _KEEP = 16
@@ -61,6 +63,7 @@ class KeyIndexStore(Protocol):
 
 
 def _row_dtype() -> Any:
+    """An index entry and its ordinal: laid out as :data:`dropgate.spool.INDEX_ROW` (the record)."""
     import numpy as np
 
     return np.dtype([*index_dtype().descr, ("ordinal", "<u4")])
@@ -106,6 +109,31 @@ class FileRows:
                 partition.write(cells_of(rows["key"]), rows)
             partition.check_full()
 
+    def add_spool(self, spool: EventSpool) -> bool:
+        """The rows the spool kept (each row's ordinal is its record), but the excluded records';
+        ``False`` if it kept none. Nothing is hashed here: the rows were built with the entries."""
+        import numpy as np
+
+        source = spool.rows()
+        if source is None:
+            return False
+        excluded = np.array(spool.excluded, dtype=np.uint32)
+        dtype = _row_dtype()
+        sizes = np.zeros(CELLS, dtype=np.int64)
+        last = -1
+        for rows in _read_rows(source, dtype, excluded):
+            ordinals = rows["ordinal"].astype(np.int64)
+            if ordinals[0] <= last or (len(ordinals) > 1 and not (np.diff(ordinals) > 0).all()):
+                return False  # records not one entry each, in order: the rows cannot stand for entries
+            last = int(ordinals[-1])
+            sizes += np.bincount(cells_of(rows["key"]), minlength=CELLS)
+        self.count = last + 1
+        self._partition = partition = Partition(sizes, dtype, self.directory)
+        for rows in _read_rows(source, dtype, excluded):
+            partition.write(cells_of(rows["key"]), rows)
+        partition.check_full()
+        return True
+
     @staticmethod
     def _spill(rows: np.ndarray, scratch: BinaryIO) -> np.ndarray:
         import numpy as np
@@ -117,6 +145,20 @@ class FileRows:
         assert self._partition is not None, "add() first"
         return bool(self._partition.starts[shard.hi] > self._partition.starts[shard.lo])
 
+    def steps(self, shard: Shard) -> Iterator[tuple[int, int]]:
+        """``shard``'s cells in runs of about :data:`_STEP_ROWS` of this file's rows (a run holds
+        at least one cell), so a file with a million rows in one shard is decided in pieces."""
+        import numpy as np
+
+        assert self._partition is not None, "add() first"
+        starts = self._partition.starts
+        lo = shard.lo
+        while lo < shard.hi:
+            hi = int(np.searchsorted(starts, starts[lo] + _STEP_ROWS, side="right")) - 1
+            hi = min(max(hi, lo + 1), shard.hi)
+            yield lo, hi
+            lo = hi
+
     def in_cells(self, lo: int, hi: int) -> np.ndarray:
         """The rows of cells ``lo``..``hi``, by cell, in file order within a cell."""
         assert self._partition is not None, "add() first"
@@ -127,50 +169,79 @@ class FileRows:
             self._partition.close()
 
 
+def _read_rows(source: BinaryIO, dtype: Any, excluded: np.ndarray) -> Iterator[np.ndarray]:
+    import numpy as np
+
+    source.seek(0)
+    while len(rows := np.fromfile(source, dtype=dtype, count=1 << 16)):
+        if len(excluded):
+            rows = rows[~np.isin(rows["ordinal"], excluded)]
+        if len(rows):
+            yield rows
+
+
 class IndexUpdates:
     """The index entries a session will write, by cell, in publish order within a cell.
 
-    Each :meth:`add` is one run of rows sorted by cell (a shard's, in cell order) appended to a
-    scratch file; :meth:`between` reads a cell range back from every run.
+    A *run* is one :meth:`GuardSession.select` (the file's events, then a snapshot's tombstones):
+    within it, rows arrive in cell order (shard by shard), so a run is one stretch of a scratch
+    file and its count per cell; :meth:`between` reads a cell range back from every run.
     """
 
     def __init__(self, directory: str | None) -> None:
         self.directory = directory
         self._file: BinaryIO | None = None
         self._rows = 0
-        #: Per run: where it starts (in rows), and where each cell starts within it.
+        #: Per run: where it starts (in rows), and how many rows each cell has in it.
         self._runs: list[tuple[int, np.ndarray]] = []
+        self._edges: list[np.ndarray] | None = None
+
+    def begin(self) -> None:
+        import numpy as np
+
+        self._runs.append((self._rows, np.zeros(CELLS, dtype=np.int64)))
+        self._edges = None
 
     def add(self, rows: np.ndarray) -> None:
+        """Rows sorted by cell, each cell after every cell already added to this run."""
         import numpy as np
 
         if not len(rows):
             return
         if self._file is None:
             self._file = tempfile.TemporaryFile(dir=self.directory)  # noqa: SIM115 - closed in close()
-        edges = np.searchsorted(cells_of(rows["key"]), np.arange(CELLS + 1))
         os.pwrite(self._file.fileno(), rows.tobytes(), self._rows * rows.dtype.itemsize)
-        self._runs.append((self._rows, edges))
+        self._runs[-1][1][:] += np.bincount(cells_of(rows["key"]), minlength=CELLS)
         self._rows += len(rows)
+        self._edges = None
+
+    def _run_edges(self) -> list[np.ndarray]:
+        import numpy as np
+
+        if self._edges is None:
+            self._edges = [np.concatenate(([0], np.cumsum(counts))) for _start, counts in self._runs]
+        return self._edges
 
     def touches(self, shard: Shard) -> bool:
-        return any(edges[shard.hi] > edges[shard.lo] for _start, edges in self._runs)
+        return any(edges[shard.hi] > edges[shard.lo] for edges in self._run_edges())
 
     def between(self, lo: int, hi: int) -> np.ndarray:
         import numpy as np
 
         dtype = index_dtype()
         pieces = []
-        for start, edges in self._runs:
+        for (start, _counts), edges in zip(self._runs, self._run_edges(), strict=True):
             first, last = int(edges[lo]), int(edges[hi])
             if last > first and self._file is not None:
                 data = os.pread(self._file.fileno(), (last - first) * dtype.itemsize, (start + first) * dtype.itemsize)
                 pieces.append(np.frombuffer(data, dtype=dtype))
         if not pieces:
             return np.zeros(0, dtype=dtype)
+        if len(pieces) == 1:
+            return pieces[0]
         rows = np.concatenate(pieces)
         # Cell by cell, runs in the order they were added (a stable sort keeps publish order).
-        return rows[np.argsort(cells_of(rows["key"]), kind="stable")] if len(pieces) > 1 else rows
+        return rows[np.argsort(cells_of(rows["key"]), kind="stable")]
 
     def close(self) -> None:
         if self._file is not None:

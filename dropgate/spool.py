@@ -25,6 +25,7 @@ from typing import BinaryIO, NamedTuple
 
 from dropgate.events import NO_FIELD_HASHES, SplitValue
 from dropgate.key_index import TRACKED_FIELDS
+from dropgate.key_index import key_hash as index_key_hash
 
 # key length, head length (-1: tombstone), tail length, record index, line (0: unknown), asOf ms,
 # state hash, field hashes
@@ -41,6 +42,18 @@ _SPILL_HASHES = 1 << 16
 #: :data:`HASH_PROBE` before spooling anything. Not stable across processes otherwise: never store it.
 key_hash = hash
 _PROBE = b"dropgate spool key hash"
+
+
+#: An entry's row for the stale guard's key index (``dropgate.partner_index.FileRows`` reads them
+#: as a numpy array): the key's stable 64-bit hash, asOf ms, state hash, field hashes, its record.
+INDEX_ROW = struct.Struct(f"<QqQ{len(TRACKED_FIELDS)}HI")
+
+
+def index_row(key: bytes, value: SplitValue | None, record: int, tombstone_as_of_ms: int) -> bytes:
+    """The entry's :data:`INDEX_ROW`, built where the entry is (a parsing process, when there are)."""
+    if value is None:
+        return INDEX_ROW.pack(index_key_hash(key), tombstone_as_of_ms, 0, *_NO_FIELDS, record)
+    return INDEX_ROW.pack(index_key_hash(key), value.as_of_ms, value.state, *value.fields, record)
 
 
 def hash_probe() -> int:
@@ -90,9 +103,14 @@ class EventSpool:
     #: waiting: one write call per entry costs more than packing it.
     _BATCH = 2048
 
-    def __init__(self, directory: str | None = None) -> None:
+    def __init__(self, directory: str | None = None, *, index_rows: bool = False) -> None:
         self.directory = directory
         self._file: BinaryIO = tempfile.TemporaryFile(dir=directory)  # noqa: SIM115 - closed in close()
+        #: With ``index_rows``, every entry's :data:`INDEX_ROW` too, in a file of their own: the stale
+        #: guard then reads them as one array instead of replaying the spool to hash every key.
+        self.index_rows = index_rows
+        self._rows: BinaryIO | None = tempfile.TemporaryFile(dir=directory) if index_rows else None  # noqa: SIM115
+        self._pending_rows: list[bytes] = []
         self._pending: list[bytes] = []
         #: Entries appended (``count`` leaves out the excluded ones), and the tombstones among them.
         self.entries = 0
@@ -131,6 +149,8 @@ class EventSpool:
     ) -> None:
         pending = self._pending
         pending += encode(key, value, record, tombstone_as_of_ms=tombstone_as_of_ms, line=line)
+        if self._rows is not None:
+            self._pending_rows.append(index_row(key, value, record, tombstone_as_of_ms))
         if value is None:
             self._tombstones += 1
         self.entries += 1
@@ -138,12 +158,17 @@ class EventSpool:
         if len(pending) >= self._BATCH:
             self._write_pending()
 
-    def append_encoded(self, entries: bytes, count: int, tombstones: int, key_hashes: bytes) -> None:
+    def append_encoded(self, entries: bytes, count: int, tombstones: int, key_hashes: bytes, rows: bytes = b"") -> None:
         """``count`` entries laid out by :func:`encode` (by a parsing process), in file order, with
-        their keys' :data:`key_hash` as native 64-bit integers."""
+        their keys' :data:`key_hash` as native 64-bit integers (and their :data:`INDEX_ROW` s, if
+        this spool keeps them)."""
         self._write_pending()
         self._key_hashes.frombytes(key_hashes)  # type: ignore[union-attr]
         self._pending.append(entries)
+        if self._rows is not None:
+            if len(rows) != count * INDEX_ROW.size:
+                raise RuntimeError("a parsing process sent no index rows for a spool that keeps them")
+            self._pending_rows.append(rows)
         self.entries += count
         self._tombstones += tombstones
         self._write_pending()
@@ -160,6 +185,9 @@ class EventSpool:
         hashes = self._key_hashes
         if hashes is not None and len(hashes) >= _SPILL_HASHES:
             self._spill(hashes)
+        if self._pending_rows and self._rows is not None:
+            self._rows.write(b"".join(self._pending_rows))
+            self._pending_rows.clear()
         if not self._pending:
             return
         data = b"".join(self._pending)
@@ -180,6 +208,21 @@ class EventSpool:
         spilled.flush()
         spilled.seek(0)
         return spilled
+
+    def rows(self) -> BinaryIO | None:
+        """The file of every entry's :data:`INDEX_ROW` (``None`` unless the spool keeps them), read
+        from the start. Excluded records' rows are in it: see :attr:`excluded`."""
+        if self._rows is None:
+            return None
+        self._write_pending()
+        self._rows.flush()
+        self._rows.seek(0)
+        return self._rows
+
+    @property
+    def excluded(self) -> array[int]:
+        """Records left out of every replay, ascending."""
+        return self._excluded
 
     def exclude(self, records: array[int], *, tombstones: int) -> None:
         """Leave these records' entries (``records`` ascending; ``tombstones`` of them tombstones)
@@ -251,6 +294,8 @@ class EventSpool:
 
     def close(self) -> None:
         self._file.close()
+        if self._rows is not None:
+            self._rows.close()
         if self._spilled is not None:
             self._spilled.close()
 

@@ -125,7 +125,7 @@ class Preparer:
             meta=meta,
             parser=route.parser,
             builder=builder,
-            spool=EventSpool(policy.spool_dir),
+            spool=EventSpool(policy.spool_dir, index_rows=policy.state_hashes),
             problems=problems,
             limits=limits,
             pacer=Pacer(ref, deadline, self.progress),

@@ -259,6 +259,7 @@ class FileReader:
             key_template=partner.key_template,
             serializer=builder.serializer_for(partner),
             max_event_bytes=builder.max_event_bytes,
+            index_rows=self.spool.index_rows,
         )
 
     def _parallel_progress(self) -> Callable[[int], None]:

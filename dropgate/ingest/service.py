@@ -212,7 +212,7 @@ class Ingestor:
                 prepared.partner_id or UNROUTED, bucket=prepared.ref.bucket, write=False, changed_only=changed_only
             ) as session,
         ):
-            for _entry in session.select(lambda: prepared.spool.replay(prepared.sha256)):
+            for _entry in session.select(lambda: prepared.spool.replay(prepared.sha256), spool=prepared.spool):
                 pass
             step = SnapshotStep(note="snapshot: a file with problems never deletes")
             if not prepared.problems:
@@ -283,7 +283,7 @@ class Ingestor:
                 changed_only=changed_only,
             ) as session,
         ):
-            selected = session.select(lambda: prepared.spool.replay(prepared.sha256))
+            selected = session.select(lambda: prepared.spool.replay(prepared.sha256), spool=prepared.spool)
             report = self.sink.publish(prepared.messages(selected), deadline=deadline)
             step = self._snapshot_deletes().run(prepared, session, stack=stack, deadline=deadline)
         outcome.events = report.acknowledged + step.deletes

@@ -232,3 +232,30 @@ def test_a_crash_at_any_state_write_is_repaired_by_the_retry() -> None:
         # The single object of before is removed last: a crash just before leaves it, never read again.
         assert (store.legacy_objects == {}) == (clean.steps[fail_at] != "drop legacy")
         assert sink.latest()[b"P7"] is None and b"NEW" in sink.latest()
+
+
+# -- the rows the spool keeps ---------------------------------------------------------------------
+@pytest.mark.parametrize("parallel", [False, True], ids=["streaming", "parallel"])
+def test_the_guard_reads_the_rows_the_spool_kept_and_decides_as_it_would_from_the_events(
+    parallel: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dropgate.config import Settings
+    from dropgate.partner_index import FileRows
+
+    settings = Settings(parallel_parse_min_bytes=1 if parallel else -1, parse_processes=2)
+    products: dict[str, int | str | None] = {f"K{i}": i for i in range(3_000)}
+    products.update({"K7": None, "K8": None})
+    decided: dict[str, list[object]] = {}
+    for mode in ("spool rows", "events"):
+        svc = make_service(settings=settings)
+        svc.ingest(svc.drop("acme/mon.xml", inventory({f"K{i}": 1 for i in range(0, 3_000, 2)}, day=17)))
+        if mode == "events":
+            monkeypatch.setattr(FileRows, "add_spool", lambda self, spool: False)
+        else:
+            monkeypatch.setattr(FileRows, "add", lambda self, entries: pytest.fail("the events were hashed again"))
+        outcome = svc.ingest(svc.drop("acme/tue.xml", inventory(products, day=16)))
+        monkeypatch.undo()
+        assert outcome.verdicts is not None
+        decided[mode] = [outcome.events, outcome.stale, svc.sink.keys, outcome.verdicts.samples, svc.key_index.objects]
+    assert decided["spool rows"] == decided["events"]
+    assert decided["events"][1] == 1_500  # the even keys are a day newer in the index: stale
