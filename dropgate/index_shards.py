@@ -24,12 +24,20 @@ from __future__ import annotations
 import itertools
 import json
 from collections.abc import Callable, Iterator, Sequence
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Generic, NamedTuple, Protocol, TypeVar
 
 from dropgate.key_index import KeyIndex
 
 if TYPE_CHECKING:
     import numpy as np
+
+
+class _Sized(Protocol):
+    def __len__(self) -> int: ...
+
+
+P = TypeVar("P", bound=_Sized)
+R = TypeVar("R")
 
 CELL_BITS = 12
 CELLS = 1 << CELL_BITS
@@ -111,7 +119,7 @@ def rewrite(shard: Shard, old: KeyIndex, updates: Callable[[int, int], np.ndarra
     memory stays around two shards even when a new partner's first million products all land in
     the one shard it starts with.
     """
-    cutter = _Cutter(shard)
+    cutter: Cutter[np.ndarray, KeyIndex] = Cutter(shard, _joined)
     edges = cell_edges(old.entries) if len(old) else None
     for lo in range(shard.lo, shard.hi, _CELLS_PER_STEP):
         hi = min(lo + _CELLS_PER_STEP, shard.hi)
@@ -128,60 +136,67 @@ def rewrite(shard: Shard, old: KeyIndex, updates: Callable[[int, int], np.ndarra
 _CELLS_PER_STEP = 64
 
 
-class _Cutter:
-    """Cuts a shard's merged cells, in order, into parts (see :func:`rewrite`)."""
+class Cutter(Generic[P, R]):
+    """Cuts a shard's cells, fed in order with their pieces (index rows, keys), into parts: the
+    shard as it is while it holds at most :data:`MAX_ROWS`, else parts of about :data:`TARGET_ROWS`
+    at cell boundaries, a small tail joined to the part before it. Parts come out as soon as they
+    are cut, so at most about two parts are held. ``join`` makes one part from its pieces."""
 
-    def __init__(self, shard: Shard) -> None:
+    def __init__(self, shard: Shard, join: Callable[[list[P]], R]) -> None:
         self.shard = shard
-        self.held: list[tuple[int, np.ndarray]] = []
+        self.join = join
+        self.held: list[P] = []
+        self.held_cells: list[int] = []
         self.held_rows = 0
         self.held_lo = shard.lo
         self.splitting = False
-        self.previous: tuple[Shard, list[tuple[int, np.ndarray]]] | None = None
-        self._ready: list[tuple[Shard, KeyIndex]] = []
+        self.previous: tuple[Shard, list[P]] | None = None
+        self._ready: list[tuple[Shard, list[P]]] = []
 
-    def add(self, cell: int, rows: np.ndarray) -> None:
-        if len(rows):
-            self.held.append((cell, rows))
-            self.held_rows += len(rows)
+    def add(self, cell: int, piece: P) -> None:
+        if len(piece):
+            self.held.append(piece)
+            self.held_cells.append(cell)
+            self.held_rows += len(piece)
         if self.splitting:
             if self.held_rows >= TARGET_ROWS:
                 self._cut(cell + 1)
         elif self.held_rows > MAX_ROWS:
             # From here on the shard is cut: what was held is fed again, cut as it goes.
             self.splitting = True
-            held, self.held, self.held_rows = self.held, [], 0
-            for at, piece in held:
-                self.add(at, piece)
+            held = list(zip(self.held_cells, self.held, strict=True))
+            self.held, self.held_cells, self.held_rows = [], [], 0
+            for at, again in held:
+                self.add(at, again)
 
     def _cut(self, hi: int) -> None:
         if self.previous is not None:
-            self._ready.append(_joined(*self.previous))
+            self._ready.append(self.previous)
         self.previous = (Shard(self.held_lo, hi), self.held)
-        self.held, self.held_rows, self.held_lo = [], 0, hi
+        self.held, self.held_cells, self.held_rows, self.held_lo = [], [], 0, hi
 
-    def parts(self) -> Iterator[tuple[Shard, KeyIndex]]:
+    def parts(self) -> Iterator[tuple[Shard, R]]:
         ready, self._ready = self._ready, []
-        yield from ready
+        for shard, pieces in ready:
+            yield shard, self.join(pieces)
 
-    def finish(self) -> Iterator[tuple[Shard, KeyIndex]]:
+    def finish(self) -> Iterator[tuple[Shard, R]]:
+        yield from self.parts()
         tail = Shard(self.held_lo, self.shard.hi)
         if self.previous is None:
-            yield _joined(tail, self.held)
+            yield tail, self.join(self.held)
         elif self.held_rows < TARGET_ROWS // 2:
-            joined, rows = self.previous
-            yield _joined(Shard(joined.lo, tail.hi), rows + self.held)
+            joined, pieces = self.previous
+            yield Shard(joined.lo, tail.hi), self.join(pieces + self.held)
         else:
-            yield _joined(*self.previous)
-            yield _joined(tail, self.held)
+            yield self.previous[0], self.join(self.previous[1])
+            yield tail, self.join(self.held)
 
 
-def _joined(shard: Shard, pieces: list[tuple[int, np.ndarray]]) -> tuple[Shard, KeyIndex]:
+def _joined(pieces: list[np.ndarray]) -> KeyIndex:
     import numpy as np
 
-    if not pieces:
-        return shard, KeyIndex.empty()
-    return shard, KeyIndex(np.concatenate([rows for _cell, rows in pieces]))
+    return KeyIndex(np.concatenate(pieces)) if pieces else KeyIndex.empty()
 
 
 def migrated(index: KeyIndex) -> Iterator[tuple[Shard, KeyIndex]]:

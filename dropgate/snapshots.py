@@ -22,14 +22,18 @@ import json
 import os
 import struct
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext, suppress
 from dataclasses import dataclass
 from typing import IO, Protocol
 
+from dropgate.index_shards import CELL_BITS, Shard, ShardLayout
+from dropgate.key_index import key_hash
 from dropgate.spool import SpoolEntry
 
 _MAGIC = b"dropgate-keyset 1\n"
+_SHARD_MAGIC = b"dropgate-keyset-shard 1\n"
+_MANIFEST = "dropgate-keyset-layout 1"
 _LENGTH = struct.Struct("<I")
 
 
@@ -51,13 +55,107 @@ class SnapshotHeader:
 
 
 class SnapshotStore(Protocol):
-    """Where each partner's last published full-snapshot key set is kept."""
+    """Where each partner's key set is kept, in shards (:mod:`dropgate.partner_keyset` reads and
+    writes them; :mod:`dropgate.index_shards` says how they are cut)."""
 
     enabled: bool
 
-    def load(self, partner: str, bucket: str | None) -> AbstractContextManager[StoredKeys | None]: ...
+    def manifest(self, partner: str, bucket: str | None) -> KeySetManifest | None:
+        """The key set's header and shards; ``None`` before its first sharded write."""
 
-    def save(self, partner: str, bucket: str | None, header: SnapshotHeader, keys: Iterable[bytes]) -> None: ...
+    def legacy(self, partner: str, bucket: str | None) -> AbstractContextManager[StoredKeys | None]:
+        """The key set as one object (how it was kept before shards), if it is still there."""
+
+    def read(self, partner: str, bucket: str | None, generation: int, shards: Sequence[Shard]) -> Iterator[list[bytes]]:
+        """These shards' keys, in this order (a shard never written is empty)."""
+
+    def write(
+        self, partner: str, bucket: str | None, generation: int, shards: Iterable[tuple[Shard, list[bytes]]]
+    ) -> None: ...
+
+    def write_manifest(self, partner: str, bucket: str | None, manifest: KeySetManifest) -> None: ...
+
+    def delete(self, partner: str, bucket: str | None, generation: int, shards: Sequence[Shard]) -> None: ...
+
+    def drop_legacy(self, partner: str, bucket: str | None) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class KeySetManifest:
+    """A sharded key set's header and the shards that hold its keys."""
+
+    header: SnapshotHeader
+    layout: ShardLayout
+    #: Shards are stored per generation: a set written anew gets the next one, so until its
+    #: manifest is written the one before still names untouched shards.
+    generation: int = 1
+
+    def to_bytes(self) -> bytes:
+        shards = json.loads(self.layout.to_bytes())
+        raw = {
+            "format": _MANIFEST,
+            "header": _header_json(self.header),
+            "shards": shards,
+            "generation": self.generation,
+        }
+        return json.dumps(raw, sort_keys=True).encode()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> KeySetManifest:
+        raw = json.loads(data)
+        if not isinstance(raw, dict) or raw.get("format") != _MANIFEST:
+            raise ValueError("not a dropgate key set manifest")
+        layout = ShardLayout.from_bytes(json.dumps(raw["shards"]).encode())
+        return cls(_header_of(raw["header"]), layout, int(raw["generation"]))
+
+
+def _header_json(header: SnapshotHeader) -> dict[str, object]:
+    return {
+        "partner": header.partner,
+        "asOfMs": header.as_of_ms,
+        "source": header.source,
+        "count": header.count,
+        "keyTemplate": header.key_template,
+    }
+
+
+def _header_of(raw: dict[str, object]) -> SnapshotHeader:
+    return SnapshotHeader(
+        partner=str(raw["partner"]),
+        as_of_ms=int(str(raw["asOfMs"])),
+        source=str(raw["source"]),
+        count=int(str(raw["count"])),
+        key_template=str(raw["keyTemplate"]),
+    )
+
+
+def write_shard(target: IO[bytes], keys: Iterable[bytes]) -> int:
+    """One key set shard: its keys (sorted), gzipped; returns how many."""
+    written = 0
+    with gzip.GzipFile(fileobj=target, mode="wb", compresslevel=6, mtime=0) as out:
+        out.write(_SHARD_MAGIC)
+        for key in keys:
+            out.write(_LENGTH.pack(len(key)) + key)
+            written += 1
+    return written
+
+
+def read_shard(data: bytes) -> list[bytes]:
+    raw = gzip.decompress(data)
+    if not raw.startswith(_SHARD_MAGIC):
+        raise ValueError("not a dropgate key set shard (bad magic)")
+    keys, at, unpack = [], len(_SHARD_MAGIC), _LENGTH.unpack_from
+    while at < len(raw):
+        (length,) = unpack(raw, at)
+        at += _LENGTH.size
+        keys.append(raw[at : at + length])
+        at += length
+    return keys
+
+
+def cell_of(key: bytes) -> int:
+    """The cell a key's shard is chosen by (the top bits of its key index hash)."""
+    return key_hash(key) >> (64 - CELL_BITS)
 
 
 class StoredKeys:
@@ -68,14 +166,7 @@ class StoredKeys:
         if self._stream.read(len(_MAGIC)) != _MAGIC:
             raise ValueError("not a dropgate key set (bad magic)")
         (length,) = _LENGTH.unpack(self._stream.read(_LENGTH.size))
-        raw = json.loads(self._stream.read(length))
-        self.header = SnapshotHeader(
-            partner=raw["partner"],
-            as_of_ms=int(raw["asOfMs"]),
-            source=raw["source"],
-            count=int(raw["count"]),
-            key_template=raw["keyTemplate"],
-        )
+        self.header = _header_of(json.loads(self._stream.read(length)))
 
     def keys(self) -> Iterator[bytes]:
         read = self._stream.read
@@ -86,16 +177,7 @@ class StoredKeys:
 
 def write_keyset(target: IO[bytes], header: SnapshotHeader, keys: Iterable[bytes]) -> int:
     """Write a key set (keys must come sorted and unique); returns how many were written."""
-    meta = json.dumps(
-        {
-            "partner": header.partner,
-            "asOfMs": header.as_of_ms,
-            "source": header.source,
-            "count": header.count,
-            "keyTemplate": header.key_template,
-        },
-        sort_keys=True,
-    ).encode()
+    meta = json.dumps(_header_json(header), sort_keys=True).encode()
     written = 0
     with gzip.GzipFile(fileobj=target, mode="wb", compresslevel=6, mtime=0) as out:
         out.write(_MAGIC + _LENGTH.pack(len(meta)) + meta)
@@ -131,20 +213,39 @@ class SnapshotKeys:
         self._db.execute("PRAGMA synchronous=OFF")
         self._db.execute("PRAGMA cache_size=-8192")  # 8 MiB, whatever the file's size
         self._db.execute("PRAGMA temp_store=FILE")
-        self._db.execute("CREATE TABLE k (key BLOB PRIMARY KEY, live INTEGER NOT NULL) WITHOUT ROWID")
-        self._db.execute("CREATE TABLE p (key BLOB PRIMARY KEY) WITHOUT ROWID")
+        # Each key's cell (dropgate.index_shards) too: the stored set is kept in shards by cell.
+        self._db.execute("CREATE TABLE k (key BLOB PRIMARY KEY, live INTEGER NOT NULL, cell INTEGER) WITHOUT ROWID")
+        self._db.execute("CREATE TABLE p (key BLOB PRIMARY KEY, cell INTEGER) WITHOUT ROWID")
         self.live = 0
 
     def add_current(self, entries: Iterable[SpoolEntry]) -> SnapshotKeys:
         # Later events for a key win, as they do on the compacted topic.
-        rows = ((entry.key, 0 if entry.value is None else 1) for entry in entries)
-        self._insert("INSERT OR REPLACE INTO k VALUES (?, ?)", rows)
+        rows = ((entry.key, 0 if entry.value is None else 1, cell_of(entry.key)) for entry in entries)
+        self._insert("INSERT OR REPLACE INTO k VALUES (?, ?, ?)", rows)
         (self.live,) = self._db.execute("SELECT count(*) FROM k WHERE live = 1").fetchone()
         return self
 
     def add_previous(self, keys: Iterable[bytes]) -> SnapshotKeys:
-        self._insert("INSERT OR IGNORE INTO p VALUES (?)", ((key,) for key in keys))
+        self._insert("INSERT OR IGNORE INTO p VALUES (?, ?)", ((key, cell_of(key)) for key in keys))
         return self
+
+    def current_cells(self) -> set[int]:
+        """The cells of this file's keys: the shards a file that does not delete touches."""
+        return {int(cell) for (cell,) in self._db.execute("SELECT DISTINCT cell FROM k")}
+
+    def merged_by_cell(self) -> Iterator[tuple[int, bytes]]:
+        """:meth:`merged_sorted` as (cell, key), by cell, sorted within one."""
+        return self._cells(
+            "SELECT cell, key FROM p WHERE NOT EXISTS (SELECT 1 FROM k WHERE k.key = p.key) "
+            "UNION ALL SELECT cell, key FROM k WHERE live = 1 ORDER BY cell, key"
+        )
+
+    def live_by_cell(self) -> Iterator[tuple[int, bytes]]:
+        return self._cells("SELECT cell, key FROM k WHERE live = 1 ORDER BY cell, key")
+
+    def _cells(self, query: str) -> Iterator[tuple[int, bytes]]:
+        for cell, key in self._db.execute(query):
+            yield int(cell), bytes(key)
 
     def _insert(self, statement: str, rows: Iterable[tuple[object, ...]]) -> None:
         batch: list[tuple[object, ...]] = []
@@ -232,8 +333,25 @@ class NullSnapshotStore:
 
     enabled = False
 
-    def load(self, partner: str, bucket: str | None) -> AbstractContextManager[StoredKeys | None]:
+    def manifest(self, partner: str, bucket: str | None) -> KeySetManifest | None:
+        return None
+
+    def legacy(self, partner: str, bucket: str | None) -> AbstractContextManager[StoredKeys | None]:
         return nullcontext(None)
 
-    def save(self, partner: str, bucket: str | None, header: SnapshotHeader, keys: Iterable[bytes]) -> None:
+    def read(self, partner: str, bucket: str | None, generation: int, shards: Sequence[Shard]) -> Iterator[list[bytes]]:
+        return iter([[] for _ in shards])
+
+    def write(
+        self, partner: str, bucket: str | None, generation: int, shards: Iterable[tuple[Shard, list[bytes]]]
+    ) -> None:
+        return None
+
+    def write_manifest(self, partner: str, bucket: str | None, manifest: KeySetManifest) -> None:
+        return None
+
+    def delete(self, partner: str, bucket: str | None, generation: int, shards: Sequence[Shard]) -> None:
+        return None
+
+    def drop_legacy(self, partner: str, bucket: str | None) -> None:
         return None

@@ -31,7 +31,7 @@ from dropgate.ledger import MAX_ATTEMPTS, Attempt, Claim, LedgerEntry, version_o
 from dropgate.partners import PartnerDirectory
 from dropgate.publishing import OutMessage, PublishError, PublishReport
 from dropgate.quarantine import Diagnostics, quarantine_key
-from dropgate.snapshots import SnapshotHeader, StoredKeys, write_keyset
+from dropgate.snapshots import KeySetManifest, StoredKeys, read_shard, write_shard
 from dropgate.storage import ObjectMeta, ObjectMissing, ObjectRef
 
 __all__ = [
@@ -345,27 +345,59 @@ class InMemoryLock:
 
 
 class InMemorySnapshotStore:
-    """Stands in for :class:`dropgate.snapshots.S3SnapshotStore`: each partner's key set in the
-    product's own key-set layout, so a header whose count disagrees with its keys fails as it would."""
+    """Stands in for :class:`dropgate.adapters.s3_state.S3SnapshotStore`: each partner's key set in
+    the product's own layouts (shards, manifest; ``legacy`` the single object of before), as bytes."""
 
     enabled = True
 
     def __init__(self) -> None:
-        self.saved: dict[tuple[str, str | None], bytes] = {}
+        self.objects: dict[tuple[str, str | None, str], bytes] = {}
+        self.legacy_objects: dict[tuple[str, str | None], bytes] = {}
+        self.reads: list[str] = []
 
-    def load(self, partner: str, bucket: str | None) -> AbstractContextManager[StoredKeys | None]:
-        data = self.saved.get((partner, bucket))
+    def manifest(self, partner: str, bucket: str | None) -> KeySetManifest | None:
+        data = self.objects.get((partner, bucket, "manifest"))
+        return KeySetManifest.from_bytes(data) if data is not None else None
+
+    def legacy(self, partner: str, bucket: str | None) -> AbstractContextManager[StoredKeys | None]:
+        data = self.legacy_objects.get((partner, bucket))
         return nullcontext(StoredKeys(io.BytesIO(data)) if data is not None else None)
 
-    def save(self, partner: str, bucket: str | None, header: SnapshotHeader, keys: Iterable[bytes]) -> None:
-        buffer = io.BytesIO()
-        write_keyset(buffer, header, keys)
-        self.saved[(partner, bucket)] = buffer.getvalue()
+    def read(self, partner: str, bucket: str | None, generation: int, shards: Sequence[Shard]) -> Iterator[list[bytes]]:
+        for shard in shards:
+            self.reads.append(shard.name)
+            data = self.objects.get((partner, bucket, f"{generation}/{shard.name}"))
+            yield read_shard(data) if data is not None else []
+
+    def write(
+        self, partner: str, bucket: str | None, generation: int, shards: Iterable[tuple[Shard, list[bytes]]]
+    ) -> None:
+        for shard, keys in shards:
+            buffer = io.BytesIO()
+            write_shard(buffer, keys)
+            self.objects[(partner, bucket, f"{generation}/{shard.name}")] = buffer.getvalue()
+
+    def write_manifest(self, partner: str, bucket: str | None, manifest: KeySetManifest) -> None:
+        self.objects[(partner, bucket, "manifest")] = manifest.to_bytes()
+
+    def delete(self, partner: str, bucket: str | None, generation: int, shards: Sequence[Shard]) -> None:
+        for shard in shards:
+            self.objects.pop((partner, bucket, f"{generation}/{shard.name}"), None)
+
+    def drop_legacy(self, partner: str, bucket: str | None) -> None:
+        self.legacy_objects.pop((partner, bucket), None)
 
     def keys(self, partner: str, bucket: str | None = BUCKET) -> list[bytes] | None:
-        """The stored key set of ``partner`` (``None``: nothing stored)."""
-        with self.load(partner, bucket) as stored:
-            return list(stored.keys()) if stored is not None else None
+        """The stored key set of ``partner``, sorted (``None``: nothing stored)."""
+        manifest = self.manifest(partner, bucket)
+        if manifest is None:
+            with self.legacy(partner, bucket) as stored:
+                return list(stored.keys()) if stored is not None else None
+        shards = manifest.layout.shards
+        found = sorted(key for keys in self.read(partner, bucket, manifest.generation, shards) for key in keys)
+        if len(found) != manifest.header.count:
+            raise AssertionError(f"the manifest says {manifest.header.count} keys, the shards hold {len(found)}")
+        return found
 
 
 #: Three partners in the generic format: strict (the default), skip_invalid, and full snapshots.

@@ -6,7 +6,7 @@ Where they live is decided in :mod:`dropgate.state_objects`; what they hold in
 
 from __future__ import annotations
 
-import tempfile
+import io
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 from dropgate.index_shards import Shard, ShardLayout
 from dropgate.key_index import KeyIndex
-from dropgate.snapshots import SnapshotHeader, StoredKeys, write_keyset
+from dropgate.snapshots import KeySetManifest, StoredKeys, read_shard, write_shard
 from dropgate.state_objects import STATE_PREFIX, PartnerStateLocation, is_missing
 
 T = TypeVar("T")
@@ -34,30 +34,20 @@ class S3KeyIndexStore:
         self._legacy = PartnerStateLocation(bucket, prefix, ".keyindex", "the key index")
         self._shards = PartnerStateLocation(bucket, prefix, "/", "the key index")
 
-    def _get(self, target: str, key: str) -> bytes | None:
-        from botocore.exceptions import ClientError
-
-        try:
-            return bytes(self._client.get_object(Bucket=target, Key=key)["Body"].read())
-        except ClientError as error:
-            if is_missing(error):
-                return None
-            raise
-
     def layout(self, partner: str, bucket: str | None) -> ShardLayout | None:
         target, folder = self._shards.where(partner, bucket)
-        body = self._get(target, folder + "layout.json")
+        body = _get(self._client, target, folder + "layout.json")
         return ShardLayout.from_bytes(body) if body is not None else None
 
     def legacy(self, partner: str, bucket: str | None) -> KeyIndex | None:
-        body = self._get(*self._legacy.where(partner, bucket))
+        body = _get(self._client, *self._legacy.where(partner, bucket))
         return KeyIndex.from_bytes(body) if body is not None else None
 
     def read(self, partner: str, bucket: str | None, shards: Sequence[Shard]) -> Iterator[KeyIndex]:
         target, folder = self._shards.where(partner, bucket)
 
         def fetch(shard: Shard) -> KeyIndex:
-            body = self._get(target, f"{folder}{shard.name}.keyindex")
+            body = _get(self._client, target, f"{folder}{shard.name}.keyindex")
             return KeyIndex.from_bytes(body) if body is not None else KeyIndex.empty()
 
         return in_flight(fetch, shards, _IN_FLIGHT)
@@ -78,9 +68,7 @@ class S3KeyIndexStore:
 
     def delete(self, partner: str, bucket: str | None, shards: Sequence[Shard]) -> None:
         target, folder = self._shards.where(partner, bucket)
-        for start in range(0, len(shards), 1000):  # DeleteObjects takes at most 1,000 keys
-            keys = [{"Key": f"{folder}{shard.name}.keyindex"} for shard in shards[start : start + 1000]]
-            self._client.delete_objects(Bucket=target, Delete={"Objects": keys, "Quiet": True})
+        _delete_all(self._client, target, [f"{folder}{shard.name}.keyindex" for shard in shards])
 
     def drop_legacy(self, partner: str, bucket: str | None) -> None:
         target, key = self._legacy.where(partner, bucket)
@@ -107,20 +95,29 @@ def in_flight(work: Callable[[T], R], items: Iterable[T], window: int) -> Iterat
 
 
 class S3SnapshotStore:
-    """One object per partner: ``dropgate-state/snapshots/<partner>.keyset`` (see
-    :mod:`dropgate.state_objects`)."""
+    """Each partner's key set as shards under ``dropgate-state/snapshots/<partner>/``: a
+    ``manifest.json`` (the set's header, its shards and their generation) and one
+    ``<generation>/<lo>-<hi>.keyset`` per shard
+    (see :mod:`dropgate.partner_keyset`), :data:`_IN_FLIGHT` requests at a time.
+    ``dropgate-state/snapshots/<partner>.keyset`` is the single object of before, read to migrate."""
 
     enabled = True
 
     def __init__(self, client: Any, bucket: str | None, prefix: str = STATE_PREFIX + "snapshots/") -> None:
         self._client = client
-        self._location = PartnerStateLocation(bucket, prefix, ".keyset", "snapshot key sets")
+        self._legacy = PartnerStateLocation(bucket, prefix, ".keyset", "snapshot key sets")
+        self._shards = PartnerStateLocation(bucket, prefix, "/", "snapshot key sets")
+
+    def manifest(self, partner: str, bucket: str | None) -> KeySetManifest | None:
+        target, folder = self._shards.where(partner, bucket)
+        body = _get(self._client, target, folder + "manifest.json")
+        return KeySetManifest.from_bytes(body) if body is not None else None
 
     @contextmanager
     def _open(self, partner: str, bucket: str | None) -> Iterator[StoredKeys | None]:
         from botocore.exceptions import ClientError
 
-        target, key = self._location.where(partner, bucket)
+        target, key = self._legacy.where(partner, bucket)
         try:
             body = self._client.get_object(Bucket=target, Key=key)["Body"]
         except ClientError as error:
@@ -133,12 +130,58 @@ class S3SnapshotStore:
         finally:
             body.close()
 
-    def load(self, partner: str, bucket: str | None) -> AbstractContextManager[StoredKeys | None]:
+    def legacy(self, partner: str, bucket: str | None) -> AbstractContextManager[StoredKeys | None]:
         return self._open(partner, bucket)
 
-    def save(self, partner: str, bucket: str | None, header: SnapshotHeader, keys: Iterable[bytes]) -> None:
-        target, key = self._location.where(partner, bucket)
-        with tempfile.TemporaryFile() as buffer:
-            write_keyset(buffer, header, keys)
-            buffer.seek(0)
-            self._client.upload_fileobj(buffer, target, key)
+    def read(self, partner: str, bucket: str | None, generation: int, shards: Sequence[Shard]) -> Iterator[list[bytes]]:
+        target, folder = self._shards.where(partner, bucket)
+
+        def fetch(shard: Shard) -> list[bytes]:
+            body = _get(self._client, target, f"{folder}{generation}/{shard.name}.keyset")
+            return read_shard(body) if body is not None else []
+
+        return in_flight(fetch, shards, _IN_FLIGHT)
+
+    def write(
+        self, partner: str, bucket: str | None, generation: int, shards: Iterable[tuple[Shard, list[bytes]]]
+    ) -> None:
+        target, folder = self._shards.where(partner, bucket)
+
+        def put(item: tuple[Shard, list[bytes]]) -> None:
+            shard, keys = item
+            buffer = io.BytesIO()
+            write_shard(buffer, keys)
+            key = f"{folder}{generation}/{shard.name}.keyset"
+            self._client.put_object(Bucket=target, Key=key, Body=buffer.getvalue())
+
+        for _done in in_flight(put, shards, _IN_FLIGHT):
+            pass
+
+    def write_manifest(self, partner: str, bucket: str | None, manifest: KeySetManifest) -> None:
+        target, folder = self._shards.where(partner, bucket)
+        self._client.put_object(Bucket=target, Key=folder + "manifest.json", Body=manifest.to_bytes())
+
+    def delete(self, partner: str, bucket: str | None, generation: int, shards: Sequence[Shard]) -> None:
+        target, folder = self._shards.where(partner, bucket)
+        _delete_all(self._client, target, [f"{folder}{generation}/{shard.name}.keyset" for shard in shards])
+
+    def drop_legacy(self, partner: str, bucket: str | None) -> None:
+        target, key = self._legacy.where(partner, bucket)
+        self._client.delete_object(Bucket=target, Key=key)
+
+
+def _get(client: Any, target: str, key: str) -> bytes | None:
+    from botocore.exceptions import ClientError
+
+    try:
+        return bytes(client.get_object(Bucket=target, Key=key)["Body"].read())
+    except ClientError as error:
+        if is_missing(error):
+            return None
+        raise
+
+
+def _delete_all(client: Any, target: str, keys: Sequence[str]) -> None:
+    for start in range(0, len(keys), 1000):  # DeleteObjects takes at most 1,000 keys
+        chunk = [{"Key": key} for key in keys[start : start + 1000]]
+        client.delete_objects(Bucket=target, Delete={"Objects": chunk, "Quiet": True})

@@ -3,7 +3,8 @@
 The key set holds every key this partner has live on the topic as far as dropgate knows: a full
 snapshot replaces it (after publishing tombstones for what it lacks); any other file of a tracked
 partner (a delta between snapshots, a partial or an older snapshot) adds the keys it made live, so
-a product published by a delta is deleted by the next snapshot that lacks it. Runs inside the
+a product published by a delta is deleted by the next snapshot that lacks it; such a file reads and
+writes only the key set shards its keys fall in (:mod:`dropgate.partner_keyset`). Runs inside the
 guard session (the partner lock); the new set is written after the key index, and before
 tombstones go out the stored set is widened to cover this file, so a crash at any point repeats
 the same tombstones instead of losing them.
@@ -12,10 +13,11 @@ the same tombstones instead of losing them.
 from __future__ import annotations
 
 from contextlib import ExitStack
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from dropgate.guard import GuardedSession
 from dropgate.ingest.outcome import Prepared
+from dropgate.partner_keyset import PartnerKeySet
 from dropgate.partners import Partner
 from dropgate.publishing import EventSink
 from dropgate.snapshots import SnapshotHeader, SnapshotKeys, SnapshotStore, plan, tombstone_entries
@@ -55,7 +57,8 @@ class SnapshotDeletes:
             return SnapshotStep(note="snapshot: no state store is configured (local run): no deletes")
         keys = stack.enter_context(SnapshotKeys(self.spool_dir))
         keys.add_current(prepared.spool.replay(prepared.sha256))
-        header, restarted = self._previous(partner, prepared, keys)
+        keyset = PartnerKeySet(self.snapshots, partner.id, prepared.ref.bucket)
+        header, restarted = self._previous(partner, keyset)
         decision = plan(
             mode=prepared.snapshot,
             problems=prepared.problem_count,
@@ -66,26 +69,26 @@ class SnapshotDeletes:
         if not decision.delete:
             if not dry_run:
                 base = header or SnapshotHeader(partner.id, 0, str(prepared.ref), 0, partner.key_template)
-                bucket = prepared.ref.bucket
-                session.on_commit(
-                    lambda: self.snapshots.save(
-                        partner.id, bucket, replace(base, count=keys.merged_count()), keys.merged_sorted()
-                    )
-                )
+                if restarted:  # the stored keys are not comparable: the set restarts from this file
+                    session.on_commit(lambda: keyset.replace(keys.merged_by_cell(), base))
+                else:  # only the shards this file's keys fall in
+                    keyset.load_touched(keys)
+                    session.on_commit(lambda: keyset.write_merged(keys, base))
             return SnapshotStep(note=f"snapshot: {decision.reason}{restarted}")
-        return self._delete(prepared, partner, session, keys, header, restarted, deadline=deadline, dry_run=dry_run)
+        if not restarted:
+            keyset.load_all(keys)
+        return self._delete(
+            prepared, partner, session, keys, keyset, header, restarted, deadline=deadline, dry_run=dry_run
+        )
 
-    def _previous(self, partner: Partner, prepared: Prepared, keys: SnapshotKeys) -> tuple[SnapshotHeader | None, str]:
-        """The stored key set's header (its keys added to ``keys``), and a note if it was dropped."""
-        with self.snapshots.load(partner.id, prepared.ref.bucket) as stored:
-            header = stored.header if stored is not None else None
-            if header is not None and header.key_template != partner.key_template:
-                return None, (
-                    f"; the key template changed ({header.key_template} → {partner.key_template}) since the stored "
-                    "key set, so it restarts from this file"
-                )
-            if stored is not None:
-                keys.add_previous(stored.keys())
+    def _previous(self, partner: Partner, keyset: PartnerKeySet) -> tuple[SnapshotHeader | None, str]:
+        """The stored key set's header, and a note if it is dropped (keys of another template)."""
+        header = keyset.header
+        if header is not None and header.key_template != partner.key_template:
+            return None, (
+                f"; the key template changed ({header.key_template} → {partner.key_template}) since the stored "
+                "key set, so it restarts from this file"
+            )
         return header, ""
 
     def _delete(
@@ -94,13 +97,13 @@ class SnapshotDeletes:
         partner: Partner,
         session: GuardedSession,
         keys: SnapshotKeys,
+        keyset: PartnerKeySet,
         header: SnapshotHeader | None,
         restarted: str,
         *,
         deadline: float | None,
         dry_run: bool,
     ) -> SnapshotStep:
-        bucket = prepared.ref.bucket
         gone = keys.missing_count()
         since = f"since {header.source}" if header is not None and header.as_of_ms else "from the tracked key set"
         tombstones = session.select(lambda: tombstone_entries(keys.missing_sorted(), prepared.as_of_ms))
@@ -109,13 +112,13 @@ class SnapshotDeletes:
             return SnapshotStep(
                 would, f"snapshot: {gone} product(s) missing {since}: would publish {would} tombstone(s)"
             )
-        if gone and header is not None:
-            self.snapshots.save(partner.id, bucket, replace(header, count=keys.merged_count()), keys.merged_sorted())
+        if gone and header is not None:  # widened first: a crash from here on repeats these tombstones
+            keyset.write_merged(keys, header)
         if self.sink is None:
             raise RuntimeError("no event sink configured")
         report = self.sink.publish(prepared.messages(tombstones), deadline=deadline)
         new = SnapshotHeader(partner.id, prepared.as_of_ms, str(prepared.ref), keys.live, partner.key_template)
-        session.on_commit(lambda: self.snapshots.save(partner.id, bucket, new, keys.live_sorted()))
+        session.on_commit(lambda: keyset.replace(keys.live_by_cell(), new))
         recorded = f"{keys.live} key(s) recorded as the partner's current snapshot{restarted}"
         if header is None:
             return SnapshotStep(report.acknowledged, f"snapshot: first snapshot recorded: {recorded}")

@@ -111,7 +111,7 @@ def test_a_delta_partner_never_deletes_what_a_file_lacks() -> None:
     svc.ingest(svc.drop("acme/mon.xml", MONDAY))
     outcome = svc.ingest(svc.drop("acme/tue.xml", TUESDAY))
     assert (outcome.tombstones, outcome.snapshot_deletes, outcome.notes) == (0, 0, [])
-    assert svc.sink.tombstones == [] and svc.snapshots.saved == {}
+    assert svc.sink.tombstones == [] and svc.snapshots.objects == {}
 
 
 def test_a_full_snapshot_with_problems_never_deletes_under_strict() -> None:
