@@ -80,6 +80,7 @@ soak: $(STAMP)
 # BASELINE=DIR (another checkout with its .venv) measures its product beside this one, run by run.
 bench: BENCH_STARTED := $(shell date +%s)
 bench: $(STAMP)
+	$(BIN)/python -m bench.state
 	$(BIN)/python -m bench.run --started $(BENCH_STARTED) $(if $(BASELINE),--baseline $(BASELINE))
 
 clean:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import statistics
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -122,6 +123,38 @@ def ratios(cells: list[Cell], products: int) -> str:
     return "\n".join(lines)
 
 
+Verdict = Callable[[str, bool | None, str], None]
+
+
+def _s3_targets(cells: list[Cell], big: int, local: float | None, verdict: Verdict) -> None:
+    """Issue 16: the product from S3 (ledger, stale guard) at ≥ 0.8x the local rate, ≤ 150 MB."""
+    s3 = _rate(cells, "product-s3", big)
+    name = f"product-s3 {big:,} plain ≥ 0.8 x product-local"
+    if local and s3:
+        verdict(name, s3 >= 0.8 * local, f"{s3:,.0f} vs {local:,.0f} rec/s = {s3 / local:.2f}x")
+    else:
+        verdict(name, None, "not measured")
+    cell = _find(cells, "product-s3", big, "plain")
+    s = stats(cell) if cell else None
+    name = f"product-s3 {big:,} plain peak RSS ≤ 150 MB"
+    if s is None or s["peak_mb_max"] is None:
+        verdict(name, None, "not measured")
+    else:
+        verdict(name, s["peak_mb_max"] <= 150, f"{s['peak_mb_max']:.1f} MB, largest of {s['n']} run(s)")
+
+
+def _baseline_cpu_target(cells: list[Cell], big: int, verdict: Verdict) -> None:
+    """Issue 16: CPU seconds per million local products ≤ 0.8x the --baseline checkout's."""
+    name = f"product-local {big:,} plain CPU s ≤ 0.8 x product-baseline"
+    mine, before = _find(cells, "product-local", big, "plain"), _find(cells, "product-baseline", big, "plain")
+    a, b = (stats(mine) if mine else None), (stats(before) if before else None)
+    if not a or not b or not a["cpu_seconds"] or not b["cpu_seconds"]:
+        verdict(name, None, "not measured (make bench BASELINE=DIR)")
+        return
+    ratio = a["cpu_seconds"] / b["cpu_seconds"]
+    verdict(name, ratio <= 0.8, f"{a['cpu_seconds']:.1f} vs {b['cpu_seconds']:.1f} CPU s (medians) = {ratio:.2f}x")
+
+
 def targets(state: dict[str, Any], cells: list[Cell]) -> list[dict[str, Any]]:
     sizes = sorted({c.products for c in cells})
     out: list[dict[str, Any]] = []
@@ -173,15 +206,8 @@ def targets(state: dict[str, Any], cells: list[Cell]) -> list[dict[str, Any]]:
             s["peak_mb_max"] <= 1.2 * t["peak_mb_max"],
             f"{s['peak_mb_max']:.1f} vs {t['peak_mb_max']:.1f} MB = {s['peak_mb_max'] / t['peak_mb_max']:.2f}x",
         )
-    s3 = _rate(cells, "product-s3", big)
-    if local and s3:
-        verdict(
-            f"product-s3 {big:,} plain ≥ 0.6 x product-local",
-            s3 >= 0.6 * local,
-            f"{s3:,.0f} vs {local:,.0f} rec/s = {s3 / local:.2f}x",
-        )
-    else:
-        verdict(f"product-s3 {big:,} plain ≥ 0.6 x product-local", None, "not measured")
+    _s3_targets(cells, big, local, verdict)
+    _baseline_cpu_target(cells, big, verdict)
     cold = state.get("cold_start")
     if cold:
         ms = statistics.median(cold["importtime_cumulative_us"]) / 1000

@@ -46,12 +46,14 @@ def synthesised_index(catalogue: int, file_products: int, as_of_ms: int) -> Any:
     if catalogue == 0:
         return KeyIndex.empty()
     real = min(catalogue, file_products)
+    keys = np.empty(catalogue, dtype=np.uint64)
+    keys[:real] = np.fromiter((key_hash(f"P{i:07d}".encode()) for i in range(real)), np.uint64, real)
+    keys[real:] = np.random.default_rng(16).integers(0, 2**64, catalogue - real, dtype=np.uint64, endpoint=False)
+    keys.sort()  # sorting the keys alone: a structured array sorts ten times slower
     rows = np.zeros(catalogue, dtype=index_dtype())
-    rows["key"][:real] = np.fromiter((key_hash(f"P{i:07d}".encode()) for i in range(real)), np.uint64, real)
-    rows["key"][real:] = np.random.default_rng(16).integers(0, 2**64, catalogue - real, dtype=np.uint64, endpoint=False)
+    rows["key"] = keys
     rows["as_of"] = as_of_ms
     rows["state"] = 1
-    rows.sort(order="key")
     return KeyIndex(rows)
 
 
