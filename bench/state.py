@@ -29,7 +29,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from bench.memory import OUT, REPO, drop_file, dropgate_command, run_measured
+from bench.memory import OUT, drop_file, dropgate_command, run_measured
 from bench.run import _SUMMARY, PARTITIONS, PARTNER, S3_BUCKET, S3Stage, _child_env
 
 CATALOGUES = (0, 100_000, 1_000_000, 10_000_000)
@@ -253,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
     (out_dir / "state.json").write_text(json.dumps({"runs": runs, "requests": requests}, indent=1) + "\n")
     (out_dir / "state.md").write_text(report + "\n")
     print(report)
-    print(f"(written to {(out_dir / 'state.md').relative_to(REPO)})")
+    print(f"(written to {out_dir / 'state.md'})")
     return 0 if all(run["ok"] for run in runs) else 1
 
 

@@ -304,7 +304,7 @@ class PartnerIndex:
         if layout != self.layout or self.new_layout:
             store.write_layout(self.partner, self.bucket, layout)
             self.layout = layout
-        if replaced and self.legacy is None:  # a legacy index was no shard object: nothing to delete
+        if replaced and self.legacy is None and not self.new_layout:  # else it was never a stored shard
             store.delete(self.partner, self.bucket, replaced)
         if self.legacy is not None:
             store.drop_legacy(self.partner, self.bucket)
