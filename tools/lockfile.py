@@ -1,9 +1,9 @@
 """The lock files: every dependency pinned to one version with its hashes, made from pyproject.toml.
 
-``requirements/dev.lock``    runtime + msk + dev + bench + build requirements, for Python 3.11 to 3.13
+``requirements/dev.lock``    runtime + msk + lineage + dev + bench + build requirements, for Python 3.11 to 3.13
                              on any platform (uv's universal resolution): what ``make test``,
                              ``make demo`` and ``make bench`` install into .venv.
-``requirements/lambda.lock`` what the Lambda functions need (runtime + msk, less the CLI-only
+``requirements/lambda.lock`` what the Lambda functions need (runtime + msk + lineage, less the CLI-only
                              packages), at the versions dev.lock pins: what ``make package`` installs.
 
 ``python -m tools.lockfile write`` (``make lock``) resolves both with uv; ``install --python P``
@@ -94,11 +94,13 @@ def locks() -> list[Lock]:
     dependencies, extras = _runtime(_project())
     dev = Lock(
         LOCKS / "dev.lock",
-        [*dependencies, *extras["msk"], *extras["dev"], *extras["bench"], *_build_requires()],
+        [*dependencies, *extras["msk"], *extras["lineage"], *extras["dev"], *extras["bench"], *_build_requires()],
         OLDEST_PYTHON,
     )
     function = [r for r in dependencies if requirement_name(r) not in CLI_ONLY]
-    lam = Lock(LOCKS / "lambda.lock", [*function, *extras["msk"]], lambda_python(), constrained_by=dev.path)
+    # The functions carry every opt-in a deployment can switch on with a variable: MSK IAM, lineage.
+    extras_on = [*extras["msk"], *extras["lineage"]]
+    lam = Lock(LOCKS / "lambda.lock", [*function, *extras_on], lambda_python(), constrained_by=dev.path)
     return [dev, lam]
 
 
