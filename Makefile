@@ -8,7 +8,7 @@ DEV_LOCK := requirements/dev.lock
 ARCH ?=
 PACKAGE := $(BIN)/python -m tools.lambda_package
 
-.PHONY: demo test test-latest lock lint typecheck unit cfn-lint validate package package-both deploy \
+.PHONY: demo test test-latest lock lint typecheck contract unit cfn-lint validate package package-both deploy \
 	bench fuzz soak clean schema build-IngestFunction build-ReprocessFunction
 
 # Made from the lock alone: a new lock makes a new venv, so nothing unlocked lingers in it. The
@@ -23,7 +23,7 @@ $(STAMP): $(DEV_LOCK) pyproject.toml
 demo: $(STAMP)
 	$(BIN)/python -m devstack demo
 
-test: $(STAMP) lint typecheck validate package-both
+test: $(STAMP) lint typecheck contract validate package-both
 	$(BIN)/pytest
 
 # The newest releases pyproject.toml allows, in a throwaway venv: drift in a dependency (a new lxml
@@ -40,6 +40,11 @@ lint: $(STAMP)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
+
+# The compatibility gate: the model's schema must read every version checked into schemas/ (exit 1
+# naming each breaking change; README "Contract" says what to do instead).
+contract: $(STAMP)
+	$(BIN)/dropgate schema check
 
 cfn-lint: $(STAMP)
 	$(BIN)/cfn-lint template.yaml

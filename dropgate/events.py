@@ -38,6 +38,8 @@ from dropgate.key_index import TRACKED_FIELDS, state_hashes
 from parsers.fields import MAX_QUANTITY
 
 SCHEMA_NAME = "inventory.product-state.v1"
+#: The JSON Schema's ``$id`` (and CloudEvents' ``dataschema``).
+SCHEMA_ID = f"urn:dropgate:schema:{SCHEMA_NAME}"
 SCHEMA_VERSION = 1
 CONTENT_TYPE = "application/json"
 
@@ -136,7 +138,7 @@ def format_timestamp(value: datetime) -> str:
 def json_schema() -> dict[str, Any]:
     """The JSON Schema of an event value, as checked into ``schemas/``."""
     schema = ProductState.model_json_schema()
-    schema["$id"] = f"urn:dropgate:schema:{SCHEMA_NAME}"
+    schema["$id"] = SCHEMA_ID
     schema["title"] = SCHEMA_NAME
     return schema
 

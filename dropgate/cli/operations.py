@@ -1,8 +1,7 @@
-"""Operators' commands: a file's history, the quarantine, the partners, provisioning, the schema."""
+"""Operators' commands: a file's history, the quarantine, the partners, provisioning."""
 
 from __future__ import annotations
 
-import json
 from typing import Annotated
 
 import typer
@@ -128,11 +127,3 @@ def partners_command() -> None:
         kind = "declarative" if name in directory.declared else "built-in"
         formats.add_row(f"{name} ({kind})", f"{parser.name}/{parser.version}", parser.expects)
     console.print(formats)
-
-
-@app.command()
-def schema() -> None:
-    """Print the JSON Schema of event values (as checked into schemas/)."""
-    from dropgate.events import json_schema
-
-    echo(json.dumps(json_schema(), indent=2, sort_keys=True))
