@@ -26,6 +26,7 @@ from dropgate.ledger import Ledger, NullLedger
 from dropgate.partners import PartnerConfigError, PartnerDirectory
 from dropgate.quarantine import NullQuarantine, Quarantine
 from dropgate.reprocess import Reprocessor
+from dropgate.schema_registry import RegisteredSchema, SchemaRegistry, require_registered
 from dropgate.snapshots import NullSnapshotStore, SnapshotStore
 from dropgate.storage import ObjectStore
 
@@ -123,6 +124,21 @@ def build_quarantine(settings: Settings) -> S3Quarantine:
     return S3Quarantine(aws_client("s3"), settings.quarantine_bucket)
 
 
+def build_schema_registry(registry: str, settings: Settings) -> SchemaRegistry:
+    """The Glue Schema Registry (botocore is imported only where a registry is configured)."""
+    from dropgate.adapters.glue_registry import GlueSchemaRegistry
+
+    return GlueSchemaRegistry(aws_client("glue"), registry, settings.schema_name)
+
+
+def registered_version(settings: Settings) -> RegisteredSchema | None:
+    """The cold-start check, when a registry is configured: the registered version of the schema this
+    code publishes, or an error naming the command that registers it."""
+    if not settings.schema_registry:
+        return None
+    return require_registered(build_schema_registry(settings.schema_registry, settings))
+
+
 def build_ingestor(settings: Settings, *, local: bool = False, publish: bool = True) -> Ingestor:
     """An ingestor for S3 objects (with the DynamoDB ledger) or for local files (no AWS at all)."""
     store: ObjectStore
@@ -146,6 +162,8 @@ def build_ingestor(settings: Settings, *, local: bool = False, publish: bool = T
             lock_wait_s=settings.partner_lock_wait_s,
         )
         snapshots = S3SnapshotStore(s3, state_bucket)
+    if publish:
+        registered_version(settings)  # the cold-start check: refuses to publish an unregistered schema
     return Ingestor(
         store=store,
         sink=build_publisher(settings) if publish else None,

@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from dropgate.broker_auth import BrokerAuth
@@ -25,6 +25,10 @@ KAFKA_PASSTHROUGH_PREFIX = "DROPGATE_KAFKA_"
 #: The partners.yaml shipped with the code: in a checkout a symlink to the one at the root, in the
 #: wheel a copy of it.
 _SHIPPED_PARTNERS = Path(__file__).resolve().parent / "partners.yaml"
+
+#: What Glue accepts as a registry or schema name; anything else is refused at start-up, before it
+#: reaches an API call or a message.
+GLUE_NAME = r"^[A-Za-z0-9_$#.-]{1,255}$"
 
 
 def default_partners_path() -> str:
@@ -96,6 +100,16 @@ class Settings(BaseSettings):
     )
     #: The CLI prints the traceback of an unexpected error.
     debug: bool = False
+    #: The Glue Schema Registry holding the value schema (``dropgate schema register``). When set, the
+    #: functions check at cold start that the schema they publish is a registered version.
+    schema_registry: str | None = Field(default=None, pattern=GLUE_NAME)
+    #: The value schema's name in that registry.
+    schema_name: str = Field(default="inventory.product-state.v1", pattern=GLUE_NAME)
+
+    @field_validator("schema_registry", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        return None if value == "" else value  # the template sets the variable empty when there is no registry
 
     def limits(self) -> Limits:
         return Limits(**{name: getattr(self, name) for name in Limits.names()})

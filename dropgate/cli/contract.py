@@ -1,4 +1,4 @@
-"""``dropgate schema``: the event value's JSON Schema; ``check`` gates changes."""
+"""``dropgate schema``: the event value's JSON Schema; ``check`` gates changes, ``register`` publishes it."""
 
 from __future__ import annotations
 
@@ -9,10 +9,11 @@ from typing import Annotated, Any
 import typer
 
 from dropgate.cli.root import app, echo, fail
+from dropgate.config import Settings
 from dropgate.terminal import shown
 
 schema_app = typer.Typer(
-    help="The event value's JSON Schema: print it (no subcommand), check it against schemas/.",
+    help="The event value's JSON Schema: print it (no subcommand), check it against schemas/, register it.",
     invoke_without_command=True,
 )
 app.add_typer(schema_app, name="schema")
@@ -24,10 +25,10 @@ VERSIONS = Path("schemas")
 @schema_app.callback()
 def schema(context: typer.Context) -> None:
     """Print the JSON Schema of event values (as checked into schemas/)."""
-    from dropgate.events import json_schema
+    from dropgate.schema_registry import definition
 
     if context.invoked_subcommand is None:
-        echo(json.dumps(json_schema(), indent=2, sort_keys=True))
+        echo(definition())
 
 
 @schema_app.command("check")
@@ -73,3 +74,18 @@ def _versions_of(name: str, folder: Path) -> list[tuple[Path, dict[str, Any]]]:
             found.append((path, schema))
     return found
 
+
+@schema_app.command("register")
+def register() -> None:
+    """Register the schema in the Glue registry DROPGATE_SCHEMA_REGISTRY (idempotent: same schema, same version)."""
+    from dropgate.app import build_schema_registry
+    from dropgate.schema_registry import RegistryError, definition
+
+    settings = Settings()
+    if not settings.schema_registry:
+        raise fail("no registry configured: set DROPGATE_SCHEMA_REGISTRY to the Glue registry's name")
+    try:
+        version = build_schema_registry(settings.schema_registry, settings).register(definition())
+    except RegistryError as error:
+        raise fail(str(error)) from None
+    echo(version.describe())

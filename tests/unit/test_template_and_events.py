@@ -96,6 +96,21 @@ def test_template_sets_what_the_code_needs_and_nothing_it_does_not_read() -> Non
         assert ours <= known, f"{name} sets variables no code reads: {sorted(ours - known)}"
 
 
+def test_the_registry_schema_starts_from_the_first_checked_in_version_and_the_functions_may_read_it() -> None:
+    """Version 1 in the template never changes (CloudFormation would replace the schema, versions and
+    all): it is the first version file, byte for byte; later versions come from `dropgate schema register`."""
+    resources = template()["Resources"]
+    schema = resources["EventSchema"]["Properties"]
+    first = (REPO / "schemas" / "inventory.product-state.v1" / "1.json").read_text(encoding="utf-8")
+    assert schema["SchemaDefinition"] == first
+    assert (schema["DataFormat"], schema["Compatibility"]) == ("JSON", "BACKWARD")
+    for name, props in functions().items():
+        statements = [s["If"][1] for s in props["Policies"][0]["Statement"] if "If" in s]
+        (read,) = [s for s in statements if s["Sid"] == "ReadEventSchema"]
+        assert read["Action"] == ["glue:GetSchemaByDefinition", "glue:GetSchemaVersion"], name
+    assert Settings(schema_registry="").schema_registry is None  # the template's "no registry"
+
+
 @pytest.mark.parametrize("path", sorted((REPO / "events").glob("*.json")), ids=lambda p: p.name)
 def test_every_sample_event_goes_through_the_handler(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     core = FakeIngestor(failing=set())
