@@ -26,9 +26,10 @@ from dropgate.ledger import Ledger, NullLedger
 from dropgate.partners import PartnerConfigError, PartnerDirectory
 from dropgate.quarantine import NullQuarantine, Quarantine
 from dropgate.reprocess import Reprocessor
-from dropgate.schema_registry import RegisteredSchema, SchemaRegistry, require_registered
+from dropgate.schema_registry import RegisteredSchema, SchemaRegistry, glue_frame_prefix, require_registered
 from dropgate.snapshots import NullSnapshotStore, SnapshotStore
 from dropgate.storage import ObjectStore
+from dropgate.wire import WireFormat
 
 if TYPE_CHECKING:
     from parsers.google.row_spill import RowSpill
@@ -139,6 +140,12 @@ def registered_version(settings: Settings) -> RegisteredSchema | None:
     return require_registered(build_schema_registry(settings.schema_registry, settings))
 
 
+def build_wire_format(settings: Settings, version: RegisteredSchema | None) -> WireFormat:
+    """What a publisher adds on the wire: CloudEvents headers, Glue framing with ``version``'s id."""
+    frame = glue_frame_prefix(version.version_id) if version is not None and settings.wire_format == "glue" else None
+    return WireFormat(cloudevents=settings.cloudevents, frame=frame)
+
+
 def build_ingestor(settings: Settings, *, local: bool = False, publish: bool = True) -> Ingestor:
     """An ingestor for S3 objects (with the DynamoDB ledger) or for local files (no AWS at all)."""
     store: ObjectStore
@@ -162,8 +169,7 @@ def build_ingestor(settings: Settings, *, local: bool = False, publish: bool = T
             lock_wait_s=settings.partner_lock_wait_s,
         )
         snapshots = S3SnapshotStore(s3, state_bucket)
-    if publish:
-        registered_version(settings)  # the cold-start check: refuses to publish an unregistered schema
+    version = registered_version(settings) if publish else None
     return Ingestor(
         store=store,
         sink=build_publisher(settings) if publish else None,
@@ -173,6 +179,7 @@ def build_ingestor(settings: Settings, *, local: bool = False, publish: bool = T
         quarantine=quarantine,
         guard=guard,
         snapshots=snapshots,
+        wire=build_wire_format(settings, version) if publish else None,
     )
 
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from dropgate.broker_auth import BrokerAuth
@@ -105,11 +105,24 @@ class Settings(BaseSettings):
     schema_registry: str | None = Field(default=None, pattern=GLUE_NAME)
     #: The value schema's name in that registry.
     schema_name: str = Field(default="inventory.product-state.v1", pattern=GLUE_NAME)
+    #: ``json``: values as they are; ``glue``: framed like the Glue serializer (needs ``schema_registry``).
+    wire_format: Literal["json", "glue"] = "json"
+    #: CloudEvents headers (Kafka binary binding) on every event and tombstone.
+    cloudevents: bool = False
 
     @field_validator("schema_registry", mode="before")
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
         return None if value == "" else value  # the template sets the variable empty when there is no registry
+
+    @model_validator(mode="after")
+    def _framing_needs_a_registry(self) -> Settings:
+        if self.wire_format == "glue" and not self.schema_registry:
+            raise ValueError(
+                "DROPGATE_WIRE_FORMAT=glue frames values with the registered schema version: "
+                "set DROPGATE_SCHEMA_REGISTRY to the Glue registry that holds it"
+            )
+        return self
 
     def limits(self) -> Limits:
         return Limits(**{name: getattr(self, name) for name in Limits.names()})

@@ -8,7 +8,7 @@ publisher.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -16,6 +16,9 @@ from dropgate import events
 from dropgate.spool import SpoolEntry
 
 Header = tuple[str, str | bytes | None]
+#: An opt-in convention on the wire (CloudEvents headers, Glue framing: :mod:`dropgate.wire`): given a
+#: spooled event and the contract's headers, the value and headers it goes out with.
+Dress = Callable[[SpoolEntry, list[Header]], tuple[bytes | None, list[Header]]]
 
 
 class PublishError(RuntimeError):
@@ -49,7 +52,7 @@ class EventSink(Protocol):
 
 
 def event_messages(
-    entries: Iterable[SpoolEntry], *, source: str, parser_label: str, ingested_at: str
+    entries: Iterable[SpoolEntry], *, source: str, parser_label: str, ingested_at: str, dress: Dress | None = None
 ) -> Iterator[OutMessage]:
     """Spooled events as Kafka messages with the contract's headers (``event-id`` per event)."""
     same_for_every_event: list[Header] = [
@@ -63,4 +66,6 @@ def event_messages(
     for entry in entries:
         key, value = entry.key, entry.value
         headers: list[Header] = [("event-id", event_id(key, value).encode()), *same_for_every_event]
+        if dress is not None:
+            value, headers = dress(entry, headers)
         yield OutMessage(key=key, value=value, headers=headers)

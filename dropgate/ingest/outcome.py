@@ -18,6 +18,7 @@ from dropgate.publishing import OutMessage, event_messages
 from dropgate.spool import EventSpool, SpoolEntry
 from dropgate.storage import ObjectMeta, ObjectRef
 from dropgate.terminal import shown
+from dropgate.wire import WireFormat
 from parsers.base import Parser, Problem
 
 Status = Literal["published", "quarantined", "duplicate", "ignored"]
@@ -47,6 +48,8 @@ class Prepared:
     as_of_ms: int = 0
     #: What the outcome should say of the file besides its problems (keys repeated identically).
     notes: list[str] = field(default_factory=list)
+    #: What the deployment adds on the wire (CloudEvents headers, Glue framing); ``None``: the contract alone.
+    wire: WireFormat | None = None
 
     @property
     def parser_label(self) -> str:
@@ -75,6 +78,7 @@ class Prepared:
             source=str(self.ref),
             parser_label=self.parser_label,
             ingested_at=ingested_at or events.format_timestamp(datetime.now(UTC)),
+            dress=self.wire.for_file(self.ref) if self.wire is not None else None,
         )
 
 

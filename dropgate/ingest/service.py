@@ -32,6 +32,7 @@ from dropgate.quarantine import NullQuarantine, Quarantine, is_quarantine_key, o
 from dropgate.snapshots import NullSnapshotStore, SnapshotStore
 from dropgate.storage import ObjectMeta, ObjectMissing, ObjectRef, ObjectStore
 from dropgate.terminal import shown
+from dropgate.wire import WireFormat
 
 #: The guard session of a file no partner claims (it publishes nothing, but a dry run classifies it).
 UNROUTED = "_unrouted"
@@ -51,8 +52,11 @@ class Ingestor:
         quarantine: Quarantine | None = None,
         guard: PublishGuard | None = None,
         snapshots: SnapshotStore | None = None,
+        wire: WireFormat | None = None,
     ) -> None:
         self.store = store
+        #: What the deployment adds on the wire: off unless configured.
+        self.wire = wire
         self.snapshots: SnapshotStore = snapshots or NullSnapshotStore()
         self.sink = sink
         self.ledger = ledger
@@ -100,7 +104,9 @@ class Ingestor:
         ref = ref.with_version(meta.version_id)
         route = route or self.route(ref, meta, partner_id=partner_id, read_from=read_from)
         preparer = Preparer(self.store, self.partners, self._read_policy, self.progress)
-        return preparer.prepare(ref, meta, route, read_from=read_from, deadline=deadline, preview=preview)
+        prepared = preparer.prepare(ref, meta, route, read_from=read_from, deadline=deadline, preview=preview)
+        prepared.wire = self.wire
+        return prepared
 
     def ingest(
         self,

@@ -1,7 +1,9 @@
-"""The value schema in the Glue Schema Registry (moto's Glue): registered once, checked at cold start."""
+"""The value schema in the Glue Schema Registry (moto's Glue): registered once, checked at cold start,
+and, opt-in, in front of every value on the topic (the real broker)."""
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import boto3
@@ -13,7 +15,8 @@ from dropgate.app import build_ingestor
 from dropgate.cli import app
 from dropgate.config import Settings
 from dropgate.schema_registry import SchemaNotRegistered
-from tests.conftest import REPO
+from tests.conftest import REPO, TopicProbe
+from tests.integration.test_ingest_s3 import upload
 
 pytestmark = pytest.mark.integration
 REGISTRY = "dropgate-contracts"
@@ -89,3 +92,27 @@ def test_the_ingest_function_refuses_to_start_on_an_unregistered_schema(glue: An
     assert f"schema '{events.SCHEMA_NAME}' in Glue registry '{REGISTRY}'" in str(refused.value)
     assert register().exit_code == 0
     build_ingestor(Settings())  # registered now: the check passes
+
+
+def test_glue_framing_puts_the_version_id_before_each_value_and_leaves_the_json_alone(
+    glue: Any, monkeypatch: pytest.MonkeyPatch, topic_probe: TopicProbe, aws: dict[str, Any]
+) -> None:
+    """The Glue serializer's layout: header version 3, compression 0 (none), the version's 16 bytes."""
+    assert register().exit_code == 0
+    version_id = versions(glue)[0]["SchemaVersionId"]
+    ref = upload(aws, "good/acme-2026-11-20.xml", "acme/framed.xml")
+    plain = build_ingestor(Settings()).ingest(ref, trigger="test")
+    monkeypatch.setenv("DROPGATE_WIRE_FORMAT", "glue")
+    framed = build_ingestor(Settings()).ingest(ref, trigger="test", force=True)
+    assert plain.events == framed.events == 5
+    by_key: dict[bytes | None, list[Any]] = {}
+    for message in topic_probe.messages():  # a key's messages keep their order (one partition)
+        by_key.setdefault(message.key, []).append(message)
+    prefix = bytes([3, 0]) + uuid.UUID(version_id).bytes
+    assert len(by_key) == 5
+    for before, after in by_key.values():
+        assert after.headers["event-id"] == before.headers["event-id"]  # the hash of the JSON itself
+        if before.value is None:
+            assert after.value is None  # a tombstone stays null
+        else:
+            assert after.value == prefix + before.value
