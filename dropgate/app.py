@@ -23,6 +23,7 @@ from dropgate.guard import KeyIndexGuard, NullGuard, PublishGuard
 from dropgate.ingest.service import Ingestor
 from dropgate.lambda_runtime import delivery_timeout_ms
 from dropgate.ledger import Ledger, NullLedger
+from dropgate.lineage import Lineage, NullLineage
 from dropgate.partners import PartnerConfigError, PartnerDirectory
 from dropgate.quarantine import NullQuarantine, Quarantine
 from dropgate.reprocess import Reprocessor
@@ -146,6 +147,16 @@ def build_wire_format(settings: Settings, version: RegisteredSchema | None) -> W
     return WireFormat(cloudevents=settings.cloudevents, frame=frame)
 
 
+def build_lineage(settings: Settings) -> Lineage:
+    """OpenLineage through the openlineage-python client, configured its own way (OPENLINEAGE_URL,
+    openlineage.yml, OPENLINEAGE__TRANSPORT__*), when DROPGATE_LINEAGE is on; else nothing."""
+    if not settings.lineage:
+        return NullLineage()
+    from dropgate.adapters.openlineage_emitter import OpenLineageEmitter
+
+    return OpenLineageEmitter.configured(timeout_s=settings.lineage_timeout_s)
+
+
 def build_ingestor(settings: Settings, *, local: bool = False, publish: bool = True) -> Ingestor:
     """An ingestor for S3 objects (with the DynamoDB ledger) or for local files (no AWS at all)."""
     store: ObjectStore
@@ -180,6 +191,7 @@ def build_ingestor(settings: Settings, *, local: bool = False, publish: bool = T
         guard=guard,
         snapshots=snapshots,
         wire=build_wire_format(settings, version) if publish else None,
+        lineage=build_lineage(settings) if publish else None,
     )
 
 

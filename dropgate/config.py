@@ -109,6 +109,13 @@ class Settings(BaseSettings):
     wire_format: Literal["json", "glue"] = "json"
     #: CloudEvents headers (Kafka binary binding) on every event and tombstone.
     cloudevents: bool = False
+    #: An OpenLineage run per file, sent by the openlineage-python client as it is configured
+    #: (OPENLINEAGE_URL, openlineage.yml, OPENLINEAGE__TRANSPORT__*); needs ``dropgate[lineage]``.
+    lineage: bool = False
+    #: The OpenLineage job namespace of the ingest jobs.
+    lineage_namespace: str = Field(default="dropgate", min_length=1, max_length=200)
+    #: The longest a file waits for one lineage event to be sent; a slower one is logged and dropped.
+    lineage_timeout_s: float = Field(default=5.0, gt=0, le=60)
 
     @field_validator("schema_registry", mode="before")
     @classmethod

@@ -26,6 +26,7 @@ from dropgate.ingest.preparing import Preparer, ReadPolicy
 from dropgate.ingest.routing import Route, Router
 from dropgate.ingest.snapshot_deletes import SnapshotDeletes, SnapshotStep
 from dropgate.ledger import Attempt, Ledger
+from dropgate.lineage import FileRuns, Lineage, NullLineage
 from dropgate.partners import PartnerDirectory
 from dropgate.publishing import EventSink
 from dropgate.quarantine import NullQuarantine, Quarantine, is_quarantine_key, original_key, reprocess_command
@@ -53,10 +54,12 @@ class Ingestor:
         guard: PublishGuard | None = None,
         snapshots: SnapshotStore | None = None,
         wire: WireFormat | None = None,
+        lineage: Lineage | None = None,
     ) -> None:
         self.store = store
-        #: What the deployment adds on the wire: off unless configured.
+        #: What the deployment adds on the wire, and its lineage runs: both off unless configured.
         self.wire = wire
+        self.runs = FileRuns(lineage or NullLineage(), settings, topic=sink.topic if sink else settings.topic)
         self.snapshots: SnapshotStore = snapshots or NullSnapshotStore()
         self.sink = sink
         self.ledger = ledger
@@ -140,9 +143,11 @@ class Ingestor:
         duplicate = self._claim(ref, meta, route, deadline=deadline, force=force, started=started)
         if duplicate is not None:
             return duplicate
+        run = self.runs.start(ref, partner=route.partner.id if route.partner else None, parser=_label(route))
         try:
             prepared = self.prepare(ref, meta=meta, read_from=copy_ref, deadline=deadline, route=route)
         except Exception as error:
+            run.failed(error)
             # Record the failure, which releases the claim, so the retry can do the work.
             partner = route.partner.id if route.partner else None
             attempt = Attempt(
@@ -155,9 +160,9 @@ class Ingestor:
             self.ledger.record(ref, bare_entry(ref, "received", partner=partner), attempt)
             raise
         only_changed = self.settings.changed_only if changed_only is None else changed_only
-        with prepared.spool:
-            return self._conclude(
-                prepared, trigger=trigger, deadline=deadline, started=started, changed_only=only_changed
+        with prepared.spool, run:  # the run ends with the outcome, or fails with what _conclude raises
+            return run.concluded(
+                self._conclude(prepared, trigger=trigger, deadline=deadline, started=started, changed_only=only_changed)
             )
 
     def _claim(

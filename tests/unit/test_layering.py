@@ -84,7 +84,7 @@ def test_every_kind_of_import_is_seen(tmp_path: Path) -> None:
 #: ``dropgate init`` (which creates AWS resources). Everything else in ``dropgate`` is the core.
 EDGES = ("dropgate/adapters/", "dropgate/app.py", "dropgate/cli/", "dropgate/provision.py")
 #: What the core reaches only through ports.
-CLIENT_LIBRARIES = ("boto3", "botocore", "confluent_kafka", "dropgate.adapters")
+CLIENT_LIBRARIES = ("boto3", "botocore", "confluent_kafka", "openlineage", "dropgate.adapters")
 
 
 def core_violations(root: Path = REPO) -> list[str]:
@@ -119,7 +119,7 @@ def test_importing_the_ingest_service_loads_no_aws_or_kafka_client() -> None:
     """What the issue promises a newcomer (and a fast test): the service is ports and rules only."""
     probe = (
         "import sys, dropgate.ingest.service\n"
-        "print(','.join(sorted(m for m in ('boto3', 'botocore', 'confluent_kafka') if m in sys.modules)))"
+        "print(','.join(sorted(m for m in ('boto3', 'botocore', 'confluent_kafka', 'openlineage') if m in sys.modules)))"
     )
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=REPO)
     assert result.stdout.strip() == ""
