@@ -82,10 +82,12 @@ def check(spool: EventSpool, problems: ProblemCollector, *, key_template: str, p
         return Duplicates()
     layout = Layout(spool.entries)
     marks, sizes = candidates(spool, layout)
-    if not sizes.any():
+    if not any(sizes):
         return Duplicates()
+    import numpy as np  # only a file with candidates needs it (see key_buckets.candidates)
+
     found = _Found(problems.room)
-    digests = Partition(sizes, _FIELDS, spool.directory)
+    digests = Partition(np.array(sizes, dtype=np.int64), _FIELDS, spool.directory)
     try:
         _digest_candidates(spool, layout, marks, digests)
         for rows in digests.buckets():
@@ -109,7 +111,7 @@ def check(spool: EventSpool, problems: ProblemCollector, *, key_template: str, p
     return Duplicates(found.conflicting, found.identical, len(found.excluded), note)
 
 
-def _digest_candidates(spool: EventSpool, layout: Layout, marks: np.ndarray, digests: Partition) -> None:
+def _digest_candidates(spool: EventSpool, layout: Layout, marks: bytearray, digests: Partition) -> None:
     """Reads the candidates again (in spool order) and writes their digests to their buckets."""
     import numpy as np
 

@@ -11,8 +11,10 @@ the same way, so no step holds more than a bucket, whatever the file holds.
 
 from __future__ import annotations
 
+import itertools
 import os
 import tempfile
+from array import array
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, BinaryIO
 
@@ -91,54 +93,87 @@ class Partition:
         self._file.close()
 
 
-def candidates(spool: EventSpool, layout: Layout) -> tuple[np.ndarray, np.ndarray]:
-    """(a bitmap of the candidate entries, how many candidates each bucket holds)."""
-    import numpy as np
+def candidates(spool: EventSpool, layout: Layout) -> tuple[bytearray, list[int]]:
+    """(a bitmap of the candidate entries, how many candidates each bucket holds).
 
+    In plain Python (``array`` and ``sorted``, a bucket at a time), not numpy: this runs for every
+    file, and most files have no repeated id at all; numpy's import alone would cost a local run
+    about 14 MiB of its peak memory, while this costs a few tenths of a second per million
+    products. Only a file with candidates goes on to the numpy steps (:mod:`dropgate.ingest.duplicates`).
+    """
     source = spool.key_hashes()
-    top = np.uint64(64 - layout.spread) if layout.spread else None
-    sizes = np.zeros(layout.buckets, dtype=np.int64)
+    top, spread = 64 - layout.spread, layout.spread
+    sizes = [0] * layout.buckets
     for part in _packed(source, layout):
-        if top is not None:
-            sizes += np.bincount((part >> top).astype(np.int64), minlength=layout.buckets)
+        if spread:
+            for value in part:
+                sizes[value >> top] += 1
         else:
             sizes[0] += len(part)
-    marks = np.zeros((layout.entries + 7) // 8, dtype=np.uint8)
-    found = np.zeros(layout.buckets, dtype=np.int64)
-    partition = Partition(sizes, np.uint64, spool.directory)
-    try:
-        for part in _packed(source, layout):
-            partition.write(part >> top if top is not None else np.zeros(len(part), np.uint64), part)
-        shift, low = np.uint64(layout.bits), np.uint64((1 << layout.bits) - 1)
-        for bucket, hashes in zip(np.flatnonzero(sizes), partition.buckets(), strict=True):
-            hashes.sort()
-            same = np.flatnonzero(((hashes[1:] ^ hashes[:-1]) >> shift) == 0)
-            positions = (hashes[np.union1d(same, same + 1)] & low).astype(np.int64)
-            np.bitwise_or.at(marks, positions >> 3, (1 << (positions & 7)).astype(np.uint8))
-            found[bucket] = len(positions)
-    finally:
-        partition.close()
+    marks = bytearray((layout.entries + 7) // 8)
+    found = [0] * layout.buckets
+    with tempfile.TemporaryFile(dir=spool.directory) as scratch:
+        starts = _write_buckets(scratch, source, layout, sizes)
+        shift, low = layout.bits, (1 << layout.bits) - 1
+        for bucket, size in enumerate(sizes):
+            if size < 2:
+                continue
+            values = array("Q")
+            values.frombytes(os.pread(scratch.fileno(), size * 8, starts[bucket] * 8))
+            ordered = sorted(values)
+            for before, after in itertools.pairwise(ordered):
+                if (before ^ after) >> shift == 0:
+                    for position in (before & low, after & low):
+                        if not marks[position >> 3] & (1 << (position & 7)):
+                            marks[position >> 3] |= 1 << (position & 7)
+                            found[bucket] += 1
     return marks, found
 
 
-def marked(marks: np.ndarray) -> Iterator[int]:
+def _write_buckets(scratch: BinaryIO, source: BinaryIO, layout: Layout, sizes: list[int]) -> list[int]:
+    """Every packed hash into its bucket's stretch of ``scratch``; returns where each bucket starts."""
+    starts, total = [], 0
+    for size in sizes:
+        starts.append(total)
+        total += size
+    filled = list(starts)
+    top, spread = 64 - layout.spread, layout.spread
+    for part in _packed(source, layout):
+        pieces: dict[int, array[int]] = {}
+        if spread:
+            for value in part:
+                bucket = value >> top
+                piece = pieces.get(bucket)
+                if piece is None:
+                    pieces[bucket] = piece = array("Q")
+                piece.append(value)
+        else:
+            pieces[0] = part
+        for bucket, piece in pieces.items():
+            os.pwrite(scratch.fileno(), piece.tobytes(), filled[bucket] * 8)
+            filled[bucket] += len(piece)
+    if filled != [*starts[1:], total]:
+        raise RuntimeError("a key bucket got more or fewer rows than counted")
+    return starts
+
+
+def marked(marks: bytearray) -> Iterator[int]:
     """The positions a bitmap marks, ascending."""
     import numpy as np
 
     step = CHUNK // 8
     for start in range(0, len(marks), step):
-        bits = np.unpackbits(marks[start : start + step], bitorder="little")
+        bits = np.unpackbits(
+            np.frombuffer(marks, dtype=np.uint8, count=min(step, len(marks) - start), offset=start), bitorder="little"
+        )
         yield from (np.flatnonzero(bits) + start * 8).tolist()
 
 
-def _packed(source: BinaryIO, layout: Layout) -> Iterator[np.ndarray]:
-    """The key hashes :data:`CHUNK` at a time, their low bits replaced by their position."""
-    import numpy as np
-
-    low = np.uint64((1 << layout.bits) - 1)
+def _packed(source: BinaryIO, layout: Layout) -> Iterator[array[int]]:
+    """The key hashes :data:`CHUNK` at a time (unsigned), their low bits replaced by their position."""
+    keep = U64 ^ ((1 << layout.bits) - 1)
     source.seek(0)
     for start in range(0, layout.entries, CHUNK):
-        part = np.fromfile(source, dtype=np.uint64, count=min(CHUNK, layout.entries - start))
-        part &= ~low
-        part |= np.arange(start, start + len(part), dtype=np.uint64)
-        yield part
+        raw = array("q")
+        raw.frombytes(source.read(min(CHUNK, layout.entries - start) * 8))
+        yield array("Q", [(value & keep) | position for position, value in enumerate(raw, start)])

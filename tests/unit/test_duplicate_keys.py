@@ -240,3 +240,27 @@ def test_the_check_agrees_with_a_dictionary_on_random_repeats(monkeypatch: pytes
         kept = {r for k, v in seen.items() if k not in conflicting for r, _ in v[:1]}
         assert [e.record for e in spool.replay("0" * 64)] == sorted(kept)
         assert spool.tombstones == sum(1 for r in kept if entries[r - 1][1] is None)
+
+
+def test_a_file_without_repeated_ids_is_checked_without_numpy() -> None:
+    """numpy's import would cost every local run ~14 MiB of peak memory: only a file with candidate
+    repeats may load it (a local ingest imports nothing else that needs it)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from dropgate.spool import EventSpool\n"
+        "from dropgate.events import SplitValue\n"
+        "from dropgate.ingest import duplicates, key_buckets\n"
+        "from dropgate.ingest.problems import ProblemCollector\n"
+        "key_buckets.BUCKET = 1000\n"
+        "with EventSpool() as spool:\n"
+        "    for n in range(20_000):\n"
+        "        spool.append(b'P%07d' % n, SplitValue(b'{', b''), n + 1)\n"
+        "    found = duplicates.check(spool, ProblemCollector(5), key_template='{productId}', partner_id='a')\n"
+        "    assert found.conflicting == found.identical == 0, found\n"
+        "print('numpy' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"
