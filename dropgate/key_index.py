@@ -78,7 +78,7 @@ class KeyIndex:
         # One copy, not two (tobytes, then the concatenation): a shard is written eight at a time.
         import numpy as np
 
-        return b"".join((_MAGIC, memoryview(np.ascontiguousarray(self.entries).view("u1"))))
+        return b"".join((_MAGIC, np.ascontiguousarray(self.entries).view("u1").data))
 
     def __len__(self) -> int:
         return len(self.entries)
