@@ -178,6 +178,7 @@ def build_ingestor(settings: Settings, *, local: bool = False, publish: bool = T
             DynamoPartnerLock(dynamodb, settings.ledger_table),
             lock_ttl_s=settings.claim_ttl_s,
             lock_wait_s=settings.partner_lock_wait_s,
+            directory=settings.spool_dir,  # its scratch files beside the spool's
         )
         snapshots = S3SnapshotStore(s3, state_bucket)
     version = registered_version(settings) if publish else None

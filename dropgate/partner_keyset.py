@@ -17,6 +17,7 @@ crash before its manifest leaves the set before whole, and the retry repeats the
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from itertools import groupby
@@ -63,8 +64,10 @@ class PartnerKeySet:
         if self.manifest is None:
             self.load_all(keys)
             return
-        cells = keys.current_cells()
-        self._load(keys, [s for s in self.manifest.layout.shards if any(s.lo <= c < s.hi for c in cells)])
+        shards = self.manifest.layout.shards
+        starts = [shard.lo for shard in shards]
+        touched = {bisect_right(starts, cell) - 1 for cell in keys.current_cells()}
+        self._load(keys, [shards[at] for at in sorted(touched)])
 
     def _load(self, keys: SnapshotKeys, shards: list[Shard]) -> None:
         count = 0
