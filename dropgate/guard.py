@@ -74,13 +74,16 @@ class GuardSession(_Commits):
     partner's catalogue.
     """
 
-    def __init__(self, index: PartnerIndex, *, changed_only: bool, directory: str | None = None) -> None:
+    def __init__(
+        self, index: PartnerIndex, *, changed_only: bool, directory: str | None = None, write: bool = True
+    ) -> None:
         super().__init__()
         self.index = index
         self.changed_only = changed_only
         self.directory = directory
         self.verdicts = Verdicts()
-        self.updates = IndexUpdates(directory)
+        #: What the write-back writes; a dry run writes nothing, so keeps nothing.
+        self.updates: IndexUpdates | None = IndexUpdates(directory) if write else None
 
     def select(
         self, entries: Callable[[], Iterable[SpoolEntry]], *, spool: EventSpool | None = None
@@ -111,7 +114,8 @@ class GuardSession(_Commits):
                 rows.add(entries())
             decided = _Decided(np.zeros(rows.count, dtype=bool))
             touched = [shard for shard in self.index.layout.shards if rows.touch(shard)]
-            self.updates.begin()
+            if self.updates is not None:
+                self.updates.begin()
             for shard, old in zip(touched, self.index.read(touched), strict=True):
                 for lo, hi in rows.steps(shard):  # a bounded number of rows at a time
                     self._decide_shard(rows.in_cells(lo, hi), old, decided)
@@ -146,14 +150,19 @@ class GuardSession(_Commits):
             candidates.append((int(ordinals[i]), "changed", ": " + _changed_fields(old[i], rows[i])))
         # Every event that is not stale moves its key's newest asOf forward, also one held back as
         # unchanged: otherwise an older replay with a different state would look "newer" than it.
-        self.updates.add(index_rows(rows[~stale]))
+        if self.updates is not None:
+            self.updates.add(index_rows(rows[~stale]))
 
     def write_back(self) -> None:
         """Write every shard this session's updates touch (cutting the ones grown too large), then
         the layout if it changed, then drop what it replaced."""
-        try:
-            self.index.write_back(self.updates)
-        finally:
+        if self.updates is None:
+            raise RuntimeError("a dry-run guard session writes nothing back")
+        self.index.write_back(self.updates)
+
+    def close(self) -> None:
+        """Remove the updates' scratch file, written back or not (a failed publish, a dry run)."""
+        if self.updates is not None:
             self.updates.close()
 
 
@@ -294,9 +303,9 @@ class KeyIndexGuard:
         self.lock_wait_s = lock_wait_s
         self.directory = directory
 
-    def _session(self, partner: str, bucket: str | None, changed_only: bool) -> GuardSession:
+    def _session(self, partner: str, bucket: str | None, changed_only: bool, *, write: bool = True) -> GuardSession:
         index = PartnerIndex(self.store, partner, bucket)
-        return GuardSession(index, changed_only=changed_only, directory=self.directory)
+        return GuardSession(index, changed_only=changed_only, directory=self.directory, write=write)
 
     @contextmanager
     def session(
@@ -313,7 +322,11 @@ class KeyIndexGuard:
         ``write=False`` (dry-run) reads without locking and writes nothing.
         """
         if not write:
-            yield self._session(partner, bucket, changed_only)
+            dry = self._session(partner, bucket, changed_only, write=False)
+            try:
+                yield dry
+            finally:
+                dry.close()
             return
         owner = uuid.uuid4().hex
         wait_until = (
@@ -321,10 +334,13 @@ class KeyIndexGuard:
         )
         ttl = (deadline - time.monotonic() + 60) if deadline else self.lock_ttl_s
         self.lock.acquire(partner, owner, ttl_s=ttl, wait_until=wait_until)
+        session = None
         try:
             session = self._session(partner, bucket, changed_only)
             yield session
             session.write_back()
             session.commit()
         finally:
+            if session is not None:
+                session.close()
             self.lock.release(partner, owner)

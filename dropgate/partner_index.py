@@ -103,11 +103,7 @@ class FileRows:
                     chunk = []
             if chunk:
                 sizes += self._spill(np.array(chunk, dtype=dtype), scratch)
-            scratch.seek(0)
-            self._partition = partition = Partition(sizes, dtype, self.directory)
-            while len(rows := np.fromfile(scratch, dtype=dtype, count=1 << 16)):
-                partition.write(cells_of(rows["key"]), rows)
-            partition.check_full()
+            self._partition_by_cell(sizes, dtype, _read_rows(scratch, dtype, np.zeros(0, np.uint32)))
 
     def add_spool(self, spool: EventSpool) -> bool:
         """The rows the spool kept (each row's ordinal is its record), but the excluded records';
@@ -128,11 +124,14 @@ class FileRows:
             last = int(ordinals[-1])
             sizes += np.bincount(cells_of(rows["key"]), minlength=CELLS)
         self.count = last + 1
+        self._partition_by_cell(sizes, dtype, _read_rows(source, dtype, excluded))
+        return True
+
+    def _partition_by_cell(self, sizes: np.ndarray, dtype: Any, chunks: Iterator[np.ndarray]) -> None:
         self._partition = partition = Partition(sizes, dtype, self.directory)
-        for rows in _read_rows(source, dtype, excluded):
+        for rows in chunks:
             partition.write(cells_of(rows["key"]), rows)
         partition.check_full()
-        return True
 
     @staticmethod
     def _spill(rows: np.ndarray, scratch: BinaryIO) -> np.ndarray:
