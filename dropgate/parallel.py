@@ -63,7 +63,6 @@ class EncodeSpec:
 def encode_segment(spec: EncodeSpec, xml_parser: Any, segment: Segment) -> tuple[int, int, bytes, bytes, bytes]:
     """(entries, tombstones, their spool bytes, their keys' hashes, their index rows) for one
     segment, or :class:`NotPlain`."""
-    root = parse_segment(segment.text, xml_parser)
     parts: list[bytes] = []
     rows: list[bytes] | None = [] if spec.index_rows else None
     hashes = array("q")
@@ -72,7 +71,8 @@ def encode_segment(spec: EncodeSpec, xml_parser: Any, segment: Segment) -> tuple
     serializer = spec.serializer
     render_key, partner_id, template = events.render_key, serializer.partner_id, spec.key_template
     as_of_ms = serializer.as_of_ms
-    for record in spec.parser.segment_records(root, segment, spec.limits):
+    serialize = serializer.serialize_plain  # segment_records gives plain records only
+    for record in spec.parser.segment_records(segment, xml_parser, spec.limits):
         key = render_key(template, product_id=record.product_id, partner_id=partner_id)
         note_key(key_hash(key))
         if record.fields is None:
@@ -81,10 +81,7 @@ def encode_segment(spec: EncodeSpec, xml_parser: Any, segment: Segment) -> tuple
                 rows.append(index_row(key, None, record.index, as_of_ms))
             tombstones += 1
         else:
-            try:
-                value = serializer.serialize(record.product_id, record.fields, record.index)
-            except ValueError as error:  # pydantic's ValidationError is one too
-                raise NotPlain(f"product {record.index} breaks the contract: {error}") from None
+            value = serialize(record.product_id, record.fields, record.index)
             if len(key) + len(value.head) + 64 + len(value.tail) > spec.max_event_bytes:
                 raise NotPlain(f"product {record.index} makes an event over the size limit")
             parts += encode(key, value, record.index, line=record.line)

@@ -164,7 +164,9 @@ class SegmentedParser(Parser, Protocol):
 
     def segment_document(self, root: Any, limits: Limits = DEFAULT_LIMITS) -> Document: ...
 
-    def segment_records(self, root: Any, segment: Any, limits: Limits = DEFAULT_LIMITS) -> Iterator[Record]: ...
+    def segment_records(self, segment: Any, xml_parser: Any, limits: Limits = DEFAULT_LIMITS) -> list[Record]:
+        """The segment's records; the parser parses the segment's text (``xml_parser``) if it needs to."""
+        ...
 
 
 class InputRejected(Exception):

@@ -23,9 +23,10 @@ from parsers import fields
 from parsers.base import Document, Item, Problem, Record, truncate
 from parsers.diagnostics import check_attributes, snapshot_time, sniffed_from
 from parsers.front_end import Items, RecordScan
+from parsers.generic_bytes import canonical_records
 from parsers.generic_checked import PRODUCT, ROOT, checked_product
 from parsers.limits import DEFAULT_LIMITS, Limits
-from parsers.segments import NotPlain, Segment, check_first_root
+from parsers.segments import NotPlain, Segment, check_first_root, parse_segment
 from parsers.xml_stream import Sniffed, source_line
 
 #: Plain digits up to this length are quantities without further checks (18 digits fit in int64).
@@ -60,10 +61,26 @@ class GenericInventoryParser:
             raise NotPlain("the root's attributes have problems")
         return items[0]
 
-    def segment_records(self, root: Any, segment: Segment, limits: Limits = DEFAULT_LIMITS) -> Iterator[Record]:
-        """The segment's products as :meth:`parse` gives them; :class:`NotPlain` for anything else."""
+    def segment_records(self, segment: Segment, xml_parser: Any, limits: Limits = DEFAULT_LIMITS) -> list[Record]:
+        """The segment's products as :meth:`parse` gives them; :class:`NotPlain` for anything else.
+
+        Products in the canonical layout are read from the bytes (``generic_bytes``, in C), and a
+        segment after the first is then not parsed at all; any other segment is parsed and its
+        elements walked."""
+        records = canonical_records(segment, limits, _path)
+        if records is None:
+            records = self._walked(parse_segment(segment.text, xml_parser), segment, limits)
+        elif segment.first:
+            parse_segment(segment.text, xml_parser)  # the prolog and the root's start tag are lxml's to judge
+        if segment.line_offset:
+            for record in records:
+                if record.line is not None:
+                    record.line += segment.line_offset
+        return records
+
+    def _walked(self, root: Any, segment: Segment, limits: Limits) -> list[Record]:
+        records: list[Record] = []
         index = segment.first_index - 1
-        offset = segment.line_offset
         for element in root:
             if element.tag != PRODUCT:
                 raise NotPlain(f"<{element.tag}> between products")
@@ -71,11 +88,10 @@ class GenericInventoryParser:
             record = _plain_product(element, index, limits)
             if record is None:
                 raise NotPlain(f"product {index} needs the checked path")
-            if offset and record.line is not None:
-                record.line += offset
-            yield record
+            records.append(record)
         if index - segment.first_index + 1 != segment.records:
             raise NotPlain("the segment holds products the cutter did not count")
+        return records
 
 
 def _unknown_format(found: Sniffed, expects: str, *, line: int | None = None) -> Problem:

@@ -9,6 +9,7 @@ values, unsorted or repeated locations, unknown and nested elements, tombstones.
 from __future__ import annotations
 
 import io
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +18,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from lxml import etree
 
+from dropgate.events import FileSerializer
 from parsers import generic, generic_checked
-from parsers.base import LimitExceeded
+from parsers.base import LimitExceeded, Record
 from parsers.generic import GenericInventoryParser
 from parsers.limits import DEFAULT_LIMITS
 from tests.conftest import GENERIC
@@ -94,6 +96,34 @@ def test_the_plain_path_gives_the_checked_record_or_declines(product_xml: str) -
     plain = generic._plain_product(element, 1, DEFAULT_LIMITS)
     if plain is not None:
         assert _checked(element) == [plain], product_xml
+        assert_serialized_alike([plain])
+
+
+_SERIALIZER = FileSerializer(
+    partner_id="acme",
+    as_of=datetime(2026, 11, 20, 6, tzinfo=UTC),
+    bucket="drops",
+    key="acme/x.xml",
+    version_id="v1",
+    parser_name="generic-xml",
+    parser_version="1",
+)
+
+
+def assert_serialized_alike(records: list[Record]) -> None:
+    """What the plain paths read needs no second validation: ``serialize_plain`` gives the bytes and
+    hashes of the validating ``serialize`` (which would raise on anything the contract refuses)."""
+    for record in records:
+        if record.fields is None:
+            continue
+        plain = _SERIALIZER.serialize_plain(record.product_id, record.fields, record.index)
+        validated = _SERIALIZER.serialize(record.product_id, record.fields, record.index)
+        assert (plain.head, plain.tail, plain.state, plain.fields) == (
+            validated.head,
+            validated.tail,
+            validated.state,
+            validated.fields,
+        )
 
 
 @pytest.mark.parametrize(
@@ -113,6 +143,7 @@ def test_plain_products_take_the_plain_path(product_xml: str) -> None:
     plain = generic._plain_product(element, 1, DEFAULT_LIMITS)
     assert plain is not None
     assert _checked(element) == [plain]
+    assert_serialized_alike([plain])
 
 
 def _every_generic_fixture() -> list[Path]:
