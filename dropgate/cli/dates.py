@@ -15,9 +15,10 @@ import typer
 
 from dropgate.terminal import shown
 
-SINCE_HELP = (
-    "Since this moment: an ISO date or time (2026-12-01, 2026-12-01T08:00, 2026-12-01T08:00+01:00; "
-    "UTC unless it says), today, yesterday, or an age (7d, 12h, 30m)."
+#: What ``--since DATE`` accepts, for each option's help.
+SINCE_FORMS = (
+    "an ISO date or time (2026-12-01, 2026-12-01T08:00, 2026-12-01T08:00+01:00; UTC unless it says), "
+    "today, yesterday, or an age (7d, 12h, 30m)"
 )
 _AGE = re.compile(r"(\d{1,6})([dhm])")
 _UNITS = {"d": "days", "h": "hours", "m": "minutes"}

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Annotated, get_args
 
 import typer
 
-from dropgate.cli.dates import SINCE_HELP, parse_since
+from dropgate.cli.dates import SINCE_FORMS, parse_since
 from dropgate.cli.output import EXIT_NOT_FOUND, JsonFlag, print_json, print_json_lines
 from dropgate.cli.root import PartnerOption, app, echo, fail, s3_target
 from dropgate.config import Settings
@@ -17,7 +17,9 @@ from dropgate.terminal import shown
 if TYPE_CHECKING:
     from dropgate.ledger import Ledger, LedgerEntry
 
-SinceOption = Annotated[str | None, typer.Option(help=SINCE_HELP, parser=parse_since, metavar="DATE")]
+SinceOption = Annotated[
+    str | None, typer.Option(help=f"Updated since DATE: {SINCE_FORMS}.", parser=parse_since, metavar="DATE")
+]
 STATUSES: tuple[str, ...] = get_args(Status)
 
 

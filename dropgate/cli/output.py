@@ -3,7 +3,8 @@
 Exit codes (the same for every command; README "Command line" and each ``--help`` say so):
 
 - 0: done (a file published, clean or ignored; a lookup found what it was asked for);
-- 1: the file is (or would be) quarantined: ``inspect``, ``ingest``, ``reprocess`` only;
+- 1: refused: the file is (or would be) quarantined (``inspect``, ``ingest``, ``reprocess``), the
+  schema is not backward compatible (``schema check``); never an error of dropgate's own;
 - 2: usage, configuration or infrastructure error; the message on stderr says what to fix;
 - 3: not found: the thing asked about does not exist (an unknown file, key or held deletion, a
   file that is not quarantined).

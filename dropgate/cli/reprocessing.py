@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 import typer
 
-from dropgate.cli.dates import SINCE_HELP, parse_since
+from dropgate.cli.dates import SINCE_FORMS, parse_since
 from dropgate.cli.output import EXIT_QUARANTINED, JsonFlag, print_json
 from dropgate.cli.root import PartnerOption, app, echo, fail, s3_target
 from dropgate.config import Settings
@@ -62,7 +62,7 @@ def reprocess(
     partner: PartnerOption = None,
     since: Annotated[
         str | None,
-        typer.Option(help=f"Bulk: files quarantined since. {SINCE_HELP}", parser=parse_since, metavar="DATE"),
+        typer.Option(help=f"Bulk: files quarantined since DATE: {SINCE_FORMS}.", parser=parse_since, metavar="DATE"),
     ] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would be published; change nothing.")] = False,
     force: Annotated[bool, typer.Option(help="Republish even if this parser version already did.")] = False,
