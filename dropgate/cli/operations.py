@@ -197,7 +197,11 @@ def partners_command(as_json: JsonFlag = False) -> None:
     screen.rows(
         ("format", "parser", "root element"),
         (
-            (f"{f['format']} ({f['kind']})", f["parser"], Text(shown(f["rootElement"], limit=None)))
+            (
+                Text(shown(f"{f['format']} ({f['kind']})")),
+                Text(shown(f["parser"])),
+                Text(shown(f["rootElement"], limit=None)),
+            )
             for f in document["formats"]
         ),
         title="formats (files under no prefix are routed by their root element)",

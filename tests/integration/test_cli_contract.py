@@ -120,7 +120,10 @@ def test_ingest_of_an_ignored_file_exits_0_and_says_why(drops: Drops) -> None:
     result = invoke("ingest", f"s3://{BUCKET}/quarantine/files/{QUARANTINED}")
     assert result.exit_code == 0, result.output
     assert result.stdout.startswith(f"ignored: s3://{BUCKET}/quarantine/files/{QUARANTINED}")
-    assert "reason=this is a quarantine copy" in result.stdout or "reason=" in result.stdout
+    assert (
+        f"reason='quarantine/files/{QUARANTINED}' is a quarantine copy, not a drop; "
+        f"use dropgate reprocess s3://{BUCKET}/{QUARANTINED}" in result.stdout
+    )
     [document] = documents(invoke("ingest", f"s3://{BUCKET}/quarantine/files/{QUARANTINED}", "--json"), "outcome.json")
     assert document["status"] == "ignored" and document["reason"]
 
