@@ -34,8 +34,6 @@ CONTEXT_AFTER = 1
 CONTEXT_PROBLEMS = 10
 _LINE_CHARS = 160
 _READ_LIMIT = 64 * 1024
-#: Narrowest a column may fold to on a terminal: a status, a version id or a time stays on one line.
-_MIN_WIDTHS = {"status": 11, "outcome": 11, "updated": 24, "at": 24, "asOf": 24, "version": 8}
 _STATUS_STYLE = {"published": "green", "quarantined": "red"}
 
 Cell = str | Text
@@ -71,13 +69,13 @@ class Screen:
             self.console.print(Text(title, style="italic"))
         table = Table(highlight=False, box=box.SIMPLE_HEAD, show_edge=False)
         for column in columns:
-            table.add_column(column, overflow="fold", min_width=_MIN_WIDTHS.get(column))
+            table.add_column(column, overflow="fold")
         for row in cells:
             table.add_row(*row)
         natural = Measurement.get(self.console, self.console.options.update_width(_UNBOUNDED), table).maximum
-        if natural <= self.console.width:
+        if natural <= self.console.width:  # every cell on one line
             self.console.print(table)
-        else:  # squeezed, every column folds to a sliver: one block per record reads at any width
+        else:  # squeezed, columns fold to slivers (quaranti/ned): one block per record reads at any width
             self._blocks(columns, cells)
 
     def _out(self, line: str) -> None:
