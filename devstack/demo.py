@@ -9,16 +9,18 @@ and why; and its reprocess once the parser is fixed. Everything it starts, it st
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import re
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 import orjson
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
+from rich.text import Text
 
 from parsers.generic import GenericInventoryParser
 from parsers.limits import DEFAULT_LIMITS, Limits
@@ -45,6 +47,10 @@ DEMO_DROPS = [
 ]
 QUARANTINED_KEY = "acme/erp-export-2026-11-22.xml"
 BUCKET = "dropgate-demo-drops"
+#: Where the demo puts what the handler prints to stdout: in Lambda that is the log stream CloudWatch
+#: reads EMF metrics from; here it would be JSON in the middle of the story (POWERTOOLS_METRICS_DISABLED
+#: silences the handler's metrics but not Powertools' ColdStart metric, printed on its own).
+HANDLER_STDOUT = Path(tempfile.gettempdir()) / "dropgate-demo-handler-stdout.jsonl"
 
 
 class FixedGenericParser(GenericInventoryParser):
@@ -67,6 +73,9 @@ class FixedGenericParser(GenericInventoryParser):
 
 def run_demo(console: Console | None = None) -> int:
     console = console or Console()
+    # Piped, the story's lines are not wrapped at 80 columns (a URI stays whole for grep); its tables
+    # become tab-separated lines (dropgate.render.Screen). On a terminal, rich wraps and folds.
+    console.soft_wrap = not console.is_terminal
     from devstack.aws import LocalAws
     from devstack.broker import LocalBroker
 
@@ -167,24 +176,26 @@ def _drive_handler(console: Console, sqs: Any, queue_url: str) -> None:
     from devstack.sqs_runner import drain_queue
     from handlers.ingest import handler
 
-    stats = drain_queue(sqs, queue_url, handler)
+    with HANDLER_STDOUT.open("w", encoding="utf-8") as lambda_stdout, contextlib.redirect_stdout(lambda_stdout):
+        stats = drain_queue(sqs, queue_url, handler)
     console.print(
         f"   {stats.messages} notification(s) in {stats.batches} batch(es); {stats.deleted} done, "
-        f"{stats.failed} left for retry (S3's own s3:TestEvent and our quarantine copies are ignored)\n"
+        f"{stats.failed} left for retry (S3's own s3:TestEvent and our quarantine copies are ignored)"
     )
+    console.print(f"   what the handler printed for CloudWatch (EMF metrics): {HANDLER_STDOUT}\n", highlight=False)
 
 
 def _show_quarantined(console: Console, settings: Settings, s3: Any) -> bool:
     """What ``dropgate quarantine show`` prints for the refused file; False if it has no diagnostics."""
     from dropgate.app import build_quarantine
-    from dropgate.render import diagnostics_view, file_context
+    from dropgate.render import Screen, file_context, print_diagnostics
 
     diagnostics = build_quarantine(settings).load(BUCKET, QUARANTINED_KEY)
     if diagnostics is None:
         return False
     copy = s3.get_object(Bucket=BUCKET, Key=f"quarantine/files/{QUARANTINED_KEY}")["Body"]
     context = file_context(copy, diagnostics["problems"])
-    console.print(diagnostics_view(diagnostics, context), highlight=False)
+    print_diagnostics(Screen(console), diagnostics, context)
     return True
 
 
@@ -192,7 +203,7 @@ def _reprocess_fixed(console: Console, settings: Settings, ledger: Ledger) -> bo
     """Swap in the fixed parser, dry-run then reprocess the quarantined copy; True if it published."""
     import parsers
     from dropgate.app import build_reprocessor
-    from dropgate.render import history_table
+    from dropgate.render import Screen, print_history
     from dropgate.storage import ObjectRef
 
     parsers.FORMATS["generic"] = FixedGenericParser  # run_demo puts the original back
@@ -208,7 +219,7 @@ def _reprocess_fixed(console: Console, settings: Settings, ledger: Ledger) -> bo
     console.print(f"   {escape(done.outcome.summary())}", highlight=False)
     if done.resolved:
         console.print(f"   quarantined copy resolved: {done.resolved}")
-    console.print(history_table(ledger.history(ObjectRef(BUCKET, QUARANTINED_KEY))), highlight=False)
+    print_history(Screen(console), ledger.history(ObjectRef(BUCKET, QUARANTINED_KEY)))
     return done.outcome.status == "published"
 
 
@@ -238,47 +249,57 @@ def _ftp_drop(console: Console, settings: Any, s3: Any) -> None:
 
 
 def _show_topic(console: Console, messages: list[Any]) -> None:
+    from dropgate.render import Screen
+    from dropgate.terminal import shown
+
+    screen = Screen(console)
     by_file: dict[str, list[tuple[bytes, bytes | None]]] = {}
     for message in messages:
-        title = message.headers.get("source-object", b"?").decode()
+        title = message.headers.get("source-object", b"?").decode(errors="replace")
         by_file.setdefault(title, []).append((message.key or b"", message.value))
     for title, items in by_file.items():
-        table = Table(title=title, title_justify="left", show_lines=False)
-        for column in ("key", "availability", "quantity", "price", "locations", "asOf"):
-            table.add_column(column)
+        rows: list[tuple[Text | str, ...]] = []
+        as_of: set[str] = set()
         for event_key, value in sorted(items):
+            key = Text(shown(event_key.decode(errors="replace"), limit=None))
             if value is None:
-                table.add_row(event_key.decode(), "[red]tombstone (deleted)[/]", "", "", "", "")
+                rows.append((key, Text("tombstone", style="red"), "", ""))
                 continue
             state = orjson.loads(value)
             price = state["price"]
-            table.add_row(
-                event_key.decode(),
-                state["availability"],
-                str(state["quantity"]),
-                f"{price['amount']} {price['currency']}" if price else "-",
-                ", ".join(f"{loc['locationId']}={loc['quantity']}" for loc in state["locations"]) or "-",
-                state["asOf"],
+            as_of.add(state["asOf"])
+            rows.append(
+                (
+                    key,
+                    f"{state['availability']} {state['quantity'] if state['quantity'] is not None else ''}".strip(),
+                    f"{price['amount']} {price['currency']}" if price else "-",
+                    Text(
+                        shown(", ".join(f"{loc['locationId']}={loc['quantity']}" for loc in state["locations"]) or "-")
+                    ),
+                )
             )
-        console.print(table)
+        # asOf: the document's own time, the same for every event of a file (the title says it once)
+        screen.rows(
+            ("key", "state", "price", "locations"),
+            rows,
+            title=f"{shown(title, limit=None)}  asOf {', '.join(sorted(as_of))}",
+        )
 
 
 def _show_ledger(console: Console, ledger: Any, keys: list[str]) -> None:
+    from dropgate.render import Screen, status_text
     from dropgate.storage import ObjectRef
 
-    outcomes = Table(show_lines=False)
-    outcomes.add_column("file", no_wrap=True)
-    for column in ("status", "parser", "events", "tombstones", "problems"):
-        outcomes.add_column(column)
-    for key in keys:
-        for entry in ledger.history(ObjectRef(bucket=BUCKET, key=key)):
-            color = {"published": "green", "quarantined": "red"}.get(entry.status, "yellow")
-            outcomes.add_row(
-                key,
-                f"[{color}]{entry.status}[/]",
-                f"{entry.parser_name}/{entry.parser_version}",
-                str(entry.event_count),
-                str(entry.tombstones),
-                str(entry.problem_count),
-            )
-    console.print(outcomes)
+    rows = [
+        (
+            key,
+            status_text(entry.status),
+            f"{entry.parser_name}/{entry.parser_version}",
+            str(entry.event_count),
+            str(entry.tombstones),
+            str(entry.problem_count),
+        )
+        for key in keys
+        for entry in ledger.history(ObjectRef(bucket=BUCKET, key=key))
+    ]
+    Screen(console).rows(("file", "status", "parser", "events", "tombstones", "problems"), rows)

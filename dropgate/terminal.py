@@ -22,9 +22,9 @@ from parsers.base import MAX_VALUE_CHARS, truncate
 
 #: C0 and C1 controls, DEL, zero-width and bidirectional formatting characters, line and paragraph
 #: separators, BOM: none prints as itself, several reorder or hide what follows them.
-_INVISIBLE_ABOVE_ASCII = "\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff"
-_UNSAFE = re.compile(f"[\x00-\x1f{_INVISIBLE_ABOVE_ASCII}]")
-_UNSAFE_KEEPING_LINES = re.compile(f"[\x00-\x08\x0b-\x1f{_INVISIBLE_ABOVE_ASCII}]")  # \t and \n stay
+INVISIBLE_ABOVE_ASCII = "\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff"
+_UNSAFE = re.compile(f"[\x00-\x1f{INVISIBLE_ABOVE_ASCII}]")
+_UNSAFE_KEEPING_LINES = re.compile(f"[\x00-\x08\x0b-\x1f{INVISIBLE_ABOVE_ASCII}]")  # \t and \n stay
 _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 

@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from dropgate.cli.output import EXIT_QUARANTINED, JsonFlag, print_json
 from dropgate.cli.root import PartnerOption, app, echo, fail, problem_line, with_progress
 from dropgate.config import Settings
 from dropgate.storage import ObjectRef, parse_s3_uri
@@ -19,8 +20,16 @@ from dropgate.terminal import shown
 def inspect(
     file: Annotated[Path, typer.Argument(help="A local XML (or gzipped XML) drop.", exists=False)],
     partner: PartnerOption = None,
+    as_json: Annotated[
+        bool,
+        typer.Option("--json", help="Print the verdict as one JSON document instead of the events (schemas/cli/)."),
+    ] = False,
 ) -> None:
-    """Parse a local file without AWS or Kafka: events on stdout (JSON lines), problems on stderr."""
+    """Parse a local file without AWS or Kafka: events on stdout (JSON lines), problems on stderr.
+
+    --json prints the verdict (partner, parser, counts, problems) as one document instead.
+    Exit: 0 clean, 1 it would be quarantined, 2 usage error (no such file, unknown partner).
+    """
     from dropgate.app import build_ingestor
     from dropgate.ingest.preparing import PREVIEW_PARTNER
     from dropgate.partners import PartnerConfigError
@@ -33,6 +42,13 @@ def inspect(
     except (PartnerConfigError, ObjectMissing) as error:
         raise fail(str(error)) from None
     with prepared.spool:
+        if as_json:
+            from dropgate.cli.documents import inspect_document
+
+            print_json(inspect_document(str(file), prepared))
+            if prepared.problems:
+                raise typer.Exit(EXIT_QUARANTINED)
+            return
         policy, publishable = prepared.policy, prepared.publishable
         out = sys.stdout.buffer
         if publishable:
@@ -51,7 +67,7 @@ def inspect(
                 f"{file}: would be quarantined: {prepared.problem_count} problem(s); {published} (policy {policy})",
                 err=True,
             )
-            raise typer.Exit(1)
+            raise typer.Exit(EXIT_QUARANTINED)
         if prepared.partner is None:
             named = (
                 f"the document names partner '{shown(prepared.partner_id)}', which is not configured"
@@ -75,8 +91,13 @@ def ingest(
     target: Annotated[str, typer.Argument(help="s3://BUCKET/KEY, or a local file with --partner.")],
     partner: PartnerOption = None,
     force: Annotated[bool, typer.Option(help="Process even if the ledger says this version is done.")] = False,
+    as_json: JsonFlag = False,
 ) -> None:
-    """Run the same core the Lambda handler runs, for one file, and print its outcome."""
+    """Run the same core the Lambda handler runs, for one file, and print its outcome.
+
+    Exit: 0 published, a duplicate, or ignored (the line says why: a quarantine copy, an object
+    deleted before it was read); 1 quarantined; 2 usage or infrastructure error.
+    """
     from dropgate.app import build_ingestor
     from dropgate.partners import PartnerConfigError
     from dropgate.publishing import PublishError, TopicError
@@ -92,12 +113,15 @@ def ingest(
         outcome = with_progress(ingestor, lambda: ingestor.ingest(ref, trigger="cli", partner_id=partner, force=force))
     except (PartnerConfigError, ObjectMissing, ValueError, TopicError, PublishError) as error:
         raise fail(str(error)) from None
-    for problem in outcome.problems:
-        echo(problem_line(problem), err=True)
-    for note in outcome.notes:
-        echo(f"note: {note}", err=True)
-    echo(outcome.summary())
+    if as_json:
+        from dropgate.cli.documents import outcome_document
+
+        print_json(outcome_document(outcome))
+    else:
+        for problem in outcome.problems:
+            echo(problem_line(problem), err=True)
+        for note in outcome.notes:
+            echo(f"note: {note}", err=True)
+        echo(outcome.summary())
     if outcome.status == "quarantined":
-        raise typer.Exit(1)
-    if outcome.status == "ignored":
-        raise typer.Exit(2)
+        raise typer.Exit(EXIT_QUARANTINED)

@@ -6,6 +6,8 @@ from typing import Annotated, Any
 
 import typer
 
+from dropgate.cli.dates import SINCE_FORMS, parse_since
+from dropgate.cli.output import EXIT_QUARANTINED, JsonFlag, print_json
 from dropgate.cli.root import PartnerOption, app, echo, fail, s3_target
 from dropgate.config import Settings
 from dropgate.terminal import shown
@@ -58,14 +60,23 @@ def reprocess(
     target: Annotated[str | None, typer.Argument(help="s3://BUCKET/KEY (original or quarantine key).")] = None,
     quarantined: Annotated[bool, typer.Option("--quarantined", help="Every quarantined file (bulk).")] = False,
     partner: PartnerOption = None,
-    since: Annotated[str | None, typer.Option(help="Bulk: files quarantined since this date (YYYY-MM-DD).")] = None,
+    since: Annotated[
+        str | None,
+        typer.Option(help=f"Bulk: files quarantined since DATE: {SINCE_FORMS}.", parser=parse_since, metavar="DATE"),
+    ] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would be published; change nothing.")] = False,
     force: Annotated[bool, typer.Option(help="Republish even if this parser version already did.")] = False,
     changed_only: Annotated[
         bool, typer.Option("--changed-only", help="Publish only keys whose state changed.")
     ] = False,
+    as_json: JsonFlag = False,
 ) -> None:
-    """Run the current parser over files already received and republish them (idempotently)."""
+    """Run the current parser over files already received and republish them (idempotently).
+
+    --json: one document for one file, JSON lines (one per file) for --quarantined.
+    Exit: 0 published (or would be), 1 a file is (or would stay) quarantined, 2 usage or
+    infrastructure error.
+    """
     from rich.console import Console
     from rich.progress import Progress
 
@@ -77,16 +88,16 @@ def reprocess(
     settings = Settings()
     if (target is None) == (not quarantined):
         raise fail("give one file (s3://BUCKET/KEY) or --quarantined [--partner P] [--since DATE]")
-    console = Console(stderr=False)
+    console = Console(stderr=True)  # the progress bar: never between the lines a script reads
     try:
         reprocessor = build_reprocessor(settings, publish=not dry_run)
         if target is not None:
             result = reprocessor.one(
                 s3_target(target, settings), dry_run=dry_run, force=force, changed_only=changed_only or None
             )
-            echo(_describe(result))
+            _report(result, as_json=as_json)
             if _still_quarantined(result):
-                raise typer.Exit(1)
+                raise typer.Exit(EXIT_QUARANTINED)
             return
         entries = reprocessor.quarantined(partner=partner, since=since)
         results = []
@@ -94,33 +105,45 @@ def reprocess(
             task = progress.add_task("reprocessing", total=len(entries))
             for result in reprocessor.each(entries, dry_run=dry_run, force=force, changed_only=changed_only or None):
                 results.append(result)
-                if dry_run:
-                    echo(_describe(result))
+                if dry_run or as_json:  # each file as it is done: a long bulk run streams
+                    _report(result, as_json=as_json)
                 progress.advance(task)
     except (PartnerConfigError, ObjectMissing, ValueError, TopicError, PublishError) as error:
         raise fail(str(error)) from None
-    console.print(_bulk_table(results, dry_run=dry_run))
+    if not as_json:
+        _bulk_table(results, dry_run=dry_run)
     if any(_still_quarantined(r) for r in results):
-        raise typer.Exit(1)
+        raise typer.Exit(EXIT_QUARANTINED)
 
 
-def _bulk_table(results: list[Any], *, dry_run: bool) -> Any:
+def _report(result: Any, *, as_json: bool) -> None:
+    if as_json:
+        from dropgate.cli.documents import reprocess_document
+
+        print_json(reprocess_document(result, still_quarantined=_still_quarantined(result)))
+    else:
+        echo(_describe(result))
+
+
+def _bulk_table(results: list[Any], *, dry_run: bool) -> None:
     """One row per file of a bulk reprocess."""
-    from rich.table import Table
     from rich.text import Text
 
-    table = Table(title=f"reprocessed {len(results)} quarantined file(s)" + (" (dry run)" if dry_run else ""))
-    for column in ("file", "version", "outcome", "events", "stale", "problems", "resolved"):
-        table.add_column(column, overflow="fold")
-    for result in results:
-        outcome = result.outcome
-        table.add_row(  # keys as Text: a key like acme/[/].xml is not rich markup
-            Text(shown(outcome.ref.uri)),
-            Text(shown(outcome.ref.version_id or "null")),
-            "dry-run" if dry_run else outcome.status,
-            str(outcome.events),
-            str(outcome.stale),
-            str(outcome.problem_count),
-            Text(shown(result.resolved or "")),
-        )
-    return table
+    from dropgate.render import Screen, uri
+
+    Screen().rows(
+        ("file", "version", "outcome", "events", "stale", "problems", "resolved"),
+        (
+            (  # keys as Text: a key like acme/[/].xml is not rich markup
+                uri(r.outcome.ref.bucket, r.outcome.ref.key),
+                Text(shown(r.outcome.ref.version_id or "null", limit=None)),
+                "dry-run" if dry_run else r.outcome.status,
+                str(r.outcome.events),
+                str(r.outcome.stale),
+                str(r.outcome.problem_count),
+                Text(shown(r.resolved or "", limit=None)),
+            )
+            for r in results
+        ),
+        title=f"reprocessed {len(results)} quarantined file(s)" + (" (dry run)" if dry_run else ""),
+    )

@@ -1,7 +1,12 @@
 """``dropgate``: inspect a file, ingest one, reprocess, and look into the ledger and the quarantine.
 
-Exit codes: 0 clean/published, 1 the file is (or would be) quarantined, 2 usage or
-infrastructure error (the message says what to fix).
+Exit codes, the same for every command: 0 done (published, clean, ignored, or found); 1 the file is
+(or would be) quarantined (inspect, ingest, reprocess), or schema check found a breaking change;
+2 usage, configuration or infrastructure error (the message says what to fix); 3 not found (an
+unknown file, a file not quarantined).
+
+--json on a command prints JSON for scripts: one document, or JSON lines for a list (shapes in
+schemas/cli/). Human output is plain lines when piped, tables on a terminal; NO_COLOR is honoured.
 """
 
 from __future__ import annotations
@@ -12,11 +17,39 @@ from typing import Annotated, Any
 
 import typer
 
+from dropgate.cli.output import EXIT_ERROR
 from dropgate.config import Settings
 from dropgate.storage import ObjectRef, parse_s3_uri
 from dropgate.terminal import neutralise, shown
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__, pretty_exceptions_enable=False)
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help=__doc__,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="markdown",  # paragraphs reflow to the width; a docstring line break is not kept
+)
+
+
+def _version(asked: bool) -> None:
+    """``--version``: the installed package's version, as pip and importlib.metadata know it."""
+    if asked:
+        from importlib.metadata import version
+
+        typer.echo(f"dropgate {version('dropgate')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the installed version and exit."),
+    ] = False,
+) -> None:
+    pass
+
+
 PartnerOption = Annotated[
     str | None,
     typer.Option("--partner", "-p", help="Partner id from partners.yaml (default: from the key prefix)."),
@@ -39,7 +72,7 @@ def with_progress(ingestor: Any, work: Any) -> Any:
         return work()
 
 
-def fail(message: str, code: int = 2) -> typer.Exit:
+def fail(message: str, code: int = EXIT_ERROR) -> typer.Exit:
     echo(f"dropgate: {message}", err=True)
     return typer.Exit(code)
 
@@ -57,7 +90,10 @@ def problem_line(problem: Any) -> str:
 def s3_target(target: str, settings: Settings) -> ObjectRef:
     """``s3://bucket/key``, or a bare key in DROPGATE_BUCKET."""
     if target.startswith("s3://"):
-        return parse_s3_uri(target)
+        try:
+            return parse_s3_uri(target)
+        except ValueError as error:
+            raise fail(str(error)) from None
     if not settings.bucket:
         raise fail(f"'{shown(target)}' has no bucket: give s3://BUCKET/KEY or set DROPGATE_BUCKET")
     return ObjectRef(settings.bucket, target.lstrip("/"))
@@ -74,7 +110,7 @@ def run(command: Callable[[], Any], *, debug: Callable[[], bool]) -> None:
         echo("dropgate: set DROPGATE_DEBUG=1 for the traceback", err=True)
         if debug():
             raise
-        sys.exit(2)
+        sys.exit(EXIT_ERROR)
 
 
 def debugging() -> bool:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import subprocess
 import sys
 from typing import Any
@@ -96,23 +97,30 @@ def test_upload_notification_queue_handler_topic(stack: dict[str, Any], topic_pr
     }
 
 
-def test_demo_runs_on_embedded_defaults() -> None:
+@pytest.mark.parametrize("where", ["piped", "terminal"])
+def test_demo_runs_on_embedded_defaults(where: str) -> None:
     """`make demo` must keep working: run what it runs (`python -m devstack demo`) and read what it
-    shows a person."""
+    shows a person, piped and on an 80-column terminal: nothing cut, no metrics JSON in the story."""
+    terminal = {"TTY_COMPATIBLE": "1", "NO_COLOR": "1"} if where == "terminal" else {"TTY_COMPATIBLE": "0"}
     done = subprocess.run(
         [sys.executable, "-m", "devstack", "demo"],
         cwd=REPO,
-        env={**os.environ, "COLUMNS": "200"},
+        env={**os.environ, "COLUMNS": "80", **terminal},
         capture_output=True,
         text=True,
         timeout=240,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    shown = done.stdout
+    shown = re.sub(r"\x1b\[[0-9;]*m", "", done.stdout)
+    assert '"_aws"' not in shown + done.stderr  # the handler's EMF metrics go to a file, named in the story
+    assert "…" not in shown  # nothing cut to fit
+    if where == "terminal":  # tables fit (or become one block per record); a line of text the terminal wraps
+        assert max(len(line) for line in shown.splitlines() if "─" in line) <= 80
+        shown = " ".join(shown.split())  # a value folded onto two lines is read as one
     assert "globex:1001" in shown and "tombstone" in shown
     assert "validation (2)" in shown  # the diagnostics, grouped by kind
     assert "quantity '1,250' is ambiguous" in shown
-    assert ">      7 |     <quantity>1,250</quantity>" in shown  # with the line it is on
+    assert "> 7 | <quantity>1,250</quantity>" in " ".join(shown.split())  # with the line it is on
     assert "dry run: would publish 3 event(s): new 3, changed 0, unchanged 0, stale 0" in shown
     assert "published: s3://dropgate-demo-drops/acme/erp-export-2026-11-22.xml" in shown
     assert "quarantined copy resolved: s3://dropgate-demo-drops/quarantine/resolved/files/" in shown

@@ -19,7 +19,6 @@ BUCKET = "drops"
 def aws(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
     """A versioned drop bucket and the ledger table, in moto; ``DROPGATE_BUCKET`` points at it."""
     monkeypatch.setenv("DROPGATE_BUCKET", BUCKET)
-    monkeypatch.setenv("COLUMNS", "250")  # rich sizes the CLI's tables from COLUMNS
     with mock_aws():
         clients = {name: boto3.client(name) for name in ("s3", "dynamodb")}
         ensure_bucket(clients["s3"], BUCKET)

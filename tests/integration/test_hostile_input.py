@@ -65,7 +65,7 @@ RAW_CONTROLS = ("\x1b", "\r", "\x07", "\u202e")
 
 
 def invoke(*argv: str) -> Any:
-    return runner.invoke(app, list(argv), terminal_width=250)
+    return runner.invoke(app, list(argv))
 
 
 def pasted_target(command: str) -> str:

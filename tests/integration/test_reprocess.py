@@ -95,7 +95,7 @@ def test_fix_the_parser_then_reprocess_by_key(
         ("reprocess", "generic-xml/2", "published"),
     ]
 
-    status = runner.invoke(app, ["status", f"s3://{BUCKET}/{KEY}"], terminal_width=200)
+    status = runner.invoke(app, ["status", f"s3://{BUCKET}/{KEY}"])
     assert status.exit_code == 0
     assert "published" in status.stdout and "generic-xml/1" in status.stdout and "generic-xml/2" in status.stdout
 
@@ -121,12 +121,12 @@ def test_a_failed_reprocess_rewrites_the_diagnostics(aws: dict[str, Any], settin
 
 def test_quarantine_list_and_show_for_a_person(aws: dict[str, Any], settings: Settings) -> None:
     quarantine(aws, settings)
-    listed = runner.invoke(app, ["quarantine", "list", "--partner", "acme"], terminal_width=250)
+    listed = runner.invoke(app, ["quarantine", "list", "--partner", "acme"])
     assert listed.exit_code == 0
     assert f"s3://{BUCKET}/{KEY}" in listed.stdout and "generic-xml/1" in listed.stdout
-    assert KEY not in runner.invoke(app, ["quarantine", "list", "--partner", "globex"], terminal_width=250).stdout
+    assert KEY not in runner.invoke(app, ["quarantine", "list", "--partner", "globex"]).stdout
 
-    shown = runner.invoke(app, ["quarantine", "show", f"s3://{BUCKET}/{KEY}"], terminal_width=250)
+    shown = runner.invoke(app, ["quarantine", "show", f"s3://{BUCKET}/{KEY}"])
     assert shown.exit_code == 0, shown.stdout
     out = shown.stdout
     assert "validation (2)" in out
@@ -143,13 +143,11 @@ def test_bulk_reprocess_of_a_partners_quarantined_files(
     quarantine(aws, settings, "acme/one.xml")
     quarantine(aws, settings, "acme/two.xml")
     monkeypatch.setitem(parsers.FORMATS, "generic", ThousandsTolerantParser)
-    result = runner.invoke(
-        app, ["reprocess", "--quarantined", "--partner", "acme", "--since", "2000-01-01"], terminal_width=250
-    )
+    result = runner.invoke(app, ["reprocess", "--quarantined", "--partner", "acme", "--since", "2000-01-01"])
     assert result.exit_code == 0, result.stdout + result.stderr
     assert "reprocessed 2 quarantined file(s)" in result.stdout
     assert result.stdout.count("published") == 2
-    assert runner.invoke(app, ["quarantine", "list"], terminal_width=250).stdout.count("acme/") == 0
+    assert runner.invoke(app, ["quarantine", "list"]).stdout.count("acme/") == 0
 
 
 def test_reprocess_handler_payloads(

@@ -214,10 +214,11 @@ def _state(
 
 
 def test_partners_lists_partners_and_formats_and_refuses_a_bad_configuration(tmp_path: Any, monkeypatch: Any) -> None:
-    monkeypatch.setenv("COLUMNS", "250")
+    monkeypatch.setenv("COLUMNS", "80")  # piped at 80 columns: one partner per line, nothing wrapped
     listed = runner.invoke(app, ["partners"])
     assert listed.exit_code == 0, listed.stderr
-    rows = [[cell.strip() for cell in line.split("│")[1:-1]] for line in listed.stdout.splitlines() if "│" in line]
+    rows = [line.split("\t") for line in listed.stdout.splitlines()]
+    assert ["partner", "prefix", "format", "parser", "snapshot", "policy", "key"] in rows
     assert [
         "initech",
         "initech/",
@@ -227,9 +228,8 @@ def test_partners_lists_partners_and_formats_and_refuses_a_bad_configuration(tmp
         "strict",
         "{partnerId}:{productId}",
     ] in rows
-    assert (
-        "google-local-inventory (built-in)" in listed.stdout and "<AmazonEnvelope> with no namespace" in listed.stdout
-    )
+    assert ["google-local-inventory (built-in)", "google-local-inventory/2"] in [row[:2] for row in rows]
+    assert "<AmazonEnvelope> with no namespace (Amazon inventory feed)" in [row[-1] for row in rows]
     bad = tmp_path / "partners.yaml"
     bad.write_text("partners:\n  acme: {prefix: acme/, format: generic, snapshot: weekly}\n")
     monkeypatch.setenv("DROPGATE_PARTNERS", str(bad))
@@ -244,7 +244,75 @@ def test_partners_shows_configuration_text_as_text_not_markup(tmp_path: Any, mon
         'partners:\n  acme: {prefix: "acme[bold]x[/]/", format: generic, key_template: "[red]{productId}"}\n'
     )
     monkeypatch.setenv("DROPGATE_PARTNERS", str(partners))
-    monkeypatch.setenv("COLUMNS", "250")  # rich sizes its tables from COLUMNS
-    result = runner.invoke(app, ["partners"])
-    assert result.exit_code == 0, result.output
-    assert "acme[bold]x[/]/" in result.stdout and "[red]{productId}" in result.stdout
+    for terminal in ("0", "1"):  # piped, and on a terminal (rich's own layout)
+        monkeypatch.setenv("TTY_COMPATIBLE", terminal)
+        result = runner.invoke(app, ["partners"])
+        assert result.exit_code == 0, result.output
+        assert "acme[bold]x[/]/" in result.stdout and "[red]{productId}" in result.stdout
+
+
+def test_version_is_the_installed_package_version() -> None:
+    from importlib.metadata import version
+
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0
+    assert result.stdout == f"dropgate {version('dropgate')}\n"
+
+
+def test_help_states_the_exit_code_contract() -> None:
+    result = runner.invoke(app, ["--help"], terminal_width=80)
+    text = " ".join(result.stdout.split())
+    assert "0 done" in text and "1 the file is (or would be) quarantined" in text
+    assert "2 usage, configuration or infrastructure error" in text and "3 not found" in text
+    for command in (["status"], ["files"], ["ingest"], ["inspect"], ["reprocess"], ["quarantine", "show"]):
+        helped = runner.invoke(app, [*command, "--help"], terminal_width=80)
+        assert helped.exit_code == 0 and "Exit:" in helped.stdout, command
+
+
+def test_since_is_parsed_as_a_moment() -> None:
+    from datetime import UTC, datetime
+
+    import pytest
+    import typer
+
+    from dropgate.cli.dates import parse_since
+
+    now = datetime(2026, 12, 6, 14, 30, 5, tzinfo=UTC)
+    assert parse_since("2026-12-01", now=now) == "2026-12-01T00:00:00.000Z"
+    assert parse_since("2026-12-01T08:00", now=now) == "2026-12-01T08:00:00.000Z"
+    assert parse_since("2026-12-01T08:00+01:00", now=now) == "2026-12-01T07:00:00.000Z"
+    assert parse_since("2026-12-01T08:00:00Z", now=now) == "2026-12-01T08:00:00.000Z"
+    assert parse_since("today", now=now) == "2026-12-06T00:00:00.000Z"
+    assert parse_since(" Yesterday ", now=now) == "2026-12-05T00:00:00.000Z"
+    assert parse_since("7d", now=now) == "2026-11-29T14:30:05.000Z"
+    assert parse_since("12h", now=now) == "2026-12-06T02:30:05.000Z"
+    assert parse_since("30m", now=now) == "2026-12-06T14:00:05.000Z"
+    for wrong in (
+        "last tuesday",
+        "2026-13-01",
+        "7 days",
+        "",
+        "1w",
+        "\x1b[31m",
+        "9" * 500 + "d",
+        "999999d",
+        "0001-01-01T00:00+14:00",
+    ):
+        with pytest.raises(typer.BadParameter, match="is not a date") as refused:
+            parse_since(wrong, now=now)
+        assert "\x1b" not in str(refused.value) and len(str(refused.value)) < 200, wrong
+
+
+def test_a_date_that_is_not_one_is_a_usage_error_before_anything_is_read() -> None:
+    for argv in (["quarantine", "list", "--since", "yesterdy"], ["files", "--since", "2026-02-30"]):
+        result = runner.invoke(app, argv)
+        assert result.exit_code == 2 and "is not a date" in result.output, argv
+
+
+def test_json_output_escapes_what_a_terminal_must_not_get_raw() -> None:
+    from dropgate.cli.output import dumps
+
+    document = {"key": "acme/\x1b]0;pwned\x07\u202egpj.xml\x85\u2028", "n": 1}
+    text = dumps(document)
+    assert json.loads(text) == document
+    assert text.isascii() and "\n" not in text

@@ -95,7 +95,7 @@ def test_the_installed_wheel_reads_its_own_partners_yaml(tmp_path: Path) -> None
     done = subprocess.run(
         [sys.executable, "-S", "-c", "from dropgate.cli import main; main()", "partners"],
         cwd=tmp_path,
-        env={"PYTHONPATH": path, "COLUMNS": "200", "PATH": "/usr/bin:/bin"},
+        env={"PYTHONPATH": path, "COLUMNS": "80", "PATH": "/usr/bin:/bin"},
         capture_output=True,
         text=True,
         timeout=120,
