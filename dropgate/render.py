@@ -38,6 +38,8 @@ def history_table(entries: Iterable[LedgerEntry]) -> Group:
             parts.append(Text(f"  diagnostics: {shown(sidecar_location(entry.diagnostics), limit=None)}"))
         if entry.reason:
             parts.append(Text(f"  reason: {shown(entry.reason, limit=None)}"))
+        if entry.deletions:  # a full snapshot's held tombstones (README "Held deletions")
+            parts.append(Text(f"  deletions: {entry.held_deletes} held, {entry.deletions}"))
         table = Table(box=None, padding=(0, 1), show_edge=False)
         for column in ("at", "trigger", "parser", "outcome", "events", "invalid", "stale", "seconds", "error"):
             table.add_column(column, overflow="fold")

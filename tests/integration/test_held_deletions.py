@@ -124,6 +124,8 @@ def test_a_ten_product_snapshot_after_a_thousand_holds_990_deletions_and_approve
     row = ledger.get(tuesday.ref)
     assert row is not None and (row.deletions, row.tombstones, row.event_count) == ("approved", 988, 998)
     assert stored_count(aws) == 12
+    status = runner.invoke(app, ["status", f"s3://{BUCKET}/initech/tue.xml"], terminal_width=250).stdout
+    assert "deletions: 990 held, approved" in status and "deletions-approved" in status
     remaining = conforming(runner.invoke(app, ["deletions", "list", "--json"]).stdout, "held")
     assert [h["key"] for h in remaining] == ["initech/wed.xml"]
     again = runner.invoke(app, ["deletions", "approve", f"s3://{BUCKET}/initech/tue.xml"])
