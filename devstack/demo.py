@@ -140,10 +140,13 @@ def _run(console: Console) -> int:
     console.print("\n[bold]6. The parser is fixed (generic-xml 1 → 2); reprocess the file by its key[/]")
     published = _reprocess_fixed(console, settings, ledger)
 
+    console.print("\n[bold]7. A broken full snapshot: its mass deletion is held, then approved[/]")
+    held_ok = _held_mass_deletion(console, settings, clients, stack.queue_url)
+
     messages = read_topic(kafka_config(settings), settings.topic)
     still = ledger.with_status("quarantined")
     console.print(f"\n[bold green]{len(messages)} event(s) on the topic; {len(still)} file(s) still quarantined.[/]")
-    return 0 if published else 1
+    return 0 if published and held_ok else 1
 
 
 def _provision(console: Console) -> tuple[Settings, dict[str, Any], Provisioned]:
@@ -303,3 +306,48 @@ def _show_ledger(console: Console, ledger: Any, keys: list[str]) -> None:
         for entry in ledger.history(ObjectRef(bucket=BUCKET, key=key))
     ]
     Screen(console).rows(("file", "status", "parser", "events", "tombstones", "problems"), rows)
+
+
+def _initech_snapshot(day: int, codes: list[str]) -> bytes:
+    """A full initech stock report (the declarative format) of ``codes``, generated 2026-11-<day>."""
+    items = "".join(f"<s:Item><s:Code>{code}</s:Code><s:OnHand>1</s:OnHand></s:Item>" for code in codes)
+    head = f'<s:StockReport xmlns:s="urn:initech:stock:1" generated="2026-11-{day:02d}T06:00:00Z">'
+    return f"{head}<s:Items>{items}</s:Items></s:StockReport>".encode()
+
+
+def _held_mass_deletion(console: Console, settings: Settings, clients: dict[str, Any], queue_url: str) -> bool:
+    """Initech sends 154 products, then an export cut after 10: its 144 tombstones are held (more than
+    10 % and 100 keys), shown, and approved. True if exactly those 144 went out, saying why."""
+    from devstack.sqs_runner import drain_queue
+    from dropgate.adapters.kafka_topic_reader import read_topic
+    from dropgate.app import build_reprocessor, kafka_config
+    from dropgate.storage import ObjectRef
+    from handlers.ingest import handler
+
+    catalogue = ["INI-1001", "INI-1002", "INI-1003", "INI-1005", *(f"INI-{n}" for n in range(2000, 2150))]
+    for day, key, codes in ((21, "initech/stock-mon.xml", catalogue), (22, "initech/stock-tue.xml", catalogue[4:14])):
+        clients["s3"].put_object(Bucket=BUCKET, Key=key, Body=_initech_snapshot(day, codes))
+        drain_queue(clients["sqs"], queue_url, handler)
+        console.print(f"   initech uploaded s3://{BUCKET}/{key}: {len(codes)} product(s), a full snapshot")
+    held = build_reprocessor(settings).held
+    pending = held.pending("initech")
+    if len(pending) != 1:
+        console.print("[red]expected initech/stock-tue.xml's deletions to be held[/]")
+        return False
+    hold = pending[0]
+    sample = ", ".join(key.decode() for key in held.sample(hold, 3))
+    console.print(
+        f"   dropgate deletions list: {escape(hold.file)}: {hold.count} of {hold.live} live key(s) "
+        f"({hold.fraction:.0%}) held; predecessor {escape(hold.predecessor or '-')}; e.g. {sample}",
+        highlight=False,
+    )
+    decided = held.approve(ObjectRef(BUCKET, "initech/stock-tue.xml"))
+    console.print(f"   dropgate deletions approve: {decided.published} tombstone(s) published, {decided.skipped} stale")
+    tombstones = [m for m in read_topic(kafka_config(settings), settings.topic) if m.value is None]
+    approved = [m for m in tombstones if m.headers.get("deletion-reason") == b"approved-held"]
+    console.print(
+        f"   on the topic: {len(approved)} tombstone(s) with deletion-reason approved-held, "
+        f"deletion-source {escape(approved[0].headers.get('deletion-source', b'-').decode()) if approved else '-'}",
+        highlight=False,
+    )
+    return decided.published == hold.count == len(approved) == 144

@@ -14,6 +14,8 @@ from typing import Any, Literal, Protocol
 from dropgate.storage import ObjectRef
 
 Status = Literal["received", "published", "quarantined", "ignored"]
+#: A published full snapshot's tombstones: held for approval, then approved (published) or rejected.
+Deletions = Literal["held", "approved", "rejected"]
 #: Attempts kept per object version (the oldest are dropped; ``attemptCount`` counts every one).
 MAX_ATTEMPTS = 50
 #: How much of a reason or an error one ledger row keeps.
@@ -76,6 +78,10 @@ class LedgerEntry:
     attempts: list[dict[str, Any]] = field(default_factory=list)
     attempt_count: int = 0
     claim_until: float | None = None
+    #: Set on a full snapshot whose tombstones were held (dropgate.held): how many, where, what became of them.
+    deletions: Deletions | None = None
+    held_deletes: int = 0
+    held_at: str | None = None
 
     @property
     def parser_label(self) -> str:
@@ -124,6 +130,11 @@ class Ledger(Protocol):
 
     def record(self, ref: ObjectRef, entry: LedgerEntry, attempt: Attempt) -> None: ...
 
+    def decide_deletions(self, ref: ObjectRef, decision: Deletions, *, tombstones: int, attempt: Attempt) -> None:
+        """Record what became of a file's held tombstones: ``tombstones`` published now (added to its
+        event and tombstone counts), the decision, and the attempt that made it."""
+        ...
+
     def history(self, ref: ObjectRef) -> list[LedgerEntry]:
         """Every recorded version of one key, newest update first."""
         ...
@@ -152,6 +163,9 @@ class NullLedger:
         return Claim(granted=True)
 
     def record(self, ref: ObjectRef, entry: LedgerEntry, attempt: Attempt) -> None:
+        return None
+
+    def decide_deletions(self, ref: ObjectRef, decision: Deletions, *, tombstones: int, attempt: Attempt) -> None:
         return None
 
     def history(self, ref: ObjectRef) -> list[LedgerEntry]:

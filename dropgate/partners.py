@@ -57,6 +57,17 @@ class CxmlOptions(BaseModel):
         return available_rule(value)
 
 
+class HoldDeletions(BaseModel):
+    """When a full snapshot's tombstones wait for a person (README "Held deletions"): it would delete
+    more than ``fraction`` of the partner's live keys AND more than ``minimum`` keys. ``fraction: 1``
+    never holds (a snapshot cannot delete more than every key)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    fraction: float = Field(default=0.10, ge=0.0, le=1.0)
+    minimum: int = Field(default=100, ge=0)
+
+
 class Partner(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -67,6 +78,8 @@ class Partner(BaseModel):
     policy: Literal["strict", "skip_invalid"] = "strict"
     #: full: every file is the whole catalogue, so products missing from it are deleted (tombstones).
     snapshot: Literal["full", "delta"] = "delta"
+    #: A full snapshot deleting more than this holds its tombstones until approved (defaults: 10 %, 100).
+    hold_deletions: HoldDeletions = HoldDeletions()
     #: Overrides of the deployment's safety limits for this partner, e.g. {max_records: 20000000}.
     limits: dict[str, int] | None = None
     #: Options of the cxml-product-activity format, e.g. which stock is available quantity.

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Literal, Protocol
 
 from dropgate import events
 from dropgate.spool import SpoolEntry
 
 Header = tuple[str, str | bytes | None]
+#: Why a tombstone was published (its ``deletion-reason`` header): a delete in the file itself, a key
+#: a full snapshot no longer holds, or held tombstones an operator approved (README "Event contract").
+DeletionReason = Literal["explicit", "absent-from-snapshot", "approved-held"]
 #: An opt-in convention on the wire (CloudEvents headers, Glue framing: :mod:`dropgate.wire`): given a
 #: spooled event and the contract's headers, the value and headers it goes out with.
 Dress = Callable[[SpoolEntry, list[Header]], tuple[bytes | None, list[Header]]]
@@ -52,9 +55,16 @@ class EventSink(Protocol):
 
 
 def event_messages(
-    entries: Iterable[SpoolEntry], *, source: str, parser_label: str, ingested_at: str, dress: Dress | None = None
+    entries: Iterable[SpoolEntry],
+    *,
+    source: str,
+    parser_label: str,
+    ingested_at: str,
+    dress: Dress | None = None,
+    deletion: DeletionReason = "explicit",
 ) -> Iterator[OutMessage]:
-    """Spooled events as Kafka messages with the contract's headers (``event-id`` per event)."""
+    """Spooled events as Kafka messages with the contract's headers (``event-id`` per event); a
+    tombstone also says why (``deletion-reason``) and which file deleted the key (``deletion-source``)."""
     same_for_every_event: list[Header] = [
         ("content-type", events.CONTENT_TYPE.encode()),
         ("schema", events.SCHEMA_NAME.encode()),
@@ -62,10 +72,13 @@ def event_messages(
         ("parser-version", parser_label.encode()),
         ("ingested-at", ingested_at.encode()),
     ]
+    why: list[Header] = [("deletion-reason", deletion.encode()), ("deletion-source", source.encode())]
     event_id = events.event_id
     for entry in entries:
         key, value = entry.key, entry.value
         headers: list[Header] = [("event-id", event_id(key, value).encode()), *same_for_every_event]
+        if value is None:
+            headers += why
         if dress is not None:
             value, headers = dress(entry, headers)
         yield OutMessage(key=key, value=value, headers=headers)

@@ -4,6 +4,9 @@ The file is named by its original key or its quarantine key. Without ``force`` a
 published or quarantined by the *current* parser version is left alone (a fix bumps the parser
 version, and that is what makes a reprocess do work). A successful reprocess of a quarantined
 file moves its copy and sidecar under ``quarantine/resolved/``; a failed one rewrites them.
+
+It also decides a full snapshot's held deletions (:mod:`dropgate.held_deletions`), so the
+reprocess function approves or rejects them on AWS without a laptop.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
+from dropgate.held_deletions import Decided, HeldDeletions
 from dropgate.ingest.outcome import FileOutcome
 from dropgate.ingest.service import Ingestor
 from dropgate.ledger import Ledger, LedgerEntry
@@ -33,6 +37,15 @@ class Reprocessor:
         self.ingestor = ingestor
         self.ledger = ledger
         self.quarantine = quarantine
+
+    @property
+    def held(self) -> HeldDeletions:
+        """Held deletions, over the same state, ledger, guard and broker."""
+        return HeldDeletions.of(self.ingestor)
+
+    def decide_deletions(self, ref: ObjectRef, *, approve: bool) -> Decided:
+        """Approve (publish) or reject a file's held tombstones."""
+        return self.held.approve(ref) if approve else self.held.reject(ref)
 
     def resolve_target(self, ref: ObjectRef) -> ObjectRef:
         """Quarantine key → original key; no version → the newest quarantined version, else the latest."""

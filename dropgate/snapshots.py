@@ -25,11 +25,14 @@ import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext, suppress
 from dataclasses import dataclass
-from typing import IO, Protocol
+from typing import IO, TYPE_CHECKING, Protocol
 
 from dropgate.index_shards import CELL_BITS, Shard, ShardLayout
 from dropgate.key_index import key_hash
 from dropgate.spool import SpoolEntry
+
+if TYPE_CHECKING:
+    from dropgate.held import HeldDeletion
 
 _MAGIC = b"dropgate-keyset 1\n"
 _SHARD_MAGIC = b"dropgate-keyset-shard 1\n"
@@ -78,6 +81,19 @@ class SnapshotStore(Protocol):
     def delete(self, partner: str, bucket: str | None, generation: int, shards: Sequence[Shard]) -> None: ...
 
     def drop_legacy(self, partner: str, bucket: str | None) -> None: ...
+
+    # Held deletions (dropgate.held): the keys, then the record; the record is what lists a hold.
+    def write_held(self, held: HeldDeletion, keys: Iterable[bytes]) -> str:
+        """Store a hold (the same file again overwrites it); returns where its keys are."""
+
+    def held(self, partner: str | None, bucket: str | None) -> list[HeldDeletion]:
+        """The pending holds (of one partner, or all), oldest first."""
+
+    def held_keys(self, held: HeldDeletion) -> AbstractContextManager[Iterator[bytes]]:
+        """A hold's keys, sorted, streamed."""
+
+    def drop_held(self, held: HeldDeletion) -> None:
+        """Forget a hold: its record first, then its keys."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,9 +147,14 @@ def _header_of(raw: dict[str, object]) -> SnapshotHeader:
 
 def write_shard(target: IO[bytes], keys: Iterable[bytes]) -> int:
     """One key set shard: its keys (sorted), gzipped; returns how many."""
+    return write_gzipped_keys(target, _SHARD_MAGIC, keys)
+
+
+def write_gzipped_keys(target: IO[bytes], magic: bytes, keys: Iterable[bytes]) -> int:
+    """``magic``, then each key with its length, gzipped as they stream; returns how many keys."""
     written = 0
     with gzip.GzipFile(fileobj=target, mode="wb", compresslevel=6, mtime=0) as out:
-        out.write(_SHARD_MAGIC)
+        out.write(magic)
         for key in keys:
             out.write(_LENGTH.pack(len(key)) + key)
             written += 1
@@ -354,4 +375,16 @@ class NullSnapshotStore:
         return None
 
     def drop_legacy(self, partner: str, bucket: str | None) -> None:
+        return None
+
+    def write_held(self, held: HeldDeletion, keys: Iterable[bytes]) -> str:
+        raise RuntimeError("no state store is configured: nothing can be held")
+
+    def held(self, partner: str | None, bucket: str | None) -> list[HeldDeletion]:
+        return []
+
+    def held_keys(self, held: HeldDeletion) -> AbstractContextManager[Iterator[bytes]]:
+        return nullcontext(iter(()))
+
+    def drop_held(self, held: HeldDeletion) -> None:
         return None

@@ -58,6 +58,7 @@ def file_finished(outcome: FileOutcome) -> None:
             "parser": outcome.parser,
             "events": outcome.events,
             "tombstones": outcome.tombstones,
+            "heldDeletes": outcome.held_deletes,
             "stale": outcome.stale,
             "invalid": outcome.invalid,
             "problems": outcome.problem_count,
@@ -74,6 +75,9 @@ def file_finished(outcome: FileOutcome) -> None:
         metrics.add_metric(name="RecordsInvalid", unit=MetricUnit.Count, value=outcome.invalid)
     if outcome.stale:
         metrics.add_metric(name="StaleSkipped", unit=MetricUnit.Count, value=outcome.stale)
+    if outcome.held_deletes and outcome.status != "duplicate":  # the DeletionsHeldAlarm's metric
+        metrics.add_metric(name="DeletionsHeld", unit=MetricUnit.Count, value=1)
+        metrics.add_metric(name="TombstonesHeld", unit=MetricUnit.Count, value=outcome.held_deletes)
 
 
 def file_failed(ref: ObjectRef, error: BaseException) -> None:

@@ -1,6 +1,7 @@
 """Reprocess function: ``{"bucket", "key"}`` for one file, ``{"partner", "since"}`` for quarantined ones.
 
-Optional ``dryRun``, ``force`` and ``changedOnly`` flags. One file per invocation is what the
+Optional ``dryRun``, ``force`` and ``changedOnly`` flags. ``{"deletions": "approve" | "reject",
+"bucket", "key"[, "versionId"]}`` decides a full snapshot's held deletions instead. One file per invocation is what the
 Step Functions Distributed Map sends; the bulk form suits a few files. Returns a summary per file.
 """
 
@@ -8,8 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from aws_lambda_powertools.metrics import MetricUnit
+
 from dropgate.app import lambda_reprocessor
 from dropgate.config import Settings
+from dropgate.held_deletions import Decided
 from dropgate.reprocess import ReprocessResult
 from dropgate.storage import ObjectRef
 from handlers.observability import file_finished, logger, metrics, traced
@@ -26,6 +30,8 @@ def _summary(result: ReprocessResult) -> dict[str, Any]:
         "resolved": result.resolved,
         "note": result.note,
     }
+    if outcome.held_deletes:
+        summary["heldDeletes"] = outcome.held_deletes
     if result.dry_run and outcome.verdicts is not None:
         verdicts = outcome.verdicts
         summary["verdicts"] = {
@@ -38,6 +44,34 @@ def _summary(result: ReprocessResult) -> dict[str, Any]:
     return summary
 
 
+def _decided(decided: Decided) -> dict[str, Any]:
+    held = decided.held
+    return {
+        "object": held.file,
+        "partner": held.partner,
+        "deletions": decided.decision,
+        "held": held.count,
+        "published": decided.published,
+        "skippedStale": decided.skipped,
+        "already": decided.already,
+    }
+
+
+def _deletions(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    decision = event["deletions"]
+    if decision not in ("approve", "reject") or "key" not in event:
+        raise ValueError('a deletions payload is {"deletions": "approve" | "reject", "bucket", "key"}')
+    bucket = event.get("bucket") or Settings().bucket
+    if not bucket:
+        raise ValueError('payload needs "bucket" (or DROPGATE_BUCKET must be set)')
+    ref = ObjectRef(bucket, event["key"], event.get("versionId"))
+    decided = lambda_reprocessor(context).decide_deletions(ref, approve=decision == "approve")
+    logger.info(f"held deletions {decided.decision}", extra=_decided(decided))
+    name = "DeletionsApproved" if decided.decision == "approved" else "DeletionsRejected"
+    metrics.add_metric(name=name, unit=MetricUnit.Count, value=1)
+    return {"deletions": _decided(decided)}
+
+
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics(capture_cold_start_metric=True)
 @traced
@@ -45,6 +79,8 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     dry_run = bool(event.get("dryRun", False))
     force = bool(event.get("force", False))
     changed_only = event.get("changedOnly")
+    if "deletions" in event:
+        return _deletions(event, context)
     worker = lambda_reprocessor(context)
     if "key" in event:
         bucket = event.get("bucket") or Settings().bucket

@@ -23,11 +23,12 @@ from typing import Any, BinaryIO
 
 from dropgate.config import Settings
 from dropgate.guard import KeyIndexGuard, LockBusy
+from dropgate.held import HeldDeletion, read_keys, write_keys
 from dropgate.index_shards import Shard, ShardLayout
 from dropgate.ingest.outcome import FileOutcome
 from dropgate.ingest.service import Ingestor  # the one import of the service
 from dropgate.key_index import KeyIndex
-from dropgate.ledger import MAX_ATTEMPTS, Attempt, Claim, LedgerEntry, version_of
+from dropgate.ledger import MAX_ATTEMPTS, Attempt, Claim, Deletions, LedgerEntry, version_of
 from dropgate.partners import PartnerDirectory
 from dropgate.publishing import OutMessage, PublishError, PublishReport
 from dropgate.quarantine import Diagnostics, quarantine_key
@@ -227,7 +228,16 @@ class InMemoryLedger:
         failed = entry.status == "received"
         if not failed:
             row.status = entry.status
-            for name in ("event_count", "tombstones", "problem_count", "reason", "diagnostics"):
+            for name in (
+                "event_count",
+                "tombstones",
+                "problem_count",
+                "reason",
+                "diagnostics",
+                "deletions",
+                "held_deletes",
+                "held_at",
+            ):
                 setattr(row, name, getattr(entry, name))  # the current outcome only: None clears
             row.last_error = None
             row.etag = entry.etag or row.etag
@@ -240,6 +250,19 @@ class InMemoryLedger:
         row.attempts = [*row.attempts, attempt.as_item()][-MAX_ATTEMPTS:]
         row.attempt_count += 1
         row.claim_until = None  # the outcome is recorded: the version is free again
+
+    def decide_deletions(self, ref: ObjectRef, decision: Deletions, *, tombstones: int, attempt: Attempt) -> None:
+        with self._atomic:
+            row = self.entries.get(self._key(ref))
+            if row is None:  # as DynamoDB's update would: a row with the decision alone
+                row = LedgerEntry(bucket=ref.bucket or "", key=ref.key, version=version_of(ref), status="received")
+                self.entries[self._key(ref)] = row
+            row.deletions = decision
+            row.event_count += tombstones
+            row.tombstones += tombstones
+            row.updated_at = attempt.at
+            row.attempts = [*row.attempts, attempt.as_item()][-MAX_ATTEMPTS:]
+            row.attempt_count += 1
 
 
 class InMemoryQuarantine:
@@ -386,6 +409,29 @@ class InMemorySnapshotStore:
 
     def drop_legacy(self, partner: str, bucket: str | None) -> None:
         self.legacy_objects.pop((partner, bucket), None)
+
+    def write_held(self, held: HeldDeletion, keys: Iterable[bytes]) -> str:
+        buffer = io.BytesIO()
+        write_keys(buffer, keys)
+        self.objects[(held.partner, held.bucket, f"held/{held.id}.keys")] = buffer.getvalue()
+        self.objects[(held.partner, held.bucket, f"held/{held.id}.json")] = held.to_bytes()
+        return f"memory://{held.partner}/held/{held.id}.keys"
+
+    def held(self, partner: str | None, bucket: str | None) -> list[HeldDeletion]:
+        found = [
+            HeldDeletion.from_bytes(data)
+            for (owner, _bucket, name), data in self.objects.items()
+            if name.startswith("held/") and name.endswith(".json") and partner in (None, owner)
+        ]
+        return sorted(found, key=lambda held: (held.held_at, held.file))
+
+    def held_keys(self, held: HeldDeletion) -> AbstractContextManager[Iterator[bytes]]:
+        data = self.objects[(held.partner, held.bucket, f"held/{held.id}.keys")]
+        return nullcontext(read_keys(io.BytesIO(data)))
+
+    def drop_held(self, held: HeldDeletion) -> None:
+        self.objects.pop((held.partner, held.bucket, f"held/{held.id}.json"), None)
+        self.objects.pop((held.partner, held.bucket, f"held/{held.id}.keys"), None)
 
     def keys(self, partner: str, bucket: str | None = BUCKET) -> list[bytes] | None:
         """The stored key set of ``partner``, sorted (``None``: nothing stored)."""

@@ -6,7 +6,17 @@ import time
 from typing import Any
 
 from dropgate.adapters.dynamo_update import UpdateExpression, from_attr, to_attr_map
-from dropgate.ledger import MAX_ATTEMPTS, MAX_TEXT_CHARS, STATUS_INDEX, Attempt, Claim, LedgerEntry, now_iso, version_of
+from dropgate.ledger import (
+    MAX_ATTEMPTS,
+    MAX_TEXT_CHARS,
+    STATUS_INDEX,
+    Attempt,
+    Claim,
+    Deletions,
+    LedgerEntry,
+    now_iso,
+    version_of,
+)
 from dropgate.storage import ObjectRef
 
 
@@ -163,6 +173,8 @@ class DynamoLedger:
                 ("reason", entry.reason),
                 ("diagnostics", entry.diagnostics),
                 ("lastError", None),
+                ("deletions", entry.deletions),
+                ("heldKeys", entry.held_at),
             ):
                 if current is None:
                     update.remove(name)
@@ -170,11 +182,29 @@ class DynamoLedger:
                     update.set(name, {"S": current[:MAX_TEXT_CHARS]})
             if entry.etag:
                 update.set("etag", {"S": entry.etag})
+            if entry.held_deletes:
+                update.set("heldDeletes", {"N": str(entry.held_deletes)})
+            else:
+                update.remove("heldDeletes")
         if entry.size is not None:
             update.set("objectSize", {"N": str(entry.size)})
         if entry.parser_name and entry.parser_version:
             update.set("parserLabel", {"S": entry.parser_label})
         update.remove("claimUntil")  # the outcome is recorded: the version is free again
+        self._update_keeping_attempts(ref, update)
+
+    def decide_deletions(self, ref: ObjectRef, decision: Deletions, *, tombstones: int, attempt: Attempt) -> None:
+        update = UpdateExpression()
+        update.set_if_absent("status", {"S": "received"})
+        update.set("deletions", {"S": decision})
+        update.set("updatedAt", {"S": attempt.at})
+        update.add("eventCount", tombstones)
+        update.add("tombstones", tombstones)
+        update.append("attempts", {"M": to_attr_map(attempt.as_item())})
+        update.add("attemptCount", 1)
+        self._update_keeping_attempts(ref, update)
+
+    def _update_keeping_attempts(self, ref: ObjectRef, update: UpdateExpression) -> None:
         response = self._client.update_item(
             TableName=self._table, Key=self.key_of(ref), ReturnValues="UPDATED_NEW", **update.build()
         )
@@ -210,4 +240,7 @@ def _entry_from_item(item: dict[str, Any]) -> LedgerEntry:
         attempts=data.get("attempts", []),
         attempt_count=data.get("attemptCount", len(data.get("attempts", []))),
         claim_until=data.get("claimUntil"),
+        deletions=data.get("deletions"),
+        held_deletes=data.get("heldDeletes", 0),
+        held_at=data.get("heldKeys"),
     )

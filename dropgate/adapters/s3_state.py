@@ -7,12 +7,14 @@ Where they live is decided in :mod:`dropgate.state_objects`; what they hold in
 from __future__ import annotations
 
 import io
+import tempfile
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any, TypeVar
 
+from dropgate.held import HeldDeletion, read_keys, write_keys
 from dropgate.index_shards import Shard, ShardLayout
 from dropgate.key_index import KeyIndex
 from dropgate.snapshots import KeySetManifest, StoredKeys, read_shard, write_shard
@@ -110,6 +112,7 @@ class S3SnapshotStore:
         self._client = client
         self._legacy = PartnerStateLocation(bucket, prefix, ".keyset", "snapshot key sets")
         self._shards = PartnerStateLocation(bucket, prefix, "/", "snapshot key sets")
+        self._held = PartnerStateLocation(bucket, HELD_PREFIX, "/", "held deletions")
 
     def manifest(self, partner: str, bucket: str | None) -> KeySetManifest | None:
         target, folder = self._shards.where(partner, bucket)
@@ -171,6 +174,55 @@ class S3SnapshotStore:
     def drop_legacy(self, partner: str, bucket: str | None) -> None:
         target, key = self._legacy.where(partner, bucket)
         self._client.delete_object(Bucket=target, Key=key)
+
+    # -- held deletions: dropgate-state/held-deletions/<partner>/<id>.keys, then <id>.json --------
+    def _held_names(self, held: HeldDeletion) -> tuple[str, str, str]:
+        target, folder = self._held.where(held.partner, held.bucket)
+        return target, f"{folder}{held.id}.keys", f"{folder}{held.id}.json"
+
+    def write_held(self, held: HeldDeletion, keys: Iterable[bytes]) -> str:
+        target, keys_name, record_name = self._held_names(held)
+        with tempfile.SpooledTemporaryFile(max_size=8 << 20) as body:  # a million keys stay off the heap
+            write_keys(body, keys)
+            body.seek(0)
+            self._client.put_object(Bucket=target, Key=keys_name, Body=body)
+        self._client.put_object(Bucket=target, Key=record_name, Body=held.to_bytes())
+        return f"s3://{target}/{keys_name}"
+
+    def held(self, partner: str | None, bucket: str | None) -> list[HeldDeletion]:
+        target, folder = self._held.where(partner or "", bucket)
+        if partner is None:
+            folder = HELD_PREFIX
+        found = []
+        paginator = self._client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=target, Prefix=folder):
+            for item in page.get("Contents", []):
+                if item["Key"].endswith(".json"):
+                    body = _get(self._client, target, item["Key"])
+                    if body is not None:  # decided meanwhile
+                        found.append(HeldDeletion.from_bytes(body))
+        return sorted(found, key=lambda held: (held.held_at, held.file))
+
+    @contextmanager
+    def _held_keys(self, held: HeldDeletion) -> Iterator[Iterator[bytes]]:
+        target, keys_name, _record = self._held_names(held)
+        body = self._client.get_object(Bucket=target, Key=keys_name)["Body"]
+        try:
+            yield read_keys(body)
+        finally:
+            body.close()
+
+    def held_keys(self, held: HeldDeletion) -> AbstractContextManager[Iterator[bytes]]:
+        return self._held_keys(held)
+
+    def drop_held(self, held: HeldDeletion) -> None:
+        target, keys_name, record_name = self._held_names(held)
+        self._client.delete_object(Bucket=target, Key=record_name)
+        self._client.delete_object(Bucket=target, Key=keys_name)
+
+
+#: Where held deletions are kept in the state bucket (dropgate.held).
+HELD_PREFIX = STATE_PREFIX + "held-deletions/"
 
 
 def _get(client: Any, target: str, key: str) -> bytes | None:

@@ -39,6 +39,8 @@ def ledger_row(entry: LedgerEntry, *, attempts: bool = False) -> dict[str, Any]:
         "lastError": entry.last_error,
         "updatedAt": entry.updated_at,
         "attemptCount": entry.attempt_count,
+        "deletions": entry.deletions,  # a full snapshot's held tombstones: held, approved or rejected
+        "heldDeletes": entry.held_deletes if entry.deletions else None,
     }
     if attempts:
         row["attempts"] = [_attempt(item) for item in entry.attempts]

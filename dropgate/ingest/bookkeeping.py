@@ -44,6 +44,9 @@ def entry_for(prepared: Prepared, outcome: FileOutcome, status: LedgerStatus, er
         reason=error or outcome.reason,
         diagnostics=outcome.diagnostics,
         etag=prepared.meta.etag,
+        deletions="held" if outcome.held_deletes else None,
+        held_deletes=outcome.held_deletes,
+        held_at=outcome.held_at,
     )
 
 

@@ -14,7 +14,7 @@ from typing import Literal
 from dropgate import events
 from dropgate.guard import Verdicts
 from dropgate.partners import Partner
-from dropgate.publishing import OutMessage, event_messages
+from dropgate.publishing import DeletionReason, OutMessage, event_messages
 from dropgate.spool import EventSpool, SpoolEntry
 from dropgate.storage import ObjectMeta, ObjectRef
 from dropgate.terminal import shown
@@ -70,15 +70,21 @@ class Prepared:
         return f"{self.problem_count} problem(s); first: {self.problems[0].one_line()}"
 
     def messages(
-        self, entries: Iterable[SpoolEntry] | None = None, *, ingested_at: str | None = None
+        self,
+        entries: Iterable[SpoolEntry] | None = None,
+        *,
+        ingested_at: str | None = None,
+        deletion: DeletionReason = "explicit",
     ) -> Iterator[OutMessage]:
-        """Spooled events (all, or the ``entries`` the guard selected) as Kafka messages with headers."""
+        """Spooled events (all, or the ``entries`` the guard selected) as Kafka messages with headers;
+        ``deletion`` is why its tombstones delete (the file's own deletes: ``explicit``)."""
         return event_messages(
             entries if entries is not None else self.spool.replay(self.sha256),
             source=str(self.ref),
             parser_label=self.parser_label,
             ingested_at=ingested_at or events.format_timestamp(datetime.now(UTC)),
             dress=self.wire.for_file(self.ref) if self.wire is not None else None,
+            deletion=deletion,
         )
 
 
@@ -92,6 +98,9 @@ class FileOutcome:
     tombstones: int = 0
     #: Of the tombstones: products missing from this full snapshot that were in the previous one.
     snapshot_deletes: int = 0
+    #: Tombstones of this full snapshot held for approval instead (a dry run: would hold), and where.
+    held_deletes: int = 0
+    held_at: str | None = None
     invalid: int = 0
     stale: int = 0
     unchanged: int = 0
@@ -133,6 +142,7 @@ class FileOutcome:
         counts = (
             ("tombstones", self.tombstones),
             ("snapshot_deletes", self.snapshot_deletes),
+            ("held_deletes", self.held_deletes),
             ("stale_skipped", self.stale),
             ("unchanged", self.unchanged),
             ("problems", self.problem_count),

@@ -228,7 +228,7 @@ class Ingestor:
             step = SnapshotStep(note="snapshot: a file with problems never deletes")
             if not prepared.problems:
                 step = self._snapshot_deletes().run(prepared, session, stack=stack, deadline=None, dry_run=True)
-                outcome.snapshot_deletes = step.deletes
+                outcome.snapshot_deletes, outcome.held_deletes = step.deletes, step.held
         if prepared.snapshot == "full" and step.note:
             outcome.notes.append(step.note)
         outcome.verdicts = session.verdicts
@@ -300,6 +300,7 @@ class Ingestor:
         outcome.events = report.acknowledged + step.deletes
         outcome.tombstones = prepared.spool.tombstones + step.deletes
         outcome.snapshot_deletes = step.deletes
+        outcome.held_deletes, outcome.held_at = step.held, step.held_at
         if prepared.snapshot == "full" and step.note:
             outcome.notes.insert(0, step.note)
         _note_verdicts(outcome, session, changed_only=changed_only)

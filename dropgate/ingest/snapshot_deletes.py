@@ -8,6 +8,11 @@ writes only the key set shards its keys fall in (:mod:`dropgate.partner_keyset`)
 guard session (the partner lock); the new set is written after the key index, and before
 tombstones go out the stored set is widened to cover this file, so a crash at any point repeats
 the same tombstones instead of losing them.
+
+A snapshot that would delete too much (the partner's ``hold_deletions``: :func:`dropgate.held.holds`)
+holds its tombstones instead: they are written down as a :class:`~dropgate.held.HeldDeletion`
+before the key set moves on, and the key set keeps the held keys (they are live until approved),
+so a crash at any point writes the same hold again. :mod:`dropgate.held_deletions` approves them.
 """
 
 from __future__ import annotations
@@ -16,11 +21,14 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 
 from dropgate.guard import GuardedSession
+from dropgate.held import HeldDeletion, holds
 from dropgate.ingest.outcome import Prepared
+from dropgate.ledger import now_iso
 from dropgate.partner_keyset import PartnerKeySet
 from dropgate.partners import Partner
 from dropgate.publishing import EventSink
 from dropgate.snapshots import SnapshotHeader, SnapshotKeys, SnapshotStore, plan, tombstone_entries
+from dropgate.terminal import shell_command
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +38,9 @@ class SnapshotStep:
 
     deletes: int = 0
     note: str | None = None
+    #: Tombstones held for approval instead of published (a dry run: would hold), and where.
+    held: int = 0
+    held_at: str | None = None
 
 
 @dataclass(slots=True)
@@ -106,6 +117,9 @@ class SnapshotDeletes:
     ) -> SnapshotStep:
         gone = keys.missing_count()
         since = f"since {header.source}" if header is not None and header.as_of_ms else "from the tracked key set"
+        policy = partner.hold_deletions
+        if header is not None and holds(gone, header.count, fraction=policy.fraction, minimum=policy.minimum):
+            return self._hold(prepared, partner, session, keys, keyset, header, gone, since, dry_run=dry_run)
         tombstones = session.select(lambda: tombstone_entries(keys.missing_sorted(), prepared.as_of_ms))
         if dry_run:
             would = sum(1 for _ in tombstones)
@@ -116,7 +130,7 @@ class SnapshotDeletes:
             keyset.write_merged(keys, header)
         if self.sink is None:
             raise RuntimeError("no event sink configured")
-        report = self.sink.publish(prepared.messages(tombstones), deadline=deadline)
+        report = self.sink.publish(prepared.messages(tombstones, deletion="absent-from-snapshot"), deadline=deadline)
         new = SnapshotHeader(partner.id, prepared.as_of_ms, str(prepared.ref), keys.live, partner.key_template)
         session.on_commit(lambda: keyset.replace(keys.live_by_cell(), new))
         recorded = f"{keys.live} key(s) recorded as the partner's current snapshot{restarted}"
@@ -125,4 +139,50 @@ class SnapshotDeletes:
         return SnapshotStep(
             report.acknowledged,
             f"snapshot: {gone} product(s) missing {since}: {report.acknowledged} tombstone(s) published; {recorded}",
+        )
+
+    def _hold(
+        self,
+        prepared: Prepared,
+        partner: Partner,
+        session: GuardedSession,
+        keys: SnapshotKeys,
+        keyset: PartnerKeySet,
+        header: SnapshotHeader,
+        gone: int,
+        since: str,
+        *,
+        dry_run: bool,
+    ) -> SnapshotStep:
+        """Write the tombstones down instead of publishing them; the key set keeps the held keys."""
+        share = f"{gone} of {header.count} live key(s), {gone / max(header.count, 1):.0%}"
+        missing = f"snapshot: {gone} product(s) missing {since} ({share}): more than the partner's hold_deletions"
+        if dry_run:
+            return SnapshotStep(0, f"{missing}: the tombstones would be HELD for approval", held=gone)
+        held = HeldDeletion(
+            partner=partner.id,
+            file=str(prepared.ref),
+            bucket=prepared.ref.bucket or "",
+            key=prepared.ref.key,
+            version=prepared.ref.version_id,
+            predecessor=header.source or None,
+            as_of_ms=prepared.as_of_ms,
+            count=gone,
+            live=header.count,
+            key_template=partner.key_template,
+            parser=prepared.parser_label,
+            held_at=now_iso(),
+        )
+        # Before the key set moves on to this file: a crash from here on writes the same hold again.
+        where = self.snapshots.write_held(held, keys.missing_sorted())
+        new = SnapshotHeader(partner.id, prepared.as_of_ms, str(prepared.ref), 0, partner.key_template)
+        # The held keys stay live until approved. Written as a new generation (the whole set was read):
+        # a crash before its manifest leaves the set of before, whose count the hold rule reads.
+        session.on_commit(lambda: keyset.replace(keys.merged_by_cell(), new))
+        show = shell_command("dropgate", "deletions", "show", prepared.ref.uri)
+        return SnapshotStep(
+            0,
+            f"{missing}: {gone} tombstone(s) HELD; see {show}, then approve or reject",
+            held=gone,
+            held_at=where,
         )

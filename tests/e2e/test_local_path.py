@@ -127,4 +127,8 @@ def test_demo_runs_on_embedded_defaults(where: str) -> None:
     assert "globex uploaded over FTP" in shown and "s3://dropgate-demo-drops/globex/nightly-update.xml" in shown
     assert "northwind:SKU-10042" in shown and "tailspin:ABC-125" in shown  # Google Merchant and Amazon feeds
     assert "initech:INI-1001" in shown  # a declarative format, dropped under no prefix, routed by its root
-    assert "31 event(s) on the topic; 0 file(s) still quarantined." in shown
+    # a broken full snapshot: 154 products, then 10; its 144 tombstones held, shown and approved
+    assert "144 of 154 live key(s) (94%) held" in shown and "e.g. initech:INI-1001" in shown
+    assert "dropgate deletions approve: 144 tombstone(s) published, 0 stale" in shown
+    assert "on the topic: 144 tombstone(s) with deletion-reason approved-held, deletion-source " in shown
+    assert "339 event(s) on the topic; 0 file(s) still quarantined." in shown

@@ -15,10 +15,13 @@ import pytest
 
 from dropgate.adapters.dynamo_ledger import DynamoLedger
 from dropgate.adapters.object_stores import S3ObjectStore
+from dropgate.adapters.s3_state import S3SnapshotStore
+from dropgate.held import HeldDeletion
 from dropgate.ledger import Attempt, Claim, Ledger, LedgerEntry
 from dropgate.provision import ensure_bucket, ensure_ledger_table
+from dropgate.snapshots import SnapshotStore
 from dropgate.storage import ObjectMissing, ObjectRef, ObjectStore
-from tests.fakes import InMemoryLedger, InMemoryObjectStore
+from tests.fakes import InMemoryLedger, InMemoryObjectStore, InMemorySnapshotStore
 
 REF = ObjectRef("drops", "acme/mon.xml", "v1")
 LABEL = "generic-xml/1"
@@ -140,6 +143,75 @@ def test_a_first_failed_attempt_leaves_a_received_row(ledger: Ledger) -> None:
         "acme",
     )
     assert claim(ledger).granted
+
+
+def test_a_decision_on_held_deletions_adds_its_tombstones_and_a_publish_records_the_hold(ledger: Ledger) -> None:
+    assert claim(ledger).granted
+    held = outcome("published", events=2)
+    held.deletions, held.held_deletes, held.held_at = "held", 990, "s3://state/held.keys"
+    ledger.record(REF, held, attempt("published"))
+    row = ledger.get(REF)
+    assert row is not None and (row.deletions, row.held_deletes, row.held_at) == ("held", 990, "s3://state/held.keys")
+    ledger.decide_deletions(REF, "approved", tombstones=985, attempt=attempt("deletions-approved"))
+    row = ledger.get(REF)
+    assert row is not None
+    assert (row.status, row.deletions, row.event_count, row.tombstones, row.held_deletes) == (
+        "published",
+        "approved",
+        987,
+        985,
+        990,
+    )
+    assert (row.attempt_count, row.attempts[-1]["outcome"]) == (2, "deletions-approved")
+    assert claim(ledger, force=True).granted  # a reprocess that holds nothing: the current outcome only
+    ledger.record(REF, outcome("published", events=2), attempt("published"))
+    row = ledger.get(REF)
+    assert row is not None and (row.deletions, row.held_deletes, row.held_at) == (None, 0, None)
+
+
+# -- the snapshot store's held deletions -------------------------------------------------------------
+@pytest.fixture(params=["in-memory", "s3"])
+def snapshots(request: pytest.FixtureRequest) -> Iterator[SnapshotStore]:
+    if request.param == "in-memory":
+        yield InMemorySnapshotStore()
+        return
+    with moto_client("s3") as client:
+        ensure_bucket(client, "drops")
+        yield S3SnapshotStore(client, None)
+
+
+def held_of(partner: str, key: str, at: str) -> HeldDeletion:
+    return HeldDeletion(
+        partner=partner,
+        file=f"s3://drops/{key}?versionId=v1",
+        bucket="drops",
+        key=key,
+        version="v1",
+        predecessor=None,
+        as_of_ms=1,
+        count=3,
+        live=4,
+        key_template="{productId}",
+        parser=LABEL,
+        held_at=at,
+    )
+
+
+def test_holds_are_listed_oldest_first_per_partner_streamed_back_and_forgotten(snapshots: SnapshotStore) -> None:
+    first, second = (
+        held_of("initech", "initech/tue.xml", "2026-11-17"),
+        held_of("acme", "acme/x'$(y).xml", "2026-11-18"),
+    )
+    snapshots.write_held(second, [b"B", b"C"])
+    snapshots.write_held(first, [b"A", b"B\x1b", b"C"])
+    snapshots.write_held(first, [b"A", b"B\x1b", b"C"])  # a retry writes the same hold again
+    assert snapshots.held(None, "drops") == [first, second]
+    assert snapshots.held("acme", "drops") == [second]
+    with snapshots.held_keys(first) as keys:
+        assert list(keys) == [b"A", b"B\x1b", b"C"]
+    snapshots.drop_held(first)
+    assert snapshots.held(None, "drops") == [second]
+    assert snapshots.held("initech", "drops") == []
 
 
 # -- the object store -------------------------------------------------------------------------------

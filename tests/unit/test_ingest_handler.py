@@ -170,3 +170,24 @@ def test_aws_clients_give_up_inside_the_functions_timeout() -> None:
         config = aws_client(service).meta.config
         assert (config.connect_timeout, config.read_timeout) == (5, 30)
         assert config.retries == {"mode": "standard", "total_max_attempts": 4}
+
+
+def test_a_file_whose_deletions_were_held_emits_the_metric_the_alarm_watches(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.unit.test_template_and_events import template
+
+    class HoldingIngestor(FakeIngestor):
+        def ingest(self, ref: ObjectRef, **_: Any) -> FileOutcome:
+            return FileOutcome(ref=ref, status="published", events=10, held_deletes=990)
+
+    monkeypatch.setattr(ingest, "lambda_ingestor", lambda context=None: HoldingIngestor(set()))
+    monkeypatch.delenv("POWERTOOLS_METRICS_DISABLED")
+    from handlers.observability import metrics
+
+    metrics.clear_metrics()
+    ingest.handler({"Records": [s3_record("initech/tue.xml")]}, LocalLambdaContext())
+    (emf,) = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    assert (emf["DeletionsHeld"], emf["TombstonesHeld"]) == ([1.0], [990.0])
+    alarm = template()["Resources"]["DeletionsHeldAlarm"]["Properties"]
+    assert (alarm["Namespace"], alarm["MetricName"], alarm["Threshold"]) == ("dropgate", "DeletionsHeld", 0)

@@ -16,7 +16,7 @@ from tests.unit.test_index_shards import DAY_16_MS
 
 FULL = """
 partners:
-  initech: {prefix: initech/, format: generic, snapshot: full}
+  initech: {prefix: initech/, format: generic, snapshot: full, hold_deletions: {fraction: 1}}  # deletes at scale, never held
 """
 DAY_MS = 86_400_000
 

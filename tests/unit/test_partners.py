@@ -33,6 +33,18 @@ def test_repository_partners_load_and_route_by_prefix() -> None:
             "partner 'acme', field 'snapshot': Input should be 'full' or",
         ),
         (
+            "{prefix: acme/, format: generic, hold_deletions: {fraction: 2}}",
+            "partner 'acme', field 'hold_deletions.fraction': Input should be less than or equal to 1",
+        ),
+        (
+            "{prefix: acme/, format: generic, hold_deletions: {minimum: -1}}",
+            "partner 'acme', field 'hold_deletions.minimum': Input should be greater than or equal to 0",
+        ),
+        (
+            "{prefix: acme/, format: generic, hold_deletions: {share: 0.5}}",
+            "partner 'acme', field 'hold_deletions.share': Extra inputs are not permitted",
+        ),
+        (
             "{prefix: acme/, format: generic, key_template: '{sku}'}",
             "key_template '{sku}' uses {sku}; only the plain placeholders {productId} and {partnerId} are allowed",
         ),

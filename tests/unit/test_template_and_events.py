@@ -128,6 +128,8 @@ def test_every_sample_event_goes_through_the_handler(path: Path, monkeypatch: py
 
 @pytest.mark.parametrize("path", sorted((REPO / "events" / "reprocess").glob("*.json")), ids=lambda p: p.name)
 def test_every_reprocess_event_goes_through_the_reprocess_handler(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from dropgate.held import HeldDeletion
+    from dropgate.held_deletions import Decided
     from dropgate.ingest.outcome import FileOutcome
     from dropgate.reprocess import ReprocessResult
     from dropgate.storage import ObjectRef
@@ -144,12 +146,23 @@ def test_every_reprocess_event_goes_through_the_reprocess_handler(path: Path, mo
             calls.append(("bulk", options))
             return []
 
+        def decide_deletions(self, ref: ObjectRef, *, approve: bool) -> Decided:
+            calls.append(("deletions", (ref, approve)))
+            held = HeldDeletion(
+                "initech", str(ref), ref.bucket or "", ref.key, None, None, 0, 1, 1, "{productId}", "g/1", ""
+            )
+            return Decided(held, "approved" if approve else "rejected")
+
     monkeypatch.setattr(reprocess, "lambda_reprocessor", lambda context=None: FakeReprocessor())
     payload = json.loads(path.read_text())
     response = reprocess.handler(payload, LocalLambdaContext())
-    assert "results" in response
+    assert "results" in response or "deletions" in response
     ((kind, detail),) = calls
-    if "key" in payload:
+    if "deletions" in payload:
+        ref, approve = detail
+        assert kind == "deletions" and ref.key == payload["key"] and approve == (payload["deletions"] == "approve")
+        assert response["deletions"]["deletions"] == ("approved" if approve else "rejected")
+    elif "key" in payload:
         ref, flags = detail
         assert kind == "one" and ref.key == payload["key"] and flags["dry_run"] == payload.get("dryRun", False)
     else:
