@@ -28,7 +28,7 @@ from dropgate.ingest.outcome import FileOutcome
 from dropgate.ingest.service import Ingestor  # the one import of the service
 from dropgate.key_index import KeyIndex
 from dropgate.key_ownership import Owners, Stored
-from dropgate.ledger import MAX_ATTEMPTS, Attempt, Claim, LedgerEntry, version_of
+from dropgate.ledger import MAX_ATTEMPTS, Attempt, Claim, KeyTransfer, LedgerEntry, version_of
 from dropgate.partners import PartnerDirectory
 from dropgate.publishing import OutMessage, PublishError, PublishReport
 from dropgate.quarantine import Diagnostics, quarantine_key
@@ -166,6 +166,7 @@ class InMemoryLedger:
 
     def __init__(self) -> None:
         self.entries: dict[tuple[str, str], LedgerEntry] = {}
+        self.key_transfers: list[KeyTransfer] = []
         self.offset = 0.0
         self._atomic = threading.Lock()
 
@@ -242,6 +243,13 @@ class InMemoryLedger:
         row.attempts = [*row.attempts, attempt.as_item()][-MAX_ATTEMPTS:]
         row.attempt_count += 1
         row.claim_until = None  # the outcome is recorded: the version is free again
+
+    def record_transfer(self, transfer: KeyTransfer) -> None:
+        with self._atomic:
+            self.key_transfers.append(transfer)
+
+    def transfers(self, key_hash: str) -> list[KeyTransfer]:
+        return sorted((t for t in self.key_transfers if t.key_hash == key_hash), key=lambda t: t.at)
 
 
 class InMemoryQuarantine:

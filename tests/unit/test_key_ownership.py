@@ -139,7 +139,9 @@ def test_a_shard_keeps_its_owners_once_and_drops_names_that_own_nothing() -> Non
     import numpy as np
 
     shard = Owners.empty().with_owner(np.array([3, 1], dtype=np.uint64), "acme")
-    shard = shard.with_owner(np.array([2], dtype=np.uint64), "beta").with_owner(np.array([1, 3], dtype=np.uint64), "beta")
+    shard = shard.with_owner(np.array([2], dtype=np.uint64), "beta").with_owner(
+        np.array([1, 3], dtype=np.uint64), "beta"
+    )
     again = Owners.from_bytes(shard.to_bytes())
     assert again.names == ("beta",)
     assert again.owners_of(np.array([1, 2, 3, 4], dtype=np.uint64)).tolist() == [0, 0, 0, -1]
