@@ -98,10 +98,10 @@ def _check(
                 kept[i] = stored
     _report(prepared, found, keys, cap)
     if claim_keys and prepared.publishable:
-        lost = _Offenders()
+        lost, refused = _Offenders(), found.records
         for i in to_claim:
             rows = keys.by_shard.between(i, i + 1)
-            rows = rows[~_isin(rows["record"], found.records)]
+            rows = rows[~_isin(rows["record"], refused)]
             taken, seen = claim(store, bucket, LAYOUT[i], rows["key"], partner, kept.get(i))
             checked.writes += 1
             checked.claimed += len(_unique(rows["key"])) - len(taken)
