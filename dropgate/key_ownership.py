@@ -8,15 +8,17 @@ The map is global (ownership is *between* partners): key hash (the key index's 6
 :func:`~dropgate.key_index.key_hash`) → owner partner id, in :data:`SHARDS` objects by key hash, so a
 file reads only the shards its keys fall in and writes back only the shards where it claims a new
 key (a partner sending keys it already owns writes nothing). A shard stores its owners' ids once,
-in a small table, and 10 bytes per key: a million keys are ~10 MB in 256 objects of ~40 KB.
+in a small table, and 10 bytes per key: a million keys are ~10 MB in 64 objects of ~160 KB.
 
 Why a fixed layout and not the key index's shards, which are cut as they grow
 (:mod:`dropgate.index_shards`): those are written under one partner's lock, so cutting a shard
 (write the parts, then the layout, then drop the old shard) cannot race with anything. The map is
 written by every partner's files at once, each holding only its own partner lock, and S3 has no
 transaction over several objects: a cut racing another partner's claim in the old shard would lose
-that claim. With a fixed layout every change is one object's conditional write. 256 shards of 16
-cells keep a shard near a megabyte up to ~100 million keys; a full file touches all 256.
+that claim. With a fixed layout every change is one object's conditional write. 64 shards of 64
+cells: a shard is ~160 KB at a million keys, ~1.6 MB at ten million; a large file touches all 64.
+(256 were measured too: smaller objects, but a 100,000-product file paid ~1 s more CPU for the
+requests alone, so 64 it is.)
 
 Concurrency: two files of different partners may claim the same new key at the same moment. Each
 writes a shard only if it is still the version it read (S3 ``If-Match`` on the ETag it read, or
@@ -44,7 +46,7 @@ if TYPE_CHECKING:
     import numpy as np
 
 #: Cells (:mod:`dropgate.index_shards`) per ownership shard, and the shards that makes.
-SHARD_CELLS = 16
+SHARD_CELLS = 64
 SHARDS = CELLS // SHARD_CELLS
 #: Every shard of the map, in cell order.
 LAYOUT: tuple[Shard, ...] = tuple(Shard(lo, lo + SHARD_CELLS) for lo in range(0, CELLS, SHARD_CELLS))

@@ -10,8 +10,9 @@ from __future__ import annotations
 import pytest
 
 from dropgate.config import Settings
+from dropgate.index_shards import CELL_BITS, CELLS
 from dropgate.key_index import key_hash
-from dropgate.key_ownership import LAYOUT, NotOwned, Owners, owner_of, shard_of, transfer
+from dropgate.key_ownership import LAYOUT, SHARD_CELLS, NotOwned, Owners, owner_of, shard_of, transfer
 from dropgate.terminal import shell_command
 from tests.fakes import Service, inventory, make_service
 
@@ -145,4 +146,5 @@ def test_a_shard_keeps_its_owners_once_and_drops_names_that_own_nothing() -> Non
     again = Owners.from_bytes(shard.to_bytes())
     assert again.names == ("beta",)
     assert again.owners_of(np.array([1, 2, 3, 4], dtype=np.uint64)).tolist() == [0, 0, 0, -1]
-    assert len(LAYOUT) == 256 and shard_of(b"P1") == LAYOUT[key_hash(b"P1") >> 56]
+    assert len(LAYOUT) == CELLS // SHARD_CELLS  # every cell once, in order
+    assert shard_of(b"P1") == LAYOUT[(key_hash(b"P1") >> (64 - CELL_BITS)) // SHARD_CELLS]
