@@ -15,12 +15,14 @@ from dropgate.adapters.dynamo_ledger import DynamoLedger
 from dropgate.adapters.dynamo_lock import DynamoPartnerLock
 from dropgate.adapters.kafka_publisher import KafkaPublisher
 from dropgate.adapters.object_stores import LocalFileStore, ObjectUnreadable, S3ObjectStore, read_s3_object
+from dropgate.adapters.s3_ownership import S3OwnershipStore
 from dropgate.adapters.s3_quarantine import S3Quarantine
 from dropgate.adapters.s3_state import S3KeyIndexStore, S3SnapshotStore
 from dropgate.broker_auth import auth_config
 from dropgate.config import Settings
 from dropgate.guard import KeyIndexGuard, NullGuard, PublishGuard
 from dropgate.ingest.service import Ingestor
+from dropgate.key_ownership import NullOwnershipStore, OwnershipStore
 from dropgate.lambda_runtime import delivery_timeout_ms
 from dropgate.ledger import Ledger, NullLedger
 from dropgate.lineage import Lineage, NullLineage
@@ -126,6 +128,11 @@ def build_quarantine(settings: Settings) -> S3Quarantine:
     return S3Quarantine(aws_client("s3"), settings.quarantine_bucket)
 
 
+def build_ownership(settings: Settings) -> S3OwnershipStore:
+    """The key ownership map, in the state bucket (else the drop bucket): ``dropgate keys`` reads it."""
+    return S3OwnershipStore(aws_client("s3"), settings.state_bucket or settings.bucket)
+
+
 def build_schema_registry(registry: str, settings: Settings) -> SchemaRegistry:
     """The Glue Schema Registry (botocore is imported only where a registry is configured)."""
     from dropgate.adapters.glue_registry import GlueSchemaRegistry
@@ -164,9 +171,10 @@ def build_ingestor(settings: Settings, *, local: bool = False, publish: bool = T
     quarantine: Quarantine
     guard: PublishGuard
     snapshots: SnapshotStore
+    ownership: OwnershipStore
     if local:
         store, ledger, quarantine, guard = LocalFileStore(), NullLedger(), NullQuarantine(), NullGuard()
-        snapshots = NullSnapshotStore()
+        snapshots, ownership = NullSnapshotStore(), NullOwnershipStore()
     else:
         s3, dynamodb = aws_client("s3"), aws_client("dynamodb")
         state_bucket = settings.state_bucket or settings.bucket
@@ -181,6 +189,7 @@ def build_ingestor(settings: Settings, *, local: bool = False, publish: bool = T
             directory=settings.spool_dir,  # its scratch files beside the spool's
         )
         snapshots = S3SnapshotStore(s3, state_bucket)
+        ownership = S3OwnershipStore(s3, state_bucket)
     version = registered_version(settings) if publish else None
     return Ingestor(
         store=store,
@@ -193,6 +202,7 @@ def build_ingestor(settings: Settings, *, local: bool = False, publish: bool = T
         snapshots=snapshots,
         wire=build_wire_format(settings, version) if publish else None,
         lineage=build_lineage(settings) if publish else None,
+        ownership=ownership,
     )
 
 

@@ -109,6 +109,19 @@ class Claim:
         return f"already {self.entry.status} with parser {self.entry.parser_label}"
 
 
+@dataclass(frozen=True, slots=True)
+class KeyTransfer:
+    """A key handed from one partner to another by an operator (``dropgate keys transfer``): a
+    ledger row of its own kind, under the key's hash, so ``dropgate keys owner`` shows the history."""
+
+    key: str
+    key_hash: str
+    source: str
+    target: str
+    by: str
+    at: str = field(default_factory=now_iso)
+
+
 def version_of(ref: ObjectRef) -> str:
     """The ledger's sort key: S3's version id, or ``null`` as S3 itself says for unversioned."""
     return ref.version_id or "null"
@@ -143,6 +156,12 @@ class Ledger(Protocol):
         """Rows in a status (newest first), optionally of one partner and updated since an ISO date."""
         ...
 
+    def record_transfer(self, transfer: KeyTransfer) -> None: ...
+
+    def transfers(self, key_hash: str) -> list[KeyTransfer]:
+        """The key's transfers, oldest first."""
+        ...
+
 
 class NullLedger:
     """No ledger: local-file ingest and ``inspect`` keep no history."""
@@ -172,4 +191,10 @@ class NullLedger:
         return []
 
     def with_status(self, status: str, *, partner: str | None = None, since: str | None = None) -> list[LedgerEntry]:
+        return []
+
+    def record_transfer(self, transfer: KeyTransfer) -> None:
+        return None
+
+    def transfers(self, key_hash: str) -> list[KeyTransfer]:
         return []

@@ -20,7 +20,14 @@ if TYPE_CHECKING:
     from parsers.xml_stream import Sniffed
 
 ProblemKind = Literal[
-    "xml_syntax", "validation", "unknown_format", "encoding", "security_limit", "empty", "parser_error"
+    "xml_syntax",
+    "validation",
+    "unknown_format",
+    "encoding",
+    "security_limit",
+    "empty",
+    "parser_error",
+    "authorization",  # not a parser's: the core's, for a key another partner owns (dropgate.ingest.ownership)
 ]
 
 #: Offending values are cut to this many characters in problems, so a 50 MB text node cannot

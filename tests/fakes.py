@@ -28,7 +28,8 @@ from dropgate.index_shards import Shard, ShardLayout
 from dropgate.ingest.outcome import FileOutcome
 from dropgate.ingest.service import Ingestor  # the one import of the service
 from dropgate.key_index import KeyIndex
-from dropgate.ledger import MAX_ATTEMPTS, Attempt, Claim, Deletions, LedgerEntry, version_of
+from dropgate.key_ownership import Owners, Stored
+from dropgate.ledger import MAX_ATTEMPTS, Attempt, Claim, Deletions, KeyTransfer, LedgerEntry, version_of
 from dropgate.partners import PartnerDirectory
 from dropgate.publishing import OutMessage, PublishError, PublishReport
 from dropgate.quarantine import Diagnostics, quarantine_key
@@ -42,6 +43,7 @@ __all__ = [
     "InMemoryLedger",
     "InMemoryLock",
     "InMemoryObjectStore",
+    "InMemoryOwnershipStore",
     "InMemoryQuarantine",
     "InMemorySnapshotStore",
     "Ingestor",
@@ -165,6 +167,7 @@ class InMemoryLedger:
 
     def __init__(self) -> None:
         self.entries: dict[tuple[str, str], LedgerEntry] = {}
+        self.key_transfers: list[KeyTransfer] = []
         self.offset = 0.0
         self._atomic = threading.Lock()
 
@@ -263,6 +266,13 @@ class InMemoryLedger:
             row.updated_at = attempt.at
             row.attempts = [*row.attempts, attempt.as_item()][-MAX_ATTEMPTS:]
             row.attempt_count += 1
+
+    def record_transfer(self, transfer: KeyTransfer) -> None:
+        with self._atomic:
+            self.key_transfers.append(transfer)
+
+    def transfers(self, key_hash: str) -> list[KeyTransfer]:
+        return sorted((t for t in self.key_transfers if t.key_hash == key_hash), key=lambda t: t.at)
 
 
 class InMemoryQuarantine:
@@ -446,6 +456,40 @@ class InMemorySnapshotStore:
         return found
 
 
+class InMemoryOwnershipStore:
+    """Stands in for :class:`dropgate.adapters.s3_ownership.S3OwnershipStore`: each shard as bytes
+    with a version (S3's ETag) that every write changes; a write is refused unless the shard is still
+    at the version the writer read (``None``: not written yet), as S3's If-Match / If-None-Match are.
+    ``before_write`` (if set) runs just before each conditional check: a test plays a rival there."""
+
+    enabled = True
+
+    def __init__(self) -> None:
+        self.objects: dict[tuple[str | None, str], tuple[bytes, str]] = {}
+        self.reads: list[str] = []
+        self.writes: list[str] = []
+        self.before_write: Any = None
+        self._atomic = threading.Lock()
+
+    def read(self, bucket: str | None, shards: Sequence[Shard]) -> Iterator[Stored]:
+        for shard in shards:
+            self.reads.append(shard.name)
+            found = self.objects.get((bucket, shard.name))
+            yield Stored(Owners.from_bytes(found[0]), found[1]) if found else Stored(Owners.empty(), None)
+
+    def write(self, bucket: str | None, shard: Shard, owners: Owners, expected: str | None) -> bool:
+        if self.before_write is not None:
+            rival, self.before_write = self.before_write, None
+            rival()
+        with self._atomic:
+            found = self.objects.get((bucket, shard.name))
+            if (found[1] if found else None) != expected:
+                return False
+            self.writes.append(shard.name)
+            self.objects[(bucket, shard.name)] = (owners.to_bytes(), uuid.uuid4().hex)
+            return True
+
+
 #: Three partners in the generic format: strict (the default), skip_invalid, and full snapshots.
 PARTNERS_YAML = """
 partners:
@@ -467,6 +511,7 @@ class Service:
     key_index: InMemoryKeyIndexStore
     lock: InMemoryLock
     snapshots: InMemorySnapshotStore
+    ownership: InMemoryOwnershipStore
     bucket: str = BUCKET
     dropped: list[ObjectRef] = field(default_factory=list)
 
@@ -492,11 +537,12 @@ def make_service(partners_yaml: str = PARTNERS_YAML, *, settings: Settings | Non
     """The service over fresh fakes and the real :class:`KeyIndexGuard`; parsing stays in-process."""
     settings = settings or Settings(parallel_parse_min_bytes=-1)
     store, sink, ledger = InMemoryObjectStore(), RecordingSink(), InMemoryLedger()
-    quarantine, key_index, lock, snapshots = (
+    quarantine, key_index, lock, snapshots, ownership = (
         InMemoryQuarantine(),
         InMemoryKeyIndexStore(),
         InMemoryLock(),
         InMemorySnapshotStore(),
+        InMemoryOwnershipStore(),
     )
     ingestor = Ingestor(
         store=store,
@@ -507,8 +553,9 @@ def make_service(partners_yaml: str = PARTNERS_YAML, *, settings: Settings | Non
         quarantine=quarantine,
         guard=KeyIndexGuard(key_index, lock),
         snapshots=snapshots,
+        ownership=ownership,
     )
-    return Service(ingestor, store, sink, ledger, quarantine, key_index, lock, snapshots)
+    return Service(ingestor, store, sink, ledger, quarantine, key_index, lock, snapshots, ownership)
 
 
 def inventory(products: dict[str, int | str | None], *, day: int = 16, partner: str | None = None) -> str:

@@ -13,6 +13,7 @@ from dropgate.ledger import (
     Attempt,
     Claim,
     Deletions,
+    KeyTransfer,
     LedgerEntry,
     now_iso,
     version_of,
@@ -213,6 +214,41 @@ class DynamoLedger:
             # An item may not exceed 400 KB: keep the newest attempts (attemptCount counts them all).
             drop = ", ".join(f"attempts[{i}]" for i in range(kept - MAX_ATTEMPTS))
             self._client.update_item(TableName=self._table, Key=self.key_of(ref), UpdateExpression=f"REMOVE {drop}")
+
+    def record_transfer(self, transfer: KeyTransfer) -> None:
+        """A row of kind ``key-transfer`` under ``key#<hash>`` (no status: it is in no status listing)."""
+        import uuid
+
+        self._client.put_item(
+            TableName=self._table,
+            Item={
+                "pk": {"S": f"key#{transfer.key_hash}"},
+                "version": {"S": f"transfer#{transfer.at}#{uuid.uuid4().hex[:8]}"},
+                "kind": {"S": "key-transfer"},
+                "key": {"S": transfer.key[:MAX_TEXT_CHARS]},
+                "from": {"S": transfer.source},
+                "to": {"S": transfer.target},
+                "by": {"S": transfer.by[:MAX_TEXT_CHARS]},
+                "at": {"S": transfer.at},
+            },
+        )
+
+    def transfers(self, key_hash: str) -> list[KeyTransfer]:
+        kwargs: dict[str, Any] = {
+            "TableName": self._table,
+            "KeyConditionExpression": "pk = :pk AND begins_with(version, :transfer)",
+            "ExpressionAttributeValues": {":pk": {"S": f"key#{key_hash}"}, ":transfer": {"S": "transfer#"}},
+            "ConsistentRead": True,
+        }
+        found: list[KeyTransfer] = []
+        while True:
+            response = self._client.query(**kwargs)
+            for item in response.get("Items", []):
+                data = {name: from_attr(value) for name, value in item.items()}
+                found.append(KeyTransfer(data["key"], key_hash, data["from"], data["to"], data["by"], data["at"]))
+            if "LastEvaluatedKey" not in response:
+                return found
+            kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
 
 
 def _entry_from_item(item: dict[str, Any]) -> LedgerEntry:

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from dropgate.cli import contract, deletions, files, operations, reprocessing  # noqa: F401 - importing registers the commands
+from dropgate.cli import (  # noqa: F401 - importing registers the commands
+    contract,
+    deletions,
+    files,
+    operations,
+    ownership,
+    reprocessing,
+)
 from dropgate.cli.root import app, debugging, run
 
 

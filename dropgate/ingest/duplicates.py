@@ -95,7 +95,7 @@ def check(spool: EventSpool, problems: ProblemCollector, *, key_template: str, p
     finally:
         digests.close()
     spool.exclude(found.excluded_records(), tombstones=found.excluded_tombstones)
-    names = _Names(key_template, partner_id)
+    names = KeyNames(key_template, partner_id)
     sample = found.sample
     names.read(spool, [first.position for first, _, _ in found.reported] + ([sample[0].position] if sample else []))
     for first, later, occurrences in found.reported:
@@ -232,8 +232,9 @@ class _Found:
         return self.excluded
 
 
-class _Names:
-    """The product ids (else keys) of the few duplicates a problem or the note names."""
+class KeyNames:
+    """The product ids (else keys) of the few records a problem or the note names (also the
+    ownership check's: :mod:`dropgate.ingest.ownership`)."""
 
     def __init__(self, key_template: str, partner_id: str) -> None:
         rendered = render_key(key_template, product_id="\x00", partner_id=partner_id)
@@ -243,6 +244,9 @@ class _Names:
 
     def read(self, spool: EventSpool, positions: list[int]) -> None:
         self._keys = {entry.ordinal: entry.key for entry in spool.read_at(sorted(set(positions)))}
+
+    def key(self, position: int) -> bytes:
+        return self._keys[position]
 
     def product_id(self, position: int) -> str | None:
         key = self._keys[position]
@@ -261,7 +265,7 @@ class _Names:
         return f"key '{shown(self._keys[position].decode(errors='replace'))}'"
 
 
-def _problem(names: _Names, first: _Seen, later: _Seen, occurrences: int) -> Problem:
+def _problem(names: KeyNames, first: _Seen, later: _Seen, occurrences: int) -> Problem:
     def what(seen: _Seen) -> str:
         where = [f"line {seen.line}"] if seen.line else []
         where += ["a delete"] if seen.tombstone else []

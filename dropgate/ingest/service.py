@@ -20,11 +20,13 @@ from contextlib import ExitStack
 
 from dropgate.config import Settings
 from dropgate.guard import GuardedSession, NullGuard, PublishGuard
+from dropgate.ingest import ownership
 from dropgate.ingest.bookkeeping import attempt_for, bare_entry, diagnostics_for, entry_for
 from dropgate.ingest.outcome import FileOutcome, Prepared
 from dropgate.ingest.preparing import Preparer, ReadPolicy
 from dropgate.ingest.routing import Route, Router
 from dropgate.ingest.snapshot_deletes import SnapshotDeletes, SnapshotStep
+from dropgate.key_ownership import NullOwnershipStore, OwnershipStore
 from dropgate.ledger import Attempt, Ledger
 from dropgate.lineage import FileRuns, Lineage, NullLineage
 from dropgate.partners import PartnerDirectory
@@ -55,8 +57,11 @@ class Ingestor:
         snapshots: SnapshotStore | None = None,
         wire: WireFormat | None = None,
         lineage: Lineage | None = None,
+        ownership: OwnershipStore | None = None,
     ) -> None:
         self.store = store
+        #: Who owns which key, between partners (nobody, for local runs).
+        self.ownership: OwnershipStore = ownership or NullOwnershipStore()
         #: What the deployment adds on the wire, and its lineage runs: both off unless configured.
         self.wire = wire
         self.runs = FileRuns(lineage or NullLineage(), settings, topic=sink.topic if sink else settings.topic)
@@ -159,11 +164,20 @@ class Ingestor:
             )
             self.ledger.record(ref, bare_entry(ref, "received", partner=partner), attempt)
             raise
+        with prepared.spool, run:  # the run ends with the outcome, or fails with what the rest raises
+            return run.concluded(self._authorised(prepared, trigger, deadline, started, changed_only))
+
+    def _authorised(
+        self, prepared: Prepared, trigger: str, deadline: float | None, started: float, changed_only: bool | None
+    ) -> FileOutcome:
+        """The records whose key another partner owns are problems; the rest is concluded."""
+        try:
+            ownership.check(prepared, self.ownership, cap=self.settings.max_problems, claim_keys=True)
+        except Exception as error:
+            self._record(prepared, FileOutcome.of(prepared), trigger, started, status="received", error=str(error))
+            raise
         only_changed = self.settings.changed_only if changed_only is None else changed_only
-        with prepared.spool, run:  # the run ends with the outcome, or fails with what _conclude raises
-            return run.concluded(
-                self._conclude(prepared, trigger=trigger, deadline=deadline, started=started, changed_only=only_changed)
-            )
+        return self._conclude(prepared, trigger=trigger, deadline=deadline, started=started, changed_only=only_changed)
 
     def _claim(
         self, ref: ObjectRef, meta: ObjectMeta, route: Route, *, deadline: float | None, force: bool, started: float
@@ -206,6 +220,7 @@ class Ingestor:
             prepared = self.prepare(ref, partner_id=partner_id)
         only_changed = self.settings.changed_only if changed_only is None else changed_only
         with prepared.spool:
+            ownership.check(prepared, self.ownership, cap=self.settings.max_problems, claim_keys=False)
             outcome = FileOutcome.of(prepared)
             if not prepared.fatal:
                 self._classify(prepared, outcome, changed_only=only_changed)

@@ -1,5 +1,5 @@
-"""The in-memory fakes keep the real adapters' rules: the ledger's claims and records, the object
-store's versions and deletes.
+"""The in-memory fakes keep the real adapters' rules: the ledger's claims, records and key
+transfers, the object store's versions and deletes, the key ownership map's conditional writes.
 
 Each test runs on the fake and on the real adapter (on moto's in-process AWS), so a rule the unit
 tests of the ingest service rely on cannot drift between the two.
@@ -15,13 +15,17 @@ import pytest
 
 from dropgate.adapters.dynamo_ledger import DynamoLedger
 from dropgate.adapters.object_stores import S3ObjectStore
+from dropgate.adapters.s3_ownership import S3OwnershipStore
 from dropgate.adapters.s3_state import S3SnapshotStore
 from dropgate.held import HeldDeletion
-from dropgate.ledger import Attempt, Claim, Ledger, LedgerEntry
+from dropgate.key_index import key_hash
+from dropgate.key_ownership import LAYOUT, OwnershipStore, owner_of, shard_of
+from dropgate.key_ownership import claim as claim_keys
+from dropgate.ledger import Attempt, Claim, KeyTransfer, Ledger, LedgerEntry
 from dropgate.provision import ensure_bucket, ensure_ledger_table
 from dropgate.snapshots import SnapshotStore
 from dropgate.storage import ObjectMissing, ObjectRef, ObjectStore
-from tests.fakes import InMemoryLedger, InMemoryObjectStore, InMemorySnapshotStore
+from tests.fakes import InMemoryLedger, InMemoryObjectStore, InMemoryOwnershipStore, InMemorySnapshotStore
 
 REF = ObjectRef("drops", "acme/mon.xml", "v1")
 LABEL = "generic-xml/1"
@@ -278,3 +282,57 @@ def test_a_deleted_object_or_version_is_missing(bucket: Bucket) -> None:
     bucket.delete(ref.key, ref.version_id)
     with pytest.raises(ObjectMissing, match="does not exist"):
         bucket.store.head(ref)
+
+
+# -- the key ownership map ------------------------------------------------------------------------
+@pytest.fixture(params=["in-memory", "s3"])
+def owners(request: pytest.FixtureRequest) -> Iterator[OwnershipStore]:
+    if request.param == "in-memory":
+        yield InMemoryOwnershipStore()
+        return
+    with moto_client("s3") as client:
+        ensure_bucket(client, "drops")
+        yield S3OwnershipStore(client, None)
+
+
+def test_an_ownership_shard_is_written_only_at_the_version_read(owners: OwnershipStore) -> None:
+    import numpy as np
+
+    shard = LAYOUT[7]
+    empty = next(owners.read("drops", [shard]))
+    assert (len(empty.owners), empty.version) == (0, None)
+    acme = empty.owners.with_owner(np.array([11], dtype=np.uint64), "acme")
+    assert owners.write("drops", shard, acme, None)
+    assert not owners.write("drops", shard, acme, None)  # it exists now: If-None-Match refuses
+    read = next(owners.read("drops", [shard]))
+    assert read.version is not None and read.owners.names == ("acme",)
+    assert owners.write("drops", shard, read.owners.with_owner(np.array([12], dtype=np.uint64), "beta"), read.version)
+    assert not owners.write("drops", shard, read.owners.with_owner(np.array([13], dtype=np.uint64), "x"), read.version)
+    final = next(owners.read("drops", [shard])).owners
+    assert final.owners_of(np.array([11, 12, 13], dtype=np.uint64)).tolist() == [0, 1, -1]
+
+
+def test_two_partners_claiming_one_key_at_once_leave_one_owner(owners: OwnershipStore) -> None:
+    """Both read the shard before either writes: the second write is refused (the shard is not
+    the version it read), so it reads again and finds the first partner's claim."""
+    import numpy as np
+
+    key = np.array([key_hash(b"P1")], dtype=np.uint64)
+    shard = shard_of(b"P1")
+    acme_read, beta_read = next(owners.read("drops", [shard])), next(owners.read("drops", [shard]))
+    taken, _ = claim_keys(owners, "drops", shard, key, "acme", acme_read)
+    assert taken.tolist() == []
+    taken, seen = claim_keys(owners, "drops", shard, key, "beta", beta_read)
+    assert taken.tolist() == key.tolist() and seen.names[int(seen.owners_of(key)[0])] == "acme"
+    assert owner_of(owners, "drops", b"P1") == "acme"
+
+
+def test_a_key_transfer_is_a_ledger_row_of_its_own(ledger: Ledger) -> None:
+    first = KeyTransfer("P1", "00ab", "acme", "beta", by="ops", at="2026-12-06T10:00:00.000Z")
+    second = KeyTransfer("P1", "00ab", "beta", "acme", by="ops", at="2026-12-06T11:00:00.000Z")
+    ledger.record_transfer(second)
+    ledger.record_transfer(first)
+    ledger.record_transfer(KeyTransfer("P2", "00cd", "acme", "beta", by="ops"))
+    assert ledger.transfers("00ab") == [first, second]
+    assert ledger.transfers("ffff") == []
+    assert ledger.get(REF) is None  # no file row

@@ -1,0 +1,150 @@
+"""A key belongs to the partner that first published it (issue 17, part 2): the rule on the fakes.
+
+Another partner's record of that key is an ``authorization`` problem on the record (strict:
+quarantined; skip_invalid: the rest published); a partner whose keys carry its id is never checked;
+two partners claiming one key at once leave exactly one owner.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from dropgate.config import Settings
+from dropgate.index_shards import CELL_BITS, CELLS
+from dropgate.key_index import key_hash
+from dropgate.key_ownership import LAYOUT, SHARD_CELLS, NotOwned, Owners, owner_of, shard_of, transfer
+from dropgate.terminal import shell_command
+from tests.fakes import Service, inventory, make_service
+
+PARTNERS = """
+partners:
+  acme: {prefix: acme/, format: generic}
+  beta: {prefix: beta/, format: generic}
+  lenient: {prefix: lenient/, format: generic, policy: skip_invalid}
+  prefixed: {prefix: prefixed/, format: generic, key_template: "{partnerId}:{productId}"}
+"""
+STREAMING = Settings(parallel_parse_min_bytes=-1)
+PARALLEL = Settings(parse_processes=2, parallel_parse_min_bytes=0)
+
+
+@pytest.fixture
+def service() -> Service:
+    return make_service(PARTNERS)
+
+
+def send(service: Service, key: str, products: dict[str, int | str | None], day: int = 16) -> object:
+    return service.ingest(service.drop(key, inventory(products, day=day)))
+
+
+def owner(service: Service, key: bytes) -> str | None:
+    return owner_of(service.ownership, service.bucket, key)
+
+
+def test_the_first_partner_owns_its_keys_and_a_second_strict_partner_is_quarantined(service: Service) -> None:
+    first = service.ingest(service.drop("acme/mon.xml", inventory({"P1": 1, "P2": 2})))
+    assert (first.status, first.events) == ("published", 2)
+    assert (owner(service, b"P1"), owner(service, b"P2")) == ("acme", "acme")
+    before = list(service.sink.messages)
+
+    second = service.ingest(service.drop("beta/tue.xml", inventory({"P3": 3, "P2": 9}, day=17)))
+    assert second.status == "quarantined"
+    assert service.sink.messages == before  # acme's state is untouched
+    problem = second.problems[0]
+    assert (problem.kind, problem.record, problem.line, problem.product_id) == ("authorization", 2, 3, "P2")
+    assert "belongs to partner 'acme'" in problem.message
+    assert "'{partnerId}:{productId}'" in problem.message
+    assert shell_command("dropgate", "keys", "transfer", "P2", "--from", "acme", "--to", "beta") in problem.message
+    diagnostics = service.quarantine.diagnostics[(service.bucket, "beta/tue.xml")].as_dict()
+    assert [(p["kind"], p["line"], p["record"]) for p in diagnostics["problems"]] == [("authorization", 3, 2)]
+    assert owner(service, b"P3") is None  # a quarantined file claims nothing
+
+
+@pytest.mark.parametrize("settings", [STREAMING, PARALLEL], ids=["streaming", "parallel"])
+def test_skip_invalid_publishes_the_rest_and_claims_it(settings: Settings) -> None:
+    service = make_service(PARTNERS, settings=settings)
+    send(service, "acme/mon.xml", {"P1": 1, "P2": 2})
+    outcome = send(service, "lenient/tue.xml", {"P1": 5, "L1": 1, "P2": None, "L2": 2}, day=17)
+    assert (outcome.status, outcome.events, outcome.tombstones) == ("quarantined", 2, 0)  # type: ignore[attr-defined]
+    assert [p.record for p in outcome.problems] == [1, 3]  # type: ignore[attr-defined]
+    assert [m.key for m in service.sink.messages[2:]] == [b"L1", b"L2"]  # neither P1 nor the delete of P2
+    assert (owner(service, b"L1"), owner(service, b"P1"), owner(service, b"P2")) == ("lenient", "acme", "acme")
+
+
+def test_a_partner_that_owns_its_keys_reads_their_shards_and_writes_nothing(service: Service) -> None:
+    send(service, "acme/mon.xml", {"P1": 1, "P2": 2})
+    service.ownership.reads.clear()
+    writes = list(service.ownership.writes)
+    again = send(service, "acme/tue.xml", {"P1": 3, "P2": 4}, day=17)
+    assert (again.status, again.events) == ("published", 2)  # type: ignore[attr-defined]
+    assert service.ownership.writes == writes
+    assert sorted(service.ownership.reads) == sorted({shard_of(b"P1").name, shard_of(b"P2").name})
+
+
+def test_a_partner_whose_keys_carry_its_id_is_never_checked(service: Service) -> None:
+    send(service, "acme/mon.xml", {"P1": 1})
+    service.ownership.reads.clear()
+    outcome = send(service, "prefixed/tue.xml", {"P1": 2}, day=17)
+    assert (outcome.status, outcome.events) == ("published", 1)  # type: ignore[attr-defined]
+    assert service.ownership.reads == []
+    assert service.sink.keys[-1] == b"prefixed:P1"
+
+
+def test_a_transfer_lets_the_new_owner_publish(service: Service) -> None:
+    send(service, "acme/mon.xml", {"P1": 1})
+    with pytest.raises(NotOwned):
+        transfer(service.ownership, service.bucket, b"P1", "beta", "lenient")
+    assert transfer(service.ownership, service.bucket, b"P1", "acme", "beta") == "acme"
+    assert transfer(service.ownership, service.bucket, b"P1", "acme", "beta") == "beta"  # done already: no-op
+    assert owner(service, b"P1") == "beta"
+    outcome = send(service, "beta/tue.xml", {"P1": 7}, day=17)
+    assert (outcome.status, outcome.events) == ("published", 1)  # type: ignore[attr-defined]
+    assert send(service, "acme/wed.xml", {"P1": 8}, day=18).status == "quarantined"  # type: ignore[attr-defined]
+
+
+def test_two_partners_claiming_one_key_at_once_leave_one_owner(service: Service) -> None:
+    """Beta reads the shard (P1 unowned), then acme claims P1 before beta writes: beta's
+    conditional write is refused, it reads again and finds acme's claim."""
+
+    def rival() -> None:
+        assert send(service, "acme/mon.xml", {"P1": 1}).status == "published"  # type: ignore[attr-defined]
+
+    service.ownership.before_write = rival
+    outcome = send(service, "beta/mon.xml", {"P1": 2, "B1": 1})
+    assert outcome.status == "quarantined"  # type: ignore[attr-defined]
+    assert [(p.kind, p.record) for p in outcome.problems] == [("authorization", 1)]  # type: ignore[attr-defined]
+    assert owner(service, b"P1") == "acme"
+    assert [m.key for m in service.sink.messages] == [b"P1"]  # acme's only
+
+
+def test_a_dry_run_reports_without_claiming(service: Service) -> None:
+    send(service, "acme/mon.xml", {"P1": 1})
+    ref = service.drop("beta/tue.xml", inventory({"P1": 2, "B1": 1}, day=17))
+    outcome = service.ingestor.dry_run(ref)
+    assert [p.kind for p in outcome.problems] == ["authorization"]
+    assert owner(service, b"B1") is None
+
+
+def test_hostile_keys_are_escaped_in_the_problem(service: Service) -> None:
+    sent = "P'$(x)\u202e\x7f\u0085&quot;"  # what XML can carry: quotes, a bidi override, DEL, a C1 control
+    hostile = "P'$(x)\u202e\x7f\u0085\""
+    send(service, "acme/mon.xml", {sent: 1})
+    outcome = send(service, "beta/tue.xml", {sent: 2}, day=17)
+    problem = outcome.problems[0]  # type: ignore[attr-defined]
+    assert (problem.kind, problem.product_id) == ("authorization", hostile)
+    assert not any(char in problem.message for char in "\u202e\x7f\u0085")
+    assert "P'$(x)\\u202e\\x7f\\x85\"" in problem.message
+    assert shell_command("dropgate", "keys", "transfer", hostile, "--from", "acme", "--to", "beta") in problem.message
+
+
+def test_a_shard_keeps_its_owners_once_and_drops_names_that_own_nothing() -> None:
+    import numpy as np
+
+    shard = Owners.empty().with_owner(np.array([3, 1], dtype=np.uint64), "acme")
+    shard = shard.with_owner(np.array([2], dtype=np.uint64), "beta").with_owner(
+        np.array([1, 3], dtype=np.uint64), "beta"
+    )
+    again = Owners.from_bytes(shard.to_bytes())
+    assert again.names == ("beta",)
+    assert again.owners_of(np.array([1, 2, 3, 4], dtype=np.uint64)).tolist() == [0, 0, 0, -1]
+    assert len(LAYOUT) == CELLS // SHARD_CELLS  # every cell once, in order
+    assert shard_of(b"P1") == LAYOUT[(key_hash(b"P1") >> (64 - CELL_BITS)) // SHARD_CELLS]
