@@ -5,7 +5,7 @@ bits name one of 4,096 *cells*; a shard holds the entries of a contiguous range 
 (``lo``..``hi``), and the partner's :class:`ShardLayout` lists the shards, which together cover
 every cell once. A partner starts with one shard holding every cell; a shard that grows past
 :data:`MAX_ROWS` entries is cut, at cell boundaries, into shards of about :data:`TARGET_ROWS`
-(so one shard object stays around a megabyte and a ten-product delta reads and writes at most ten
+(so one shard object stays around two megabytes and a ten-product delta reads and writes at most ten
 of them, whatever the catalogue). With 4,096 cells the layout holds about 270 million keys before
 a single cell outgrows :data:`MAX_ROWS`; past that a shard is simply larger.
 
@@ -41,7 +41,7 @@ R = TypeVar("R")
 
 CELL_BITS = 12
 CELLS = 1 << CELL_BITS
-#: A shard is cut when it holds more entries than this (36 bytes each: 2.4 MB)...
+#: A shard is cut when it holds more entries than this (64 bytes each: 4.2 MB)...
 MAX_ROWS = 1 << 16
 #: ...into shards of about this many.
 TARGET_ROWS = 1 << 15
@@ -109,12 +109,15 @@ def cell_edges(entries: np.ndarray) -> np.ndarray:
     return np.searchsorted(cells_of(entries["key"]), np.arange(CELLS + 1))
 
 
-def rewrite(shard: Shard, old: KeyIndex, updates: Callable[[int, int], np.ndarray]) -> Iterator[tuple[Shard, KeyIndex]]:
+def rewrite(
+    shard: Shard, old: KeyIndex, updates: Callable[[int, int, np.ndarray], np.ndarray]
+) -> Iterator[tuple[Shard, KeyIndex]]:
     """``shard``'s entries with this file's ``updates`` applied, as the shard (same range) or, once
     it holds more than :data:`MAX_ROWS`, as parts of about :data:`TARGET_ROWS` cut at cell boundaries
     (a small tail joins the part before it, so no shard is left tiny).
 
-    ``updates(lo, hi)`` gives the rows for cells ``lo``..``hi`` in publish order within each cell.
+    ``updates(lo, hi, before)`` gives the entries for cells ``lo``..``hi`` in publish order within
+    each cell; ``before`` are the entries they replace (where a key's earlier events were).
     It works :data:`_CELLS_PER_STEP` cells at a time and yields each part as soon as it is cut, so
     memory stays around two shards even when a new partner's first million products all land in
     the one shard it starts with.
@@ -124,7 +127,7 @@ def rewrite(shard: Shard, old: KeyIndex, updates: Callable[[int, int], np.ndarra
     for lo in range(shard.lo, shard.hi, _CELLS_PER_STEP):
         hi = min(lo + _CELLS_PER_STEP, shard.hi)
         before = old.entries[edges[lo] : edges[hi]] if edges is not None else old.entries[:0]
-        merged = KeyIndex(before).merged(updates(lo, hi)).entries
+        merged = KeyIndex(before).merged(updates(lo, hi, before)).entries
         at = cell_edges(merged) if len(merged) else None
         for cell in range(lo, hi):
             cutter.add(cell, merged[at[cell] : at[cell + 1]] if at is not None else merged[:0])
@@ -201,4 +204,4 @@ def _joined(pieces: list[np.ndarray]) -> KeyIndex:
 
 def migrated(index: KeyIndex) -> Iterator[tuple[Shard, KeyIndex]]:
     """A whole index (the single object of before) as shards of about :data:`TARGET_ROWS`."""
-    yield from rewrite(Shard(0, CELLS), index, lambda lo, hi: index.entries[:0])
+    yield from rewrite(Shard(0, CELLS), index, lambda lo, hi, before: index.entries[:0])

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dropgate.cli import contract, files, operations, reprocessing  # noqa: F401 - importing registers the commands
+from dropgate.cli import contract, files, key, operations, reprocessing  # noqa: F401 - importing registers the commands
 from dropgate.cli.root import app, debugging, run
 
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from dropgate.index_shards import CELLS, MAX_ROWS, TARGET_ROWS, Shard, ShardLayout, migrated, rewrite
-from dropgate.key_index import KeyIndex, index_dtype, key_hash
+from dropgate.key_index import KeyIndex, index_dtype, key_hash, row_dtype
 from tests.fakes import InMemoryKeyIndexStore, RecordingSink, Service, inventory, make_service
 
 DAY_16_MS = int(datetime(2026, 11, 16, 6, tzinfo=UTC).timestamp() * 1000)  # inventory(day=16)'s generatedAt
@@ -38,11 +38,11 @@ def covers(shards: Sequence[Shard], whole: Shard) -> bool:
     )
 
 
-def by_cells(rows: np.ndarray) -> Callable[[int, int], np.ndarray]:
+def by_cells(rows: np.ndarray) -> Callable[[int, int, np.ndarray], np.ndarray]:
     """What :func:`rewrite` asks for: the rows of a cell range, by cell, in their order within one."""
     cells = (rows["key"] >> np.uint64(52)).astype(np.int64)
 
-    def between(lo: int, hi: int) -> np.ndarray:
+    def between(lo: int, hi: int, _before: np.ndarray) -> np.ndarray:
         chosen = rows[(cells >= lo) & (cells < hi)]
         return chosen[np.argsort((chosen["key"] >> np.uint64(52)).astype(np.int64), kind="stable")]
 
@@ -226,9 +226,15 @@ def test_a_crash_at_any_state_write_is_repaired_by_the_retry() -> None:
     steps = len(clean.steps)
     assert steps >= 4  # shards, layout, drop legacy
 
+    decided = list(row_dtype().names)  # what the guard decides by; positions differ: the retry republished
     for fail_at in range(steps):
         store, sink, _ = _crash_run(fail_at)
-        assert (store.whole("acme", "drops").entries == expected).all(), f"crash at step {fail_at}"
+        whole = store.whole("acme", "drops")
+        assert (whole.entries[decided] == expected[decided]).all(), f"crash at step {fail_at}"
+        for key in (b"P1", b"P7", b"NEW"):  # each key's position is its newest event: the retry's
+            [row] = whole.entries[whole.entries["key"] == key_hash(key)]
+            newest = max(i for i, message in enumerate(sink.messages) if message.key == key)
+            assert int(row["ends"][0]) == newest + 1, f"crash at step {fail_at}"
         # The single object of before is removed last: a crash just before leaves it, never read again.
         assert (store.legacy_objects == {}) == (clean.steps[fail_at] != "drop legacy")
         assert sink.latest()[b"P7"] is None and b"NEW" in sink.latest()
