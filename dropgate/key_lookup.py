@@ -166,14 +166,17 @@ def report(key: bytes, placements: Sequence[Placement], reader: EventReader, led
     if len(placements) > 1:
         others = ", ".join(p.partner for p in placements if p is not chosen)
         notes.append(f"also in the key index of {others}: the topic's newest event is {chosen.partner}'s")
-    events = [read_event(reader, ledger, chosen.partition, offset) for offset in chosen.offsets]
+    events = [read_event(reader, ledger, key, chosen.partition, offset) for offset in chosen.offsets]
     if not chosen.offsets:
         notes.append(
             "the key index has no topic position for this key yet (it predates positions, or its publisher "
             "reported none): the next file that publishes the key records it"
         )
     elif not events[0].on_topic:
-        notes.append("the newest event is no longer on the topic (compacted away after its retention)")
+        notes.append(
+            "the newest event is no longer on the topic at its offset (a tombstone compacted away after its "
+            "retention, or the topic was recreated since)"
+        )
     return KeyReport(
         key=key,
         partner=chosen.partner,
@@ -186,10 +189,12 @@ def report(key: bytes, placements: Sequence[Placement], reader: EventReader, led
     )
 
 
-def read_event(reader: EventReader, ledger: Ledger, partition: int | None, offset: int) -> Event:
+def read_event(reader: EventReader, ledger: Ledger, key: bytes, partition: int | None, offset: int) -> Event:
+    """The key's event at ``offset``; not on the topic when it is gone, or when the offset holds
+    another key's event (a topic deleted and recreated since: offsets start again)."""
     at = partition or 0
     message = reader.event_at(at, offset)
-    if message is None:
+    if message is None or message.key != key:
         return Event(partition=at, offset=offset, on_topic=False)
     headers = {name: value.decode("utf-8", errors="replace") for name, value in message.headers.items()}
     value = _json(message.value) if message.value is not None else None

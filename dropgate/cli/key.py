@@ -38,7 +38,7 @@ def key_command(
     from dropgate.partners import PartnerConfigError
 
     settings = Settings()
-    raw = key.encode()
+    raw = key.encode("utf-8", "surrogateescape")  # a key that is not UTF-8 arrives as the shell passed its bytes
     try:
         directory = load_partners(settings)
     except PartnerConfigError as error:
@@ -90,7 +90,7 @@ def human(answer: KeyReport, topic: str) -> list[str]:
 def event_lines(event: Event, topic: str, *, current: bool) -> list[str]:
     where = f"{shown(topic)} partition {event.partition} offset {event.offset}"
     if not event.on_topic:
-        return [f"event    {where}: no longer on the topic (compacted)"]
+        return [f"event    {where}: no longer on the topic"]
     lines = [f"event    {where}" + ("" if current else (": tombstone" if event.deleted else ": live"))]
     found = event.origin
     if found is not None:
