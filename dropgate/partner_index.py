@@ -363,12 +363,13 @@ def placed(updates: np.ndarray, positions: np.ndarray, before: np.ndarray) -> np
     published = updates["published"].astype(bool)
     found, at = KeyIndex(before).lookup(updates["key"])
     previous = before[at] if len(before) else out  # out: a placeholder when there is nothing before
+    was = np.where(found, previous["partition"], 0)
     reported, where = KeyIndex(positions).lookup(updates["key"])
     if len(positions):
-        partition = np.where(reported, positions["partition"][where], previous["partition"])
+        partition = np.where(reported, positions["partition"][where], was)
         end = np.where(reported, positions["end"][where], 0).astype(np.uint64)
     else:
-        partition, end = previous["partition"].copy(), np.zeros(len(out), np.uint64)
+        partition, end = was, np.zeros(len(out), np.uint64)
     kept = ~published & found
     out["partition"][kept] = previous["partition"][kept]
     out["ends"][kept] = previous["ends"][kept]

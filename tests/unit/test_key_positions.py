@@ -13,6 +13,7 @@ import numpy as np
 from dropgate.guard import NullGuard
 from dropgate.index_shards import ShardLayout, migrated
 from dropgate.key_index import POSITIONS, KeyIndex, key_hash, row_dtype
+from dropgate.partner_index import no_positions, placed, update_rows
 from dropgate.publishing import OutMessage, PositionSink, PublishReport
 from tests.fakes import RecordingSink, inventory, make_service
 from tests.unit.test_index_shards import DAY_16_MS, CountingStore, catalogue, service_with
@@ -134,3 +135,17 @@ def test_only_a_run_that_keeps_a_key_index_asks_the_sink_for_positions() -> None
     svc.ingestor.guard = NullGuard()  # a local run: no state, so no delivery report per event
     svc.ingest(svc.drop("acme/tue.xml", inventory({"P1": 6}, day=17)))
     assert asking.asked == [True, False]
+
+
+def test_a_key_that_moved_partition_starts_its_history_again_and_an_unreported_event_has_no_position() -> None:
+    before = KeyIndex.new_entries([(key_hash(b"K"), DAY_16_MS, 7, (0,) * 6)])
+    before["partition"], before["ends"] = 1, [6, 4, 0]  # offsets 5 and 3 in partition 1
+    update = update_rows(before[list(row_dtype().names)], np.array([True]))
+    reported = np.array([(key_hash(b"K"), 2, 11)], dtype=no_positions().dtype)
+
+    moved = placed(update, reported, before)
+    assert (int(moved["partition"][0]), moved["ends"][0].tolist()) == (2, [11, 0, 0])
+    unreported = placed(update, no_positions(), before)
+    assert (int(unreported["partition"][0]), unreported["ends"][0].tolist()) == (1, [0, 6, 4])
+    new = placed(update, no_positions(), before[:0])
+    assert (int(new["partition"][0]), new["ends"][0].tolist()) == (0, [0, 0, 0])
