@@ -44,7 +44,7 @@ _CHUNK = 8192
 #: Rows decided per step (44 bytes each, and a few temporaries as large).
 _STEP_ROWS = 1 << 16
 #: A file touching at most this many shards keeps them from its reading to its write-back (each
-#: is about two megabytes): a small delta then costs one GET and one PUT per shard, not two GETs.
+#: is about a megabyte): a small delta then costs one GET and one PUT per shard, not two GETs.
 _KEEP = 16
 
 

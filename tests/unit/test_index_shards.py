@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 import numpy as np
 import pytest
 
-from dropgate.index_shards import CELLS, MAX_ROWS, TARGET_ROWS, Shard, ShardLayout, migrated, rewrite
+from dropgate.index_shards import CELLS, INDEX_MAX_ROWS, INDEX_TARGET_ROWS, Shard, ShardLayout, migrated, rewrite
 from dropgate.key_index import KeyIndex, index_dtype, key_hash, row_dtype
 from tests.fakes import InMemoryKeyIndexStore, RecordingSink, Service, inventory, make_service
 
@@ -65,12 +65,12 @@ def test_a_shard_within_its_bound_keeps_its_range_and_takes_the_updates_in_order
 
 
 def test_a_shard_past_its_bound_is_cut_at_cell_boundaries_into_parts_of_about_the_target() -> None:
-    big = catalogue(MAX_ROWS + 5_000)
+    big = catalogue(INDEX_MAX_ROWS + 5_000)
     parts = list(migrated(big))
     shards = [shard for shard, _ in parts]
     sizes = [len(index) for _, index in parts]
     assert covers(shards, Shard(0, CELLS)) and len(parts) >= 2
-    assert sum(sizes) == len(big) and all(TARGET_ROWS // 2 <= size <= MAX_ROWS for size in sizes)
+    assert sum(sizes) == len(big) and all(INDEX_TARGET_ROWS // 2 <= size <= INDEX_MAX_ROWS for size in sizes)
     joined = np.concatenate([index.entries for _, index in parts])
     assert (joined == big.entries).all()
     for shard, index in parts:  # each part holds exactly the keys of its cells
@@ -173,7 +173,7 @@ def test_a_small_delta_reads_and_writes_only_the_shards_its_keys_touch() -> None
     outcome = svc.ingest(svc.drop("acme/delta.xml", inventory(delta, day=17)))
 
     touched = {shard.name for shard in layout.shards if any(_in(shard, key) for key in delta)}
-    assert outcome.events == 3 and len(layout.shards) == 9 and len(touched) <= 3
+    assert outcome.events == 3 and len(layout.shards) == 18 and len(touched) <= 3
     assert sorted(store.reads) == sorted(touched)  # each read once: kept from the decision to the write
     assert sorted(store.steps) == sorted(f"shard {name}" for name in touched)  # no layout: nothing was cut
     assert all(newest_as_of(store, key.encode()) == DAY_16_MS + 86_400_000 for key in delta)
