@@ -164,3 +164,11 @@ def test_the_lookup_reads_one_message_per_event_however_many_the_topic_holds(
 
     assert document["current"]["value"]["quantity"] == 9 and document["history"] == []
     assert CountingConsumer.taken == 1  # 10,001 messages on the topic; one read
+
+    CountingConsumer.taken = 0  # a key inside large batches: the reported offsets are each message's own
+    inside = key_json("N2500")
+    assert [event["file"]["key"] for event in (inside["current"], *inside["history"])] == [
+        "acme/more.xml",
+        "acme/many.xml",
+    ]
+    assert inside["current"]["value"]["quantity"] == 2500 and CountingConsumer.taken == 2
