@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from dropgate.key_index import TRACKED_FIELDS, KeyIndex
-from dropgate.partner_index import FileRows, IndexUpdates, KeyIndexStore, PartnerIndex, index_rows
+from dropgate.partner_index import FileRows, IndexUpdates, KeyIndexStore, PartnerIndex, Positions, update_rows
+from dropgate.publishing import PositionSink
 from dropgate.spool import EventSpool, SpoolEntry
 from dropgate.terminal import shown
 
@@ -84,6 +85,9 @@ class GuardSession(_Commits):
         self.verdicts = Verdicts()
         #: What the write-back writes; a dry run writes nothing, so keeps nothing.
         self.updates: IndexUpdates | None = IndexUpdates(directory) if write else None
+        #: Where the broker put each published event (the publisher's delivery reports), written
+        #: back with the index so ``dropgate key`` can fetch a key's value by offset.
+        self.positions: Positions | None = Positions(directory) if write else None
 
     def select(
         self, entries: Callable[[], Iterable[SpoolEntry]], *, spool: EventSpool | None = None
@@ -150,20 +154,23 @@ class GuardSession(_Commits):
             candidates.append((int(ordinals[i]), "changed", ": " + _changed_fields(old[i], rows[i])))
         # Every event that is not stale moves its key's newest asOf forward, also one held back as
         # unchanged: otherwise an older replay with a different state would look "newer" than it.
+        # (One held back keeps the position of the event still on the topic.)
         if self.updates is not None:
-            self.updates.add(index_rows(rows[~stale]))
+            self.updates.add(update_rows(rows[~stale], publish[~stale]))
 
     def write_back(self) -> None:
         """Write every shard this session's updates touch (cutting the ones grown too large), then
         the layout if it changed, then drop what it replaced."""
         if self.updates is None:
             raise RuntimeError("a dry-run guard session writes nothing back")
-        self.index.write_back(self.updates)
+        self.index.write_back(self.updates, self.positions)
 
     def close(self) -> None:
-        """Remove the updates' scratch file, written back or not (a failed publish, a dry run)."""
+        """Remove the scratch files, written back or not (a failed publish, a dry run)."""
         if self.updates is not None:
             self.updates.close()
+        if self.positions is not None:
+            self.positions.close()
 
 
 @dataclass
@@ -218,6 +225,11 @@ class GuardedSession(Protocol):
 
     verdicts: Verdicts
 
+    @property
+    def positions(self) -> PositionSink | None:
+        """Where the publisher reports each acknowledged event's partition and offset; ``None``: no
+        state is kept, so the publisher need not ask the broker for a report per event."""
+
     def select(
         self, entries: Callable[[], Iterable[SpoolEntry]], *, spool: EventSpool | None = None
     ) -> Iterator[SpoolEntry]:
@@ -251,6 +263,7 @@ class PassThroughSession(_Commits):
     def __init__(self) -> None:
         super().__init__()
         self.verdicts = Verdicts()
+        self.positions: PositionSink | None = None
 
     def select(
         self, entries: Callable[[], Iterable[SpoolEntry]], *, spool: EventSpool | None = None

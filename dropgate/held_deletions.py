@@ -157,7 +157,7 @@ class HeldDeletions:
             dress=self.wire.for_file(ref) if self.wire is not None else None,
             deletion="approved-held",
         )
-        return self.sink.publish(messages, deadline=deadline).acknowledged
+        return self.sink.publish(messages, deadline=deadline, positions=session.positions).acknowledged
 
     def _already(self, held: HeldDeletion, asked: Deletions) -> Decided | None:
         """``None`` when the ledger records the deletions as held; the earlier decision when one was

@@ -4,10 +4,11 @@ The index (:mod:`dropgate.key_index`) is sorted by a 64-bit key hash. Its top :d
 bits name one of 4,096 *cells*; a shard holds the entries of a contiguous range of cells
 (``lo``..``hi``), and the partner's :class:`ShardLayout` lists the shards, which together cover
 every cell once. A partner starts with one shard holding every cell; a shard that grows past
-:data:`MAX_ROWS` entries is cut, at cell boundaries, into shards of about :data:`TARGET_ROWS`
-(so one shard object stays around a megabyte and a ten-product delta reads and writes at most ten
-of them, whatever the catalogue). With 4,096 cells the layout holds about 270 million keys before
-a single cell outgrows :data:`MAX_ROWS`; past that a shard is simply larger.
+:data:`INDEX_MAX_ROWS` entries is cut, at cell boundaries, into shards of about
+:data:`INDEX_TARGET_ROWS` (so one shard object stays around a megabyte and a ten-product delta
+reads and writes at most ten of them, whatever the catalogue). With 4,096 cells the layout holds
+about 130 million keys before a single cell outgrows :data:`INDEX_MAX_ROWS`; past that a shard is
+simply larger. (:class:`Cutter` also cuts the snapshot key sets, at :data:`MAX_ROWS`.)
 
 Why not a fixed number of shards: a partner with a thousand products would pay for thousands of
 objects on a full file, and a partner with a hundred million would have huge ones. Why cells and
@@ -41,10 +42,14 @@ R = TypeVar("R")
 
 CELL_BITS = 12
 CELLS = 1 << CELL_BITS
-#: A shard is cut when it holds more entries than this (36 bytes each: 2.4 MB)...
+#: A shard is cut when it holds more entries than this...
 MAX_ROWS = 1 << 16
 #: ...into shards of about this many.
 TARGET_ROWS = 1 << 15
+#: The key index's rows are 64 bytes (topic positions included), so its shards are cut at half
+#: those counts: about a megabyte each (2.1 MB at most), which bounds what a write-back holds.
+INDEX_MAX_ROWS = MAX_ROWS // 2
+INDEX_TARGET_ROWS = TARGET_ROWS // 2
 _FORMAT = "dropgate-key-index-layout 1"
 
 
@@ -109,22 +114,25 @@ def cell_edges(entries: np.ndarray) -> np.ndarray:
     return np.searchsorted(cells_of(entries["key"]), np.arange(CELLS + 1))
 
 
-def rewrite(shard: Shard, old: KeyIndex, updates: Callable[[int, int], np.ndarray]) -> Iterator[tuple[Shard, KeyIndex]]:
+def rewrite(
+    shard: Shard, old: KeyIndex, updates: Callable[[int, int, np.ndarray], np.ndarray]
+) -> Iterator[tuple[Shard, KeyIndex]]:
     """``shard``'s entries with this file's ``updates`` applied, as the shard (same range) or, once
-    it holds more than :data:`MAX_ROWS`, as parts of about :data:`TARGET_ROWS` cut at cell boundaries
+    it holds more than :data:`INDEX_MAX_ROWS`, as parts of about :data:`INDEX_TARGET_ROWS` cut at cell boundaries
     (a small tail joins the part before it, so no shard is left tiny).
 
-    ``updates(lo, hi)`` gives the rows for cells ``lo``..``hi`` in publish order within each cell.
+    ``updates(lo, hi, before)`` gives the entries for cells ``lo``..``hi`` in publish order within
+    each cell; ``before`` are the entries they replace (where a key's earlier events were).
     It works :data:`_CELLS_PER_STEP` cells at a time and yields each part as soon as it is cut, so
     memory stays around two shards even when a new partner's first million products all land in
     the one shard it starts with.
     """
-    cutter: Cutter[np.ndarray, KeyIndex] = Cutter(shard, _joined)
+    cutter: Cutter[np.ndarray, KeyIndex] = Cutter(shard, _joined, INDEX_MAX_ROWS, INDEX_TARGET_ROWS)
     edges = cell_edges(old.entries) if len(old) else None
     for lo in range(shard.lo, shard.hi, _CELLS_PER_STEP):
         hi = min(lo + _CELLS_PER_STEP, shard.hi)
         before = old.entries[edges[lo] : edges[hi]] if edges is not None else old.entries[:0]
-        merged = KeyIndex(before).merged(updates(lo, hi)).entries
+        merged = KeyIndex(before).merged(updates(lo, hi, before)).entries
         at = cell_edges(merged) if len(merged) else None
         for cell in range(lo, hi):
             cutter.add(cell, merged[at[cell] : at[cell + 1]] if at is not None else merged[:0])
@@ -138,13 +146,17 @@ _CELLS_PER_STEP = 64
 
 class Cutter(Generic[P, R]):
     """Cuts a shard's cells, fed in order with their pieces (index rows, keys), into parts: the
-    shard as it is while it holds at most :data:`MAX_ROWS`, else parts of about :data:`TARGET_ROWS`
+    shard as it is while it holds at most ``max_rows``, else parts of about ``target_rows``
     at cell boundaries, a small tail joined to the part before it. Parts come out as soon as they
     are cut, so at most about two parts are held. ``join`` makes one part from its pieces."""
 
-    def __init__(self, shard: Shard, join: Callable[[list[P]], R]) -> None:
+    def __init__(
+        self, shard: Shard, join: Callable[[list[P]], R], max_rows: int = MAX_ROWS, target_rows: int = TARGET_ROWS
+    ) -> None:
         self.shard = shard
         self.join = join
+        self.max_rows = max_rows
+        self.target_rows = target_rows
         self.held: list[P] = []
         self.held_cells: list[int] = []
         self.held_rows = 0
@@ -159,9 +171,9 @@ class Cutter(Generic[P, R]):
             self.held_cells.append(cell)
             self.held_rows += len(piece)
         if self.splitting:
-            if self.held_rows >= TARGET_ROWS:
+            if self.held_rows >= self.target_rows:
                 self._cut(cell + 1)
-        elif self.held_rows > MAX_ROWS:
+        elif self.held_rows > self.max_rows:
             # From here on the shard is cut: what was held is fed again, cut as it goes.
             self.splitting = True
             held = list(zip(self.held_cells, self.held, strict=True))
@@ -185,7 +197,7 @@ class Cutter(Generic[P, R]):
         tail = Shard(self.held_lo, self.shard.hi)
         if self.previous is None:
             yield tail, self.join(self.held)
-        elif self.held_rows < TARGET_ROWS // 2:
+        elif self.held_rows < self.target_rows // 2:
             joined, pieces = self.previous
             yield Shard(joined.lo, tail.hi), self.join(pieces + self.held)
         else:
@@ -200,5 +212,5 @@ def _joined(pieces: list[np.ndarray]) -> KeyIndex:
 
 
 def migrated(index: KeyIndex) -> Iterator[tuple[Shard, KeyIndex]]:
-    """A whole index (the single object of before) as shards of about :data:`TARGET_ROWS`."""
-    yield from rewrite(Shard(0, CELLS), index, lambda lo, hi: index.entries[:0])
+    """A whole index (the single object of before) as shards of about :data:`INDEX_TARGET_ROWS`."""
+    yield from rewrite(Shard(0, CELLS), index, lambda lo, hi, before: index.entries[:0])

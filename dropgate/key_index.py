@@ -7,10 +7,17 @@ every event against this index and skips the ones older than what was already pu
 same index tells ``--changed-only`` which keys did not change, and tells a dry-run which keys
 would be new, changed (and which fields) or unchanged, without storing any previous value.
 
-Why this shape: one compact object per partner (36 bytes per key, sorted by key hash) is read
-once at the start of a file and replaced once at the end, so the cost is two S3 requests per
-file however many products it holds; one remote call per record would cost more than publishing.
-numpy does the sorted lookups and merges in bulk; it is imported only when a file is guarded.
+It also says where each key's newest events are on the topic (partition, and the offsets of its
+last :data:`POSITIONS` published events, from the broker's delivery reports), so ``dropgate key``
+reads a key's current value with one fetch at that offset instead of reading the topic.
+
+Why this shape: compact rows (64 bytes per key, sorted by key hash), kept in shards
+(:mod:`dropgate.index_shards`), so a file reads and writes only the part its keys touch; one
+remote call per record would cost more than publishing. numpy does the sorted lookups and merges
+in bulk; it is imported only when a file is guarded.
+
+Format 2 added the positions; a format 1 object (36-byte rows, no positions) still reads, its rows
+with no position recorded, and is written back as format 2 (migration on write).
 """
 
 from __future__ import annotations
@@ -25,7 +32,10 @@ if TYPE_CHECKING:
 
 #: The state fields whose individual hashes are kept, in this order.
 TRACKED_FIELDS = ("sku", "name", "quantity", "availability", "price", "locations")
-_MAGIC = b"DGKI\x01\x00\x00\x00"
+#: Offsets kept per key: its newest published event and the ones before it (``dropgate key``'s history).
+POSITIONS = 3
+_MAGIC = b"DGKI\x02\x00\x00\x00"
+_MAGIC_V1 = b"DGKI\x01\x00\x00\x00"
 
 
 def key_hash(key: bytes) -> int:
@@ -45,14 +55,28 @@ def state_hashes(fields_json: Iterable[bytes]) -> tuple[int, tuple[int, ...]]:
     return state, tuple(zlib.crc32(part) & 0xFFFF for part in parts)
 
 
-def index_dtype() -> Any:
+def row_dtype() -> Any:
+    """What the guard decides an event by (key hash, asOf ms, state hash, field hashes): format 1's
+    whole row, and the layout of the spool's :data:`dropgate.spool.INDEX_ROW` (without its record)."""
     import numpy as np
 
     return np.dtype([("key", "<u8"), ("as_of", "<i8"), ("state", "<u8"), ("fields", "<u2", (len(TRACKED_FIELDS),))])
 
 
+def index_dtype() -> Any:
+    """A stored row: :func:`row_dtype` and where the key's newest events are on the topic.
+
+    ``ends`` are Kafka's "next offset" of each event (its offset + 1), newest first, all in
+    ``partition``: 0 means none recorded, so a zeroed row (or one migrated from format 1) claims
+    no position."""
+    import numpy as np
+
+    return np.dtype([*row_dtype().descr, ("partition", "<i4"), ("ends", "<u8", (POSITIONS,))])
+
+
 class KeyIndex:
-    """Sorted array of (key hash, asOf ms, state hash, field hashes); ``state == 0`` is a tombstone."""
+    """Sorted array of (key hash, asOf ms, state hash, field hashes, partition, offset ends);
+    ``state == 0`` is a tombstone."""
 
     def __init__(self, entries: np.ndarray) -> None:
         self.entries = entries
@@ -69,10 +93,18 @@ class KeyIndex:
 
         if not data:
             return cls.empty()
-        if data[: len(_MAGIC)] != _MAGIC:
+        magic = data[: len(_MAGIC)]
+        if magic == _MAGIC_V1:
+            return cls.from_rows(np.frombuffer(data, dtype=row_dtype(), offset=len(_MAGIC_V1)))
+        if magic != _MAGIC:
             raise ValueError("not a dropgate key index (bad magic)")
         # Read-only over the bytes: an index is never changed in place (merges build new arrays).
         return cls(np.frombuffer(data, dtype=index_dtype(), offset=len(_MAGIC)))
+
+    @classmethod
+    def from_rows(cls, rows: np.ndarray) -> KeyIndex:
+        """Rows of :func:`row_dtype` (a format 1 index), with no position recorded."""
+        return cls(with_positions(rows))
 
     def to_bytes(self) -> bytes:
         # One copy, not two (tobytes, then the concatenation): a shard is written eight at a time.
@@ -85,9 +117,10 @@ class KeyIndex:
 
     @staticmethod
     def new_entries(rows: list[tuple[int, int, int, tuple[int, ...]]]) -> np.ndarray:
+        """Entries with no position recorded, from (key hash, asOf, state, field hashes)."""
         import numpy as np
 
-        return np.array(rows, dtype=index_dtype())
+        return with_positions(np.array(rows, dtype=row_dtype()))
 
     def lookup(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """For an array of key hashes: (found mask, positions into ``entries``)."""
@@ -111,3 +144,13 @@ class KeyIndex:
         last = np.ones(len(ordered), dtype=bool)
         last[:-1] = ordered["key"][1:] != ordered["key"][:-1]  # keep the last of each run of equal keys
         return KeyIndex(ordered[last])
+
+
+def with_positions(rows: np.ndarray) -> np.ndarray:
+    """Index entries from rows carrying at least :func:`row_dtype`'s fields, with no position recorded."""
+    import numpy as np
+
+    out = np.zeros(len(rows), dtype=index_dtype())
+    for name in row_dtype().names:
+        out[name] = rows[name]
+    return out

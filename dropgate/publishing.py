@@ -46,12 +46,23 @@ class PublishReport:
     seconds: float
 
 
+class PositionSink(Protocol):
+    """Told where each acknowledged event landed (the key index keeps it: ``dropgate key``)."""
+
+    def delivered(self, key: bytes, partition: int, offset: int) -> None: ...
+
+
 class EventSink(Protocol):
-    """Where events go (Kafka in production): every message acknowledged, or an exception."""
+    """Where events go (Kafka in production): every message acknowledged, or an exception.
+
+    With ``positions``, every acknowledged event's partition and offset is reported to it before
+    ``publish`` returns (costs a delivery report per event, so only a kept key index asks)."""
 
     topic: str
 
-    def publish(self, messages: Iterable[OutMessage], *, deadline: float | None = None) -> PublishReport: ...
+    def publish(
+        self, messages: Iterable[OutMessage], *, deadline: float | None = None, positions: PositionSink | None = None
+    ) -> PublishReport: ...
 
 
 def event_messages(

@@ -31,7 +31,7 @@ from dropgate.key_index import KeyIndex
 from dropgate.key_ownership import Owners, Stored
 from dropgate.ledger import MAX_ATTEMPTS, Attempt, Claim, Deletions, KeyTransfer, LedgerEntry, version_of
 from dropgate.partners import PartnerDirectory
-from dropgate.publishing import OutMessage, PublishError, PublishReport
+from dropgate.publishing import OutMessage, PositionSink, PublishError, PublishReport
 from dropgate.quarantine import Diagnostics, quarantine_key
 from dropgate.snapshots import KeySetManifest, StoredKeys, read_shard, write_shard
 from dropgate.storage import ObjectMeta, ObjectMissing, ObjectRef
@@ -133,12 +133,17 @@ class RecordingSink:
         self.messages: list[OutMessage] = []
         self.fail_after: int | None = None
 
-    def publish(self, messages: Iterable[OutMessage], *, deadline: float | None = None) -> PublishReport:
+    def publish(
+        self, messages: Iterable[OutMessage], *, deadline: float | None = None, positions: PositionSink | None = None
+    ) -> PublishReport:
+        """One partition (0): a message's offset is its place in ``messages``."""
         started, sent = time.monotonic(), 0
         for message in messages:
             if self.fail_after is not None and sent >= self.fail_after:
                 raise PublishError(f"{sent} of {sent + 1} events to '{self.topic}' acknowledged: broker went away")
             self.messages.append(message)
+            if positions is not None:
+                positions.delivered(message.key, 0, len(self.messages) - 1)
             sent += 1
         return PublishReport(sent=sent, acknowledged=sent, seconds=time.monotonic() - started)
 

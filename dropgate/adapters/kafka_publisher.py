@@ -16,27 +16,32 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
-from dropgate.publishing import OutMessage, PublishError, PublishReport, TopicError
+from dropgate.publishing import OutMessage, PositionSink, PublishError, PublishReport, TopicError
 
 
 class _Deliveries:
     """Failed deliveries of one publish call; never shared between files.
 
-    The producer reports failures only (``delivery.report.only.error``): once ``flush()`` has
-    emptied the queue, every event it did not report as failed was acknowledged.
+    Without ``positions`` the producer reports failures only (``delivery.report.only.error``):
+    once ``flush()`` has emptied the queue, every event it did not report as failed was
+    acknowledged. With them it reports every event, and each success's partition and offset is
+    passed on.
     """
 
-    __slots__ = ("failed", "first_error")
+    __slots__ = ("delivered", "failed", "first_error")
 
-    def __init__(self) -> None:
+    def __init__(self, positions: PositionSink | None = None) -> None:
         self.failed = 0
         self.first_error: KafkaError | None = None
+        self.delivered = positions.delivered if positions is not None else None
 
-    def __call__(self, error: KafkaError | None, _message: Any) -> None:
+    def __call__(self, error: KafkaError | None, message: Any) -> None:
         if error is not None:
             self.failed += 1
             if self.first_error is None:
                 self.first_error = error
+        elif self.delivered is not None:
+            self.delivered(message.key(), message.partition(), message.offset())
 
 
 _PRODUCERS: dict[tuple[tuple[str, str], ...], Producer] = {}
@@ -63,7 +68,8 @@ def producer_config(
         "queue.buffering.max.messages": 20_000,
         "log.connection.close": False,
         # Success is counted as sent less failed once flush() has emptied the queue, so only
-        # failures need a delivery report: no Python callback per acknowledged event.
+        # failures need a delivery report: no Python callback per acknowledged event. (A publish
+        # whose key index records where each event landed uses a second producer, reporting all.)
         "delivery.report.only.error": True,
     }
 
@@ -120,6 +126,7 @@ class KafkaPublisher:
             linger_ms=linger_ms,
             compression=compression,
         )
+        self._reporting_config = {**self._producer_config, "delivery.report.only.error": False}
         self._delivery_timeout_s = delivery_timeout_ms / 1000
         self._create = create_topic
         self._partitions = partitions
@@ -167,18 +174,21 @@ class KafkaPublisher:
         _TOPICS_READY.add(marker)
 
     # -- publish -------------------------------------------------------------------------------
-    def publish(self, messages: Iterable[OutMessage], *, deadline: float | None = None) -> PublishReport:
+    def publish(
+        self, messages: Iterable[OutMessage], *, deadline: float | None = None, positions: PositionSink | None = None
+    ) -> PublishReport:
         """Produce every message and wait for all acknowledgements, or raise :class:`PublishError`.
 
         ``deadline`` is a ``time.monotonic()`` instant (the Lambda's remaining time less a margin);
-        past it the call gives up rather than be killed with events in flight.
+        past it the call gives up rather than be killed with events in flight. ``positions`` is told
+        each acknowledged event's partition and offset (a delivery report per event: only then).
         """
         self.ensure_topic()
         started = time.monotonic()
         if deadline is None:
             deadline = started + self._delivery_timeout_s + 5
-        producer = _shared_producer(self._producer_config)
-        deliveries = _Deliveries()
+        producer = _shared_producer(self._reporting_config if positions is not None else self._producer_config)
+        deliveries = _Deliveries(positions)
         sent = 0
         produce = producer.produce
         poll = producer.poll

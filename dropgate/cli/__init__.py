@@ -6,6 +6,7 @@ from dropgate.cli import (  # noqa: F401 - importing registers the commands
     contract,
     deletions,
     files,
+    key,
     operations,
     ownership,
     reprocessing,

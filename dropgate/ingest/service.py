@@ -310,7 +310,7 @@ class Ingestor:
             ) as session,
         ):
             selected = session.select(lambda: prepared.spool.replay(prepared.sha256), spool=prepared.spool)
-            report = self.sink.publish(prepared.messages(selected), deadline=deadline)
+            report = self.sink.publish(prepared.messages(selected), deadline=deadline, positions=session.positions)
             step = self._snapshot_deletes().run(prepared, session, stack=stack, deadline=deadline)
         outcome.events = report.acknowledged + step.deletes
         outcome.tombstones = prepared.spool.tombstones + step.deletes

@@ -130,7 +130,11 @@ class SnapshotDeletes:
             keyset.write_merged(keys, header)
         if self.sink is None:
             raise RuntimeError("no event sink configured")
-        report = self.sink.publish(prepared.messages(tombstones, deletion="absent-from-snapshot"), deadline=deadline)
+        report = self.sink.publish(
+            prepared.messages(tombstones, deletion="absent-from-snapshot"),
+            deadline=deadline,
+            positions=session.positions,
+        )
         new = SnapshotHeader(partner.id, prepared.as_of_ms, str(prepared.ref), keys.live, partner.key_template)
         session.on_commit(lambda: keyset.replace(keys.live_by_cell(), new))
         recorded = f"{keys.live} key(s) recorded as the partner's current snapshot{restarted}"

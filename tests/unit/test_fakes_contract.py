@@ -1,5 +1,6 @@
 """The in-memory fakes keep the real adapters' rules: the ledger's claims, records and key
-transfers, the object store's versions and deletes, the key ownership map's conditional writes.
+transfers, the object store's versions and deletes, the key ownership map's conditional writes,
+the sink's report of where each event landed.
 
 Each test runs on the fake and on the real adapter (on moto's in-process AWS), so a rule the unit
 tests of the ingest service rely on cannot drift between the two.
@@ -7,13 +8,16 @@ tests of the ingest service rely on cannot drift between the two.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, Protocol
 
 import pytest
 
 from dropgate.adapters.dynamo_ledger import DynamoLedger
+from dropgate.adapters.kafka_publisher import KafkaPublisher
+from dropgate.adapters.kafka_topic_reader import events_at
 from dropgate.adapters.object_stores import S3ObjectStore
 from dropgate.adapters.s3_ownership import S3OwnershipStore
 from dropgate.adapters.s3_state import S3SnapshotStore
@@ -23,9 +27,16 @@ from dropgate.key_ownership import LAYOUT, OwnershipStore, owner_of, shard_of
 from dropgate.key_ownership import claim as claim_keys
 from dropgate.ledger import Attempt, Claim, KeyTransfer, Ledger, LedgerEntry
 from dropgate.provision import ensure_bucket, ensure_ledger_table
+from dropgate.publishing import EventSink, OutMessage
 from dropgate.snapshots import SnapshotStore
 from dropgate.storage import ObjectMissing, ObjectRef, ObjectStore
-from tests.fakes import InMemoryLedger, InMemoryObjectStore, InMemoryOwnershipStore, InMemorySnapshotStore
+from tests.fakes import (
+    InMemoryLedger,
+    InMemoryObjectStore,
+    InMemoryOwnershipStore,
+    InMemorySnapshotStore,
+    RecordingSink,
+)
 
 REF = ObjectRef("drops", "acme/mon.xml", "v1")
 LABEL = "generic-xml/1"
@@ -336,3 +347,48 @@ def test_a_key_transfer_is_a_ledger_row_of_its_own(ledger: Ledger) -> None:
     assert ledger.transfers("00ab") == [first, second]
     assert ledger.transfers("ffff") == []
     assert ledger.get(REF) is None  # no file row
+
+
+# -- the event sink: where each event landed ------------------------------------------------------
+class Landed:
+    """A :class:`dropgate.publishing.PositionSink` that keeps what it is told."""
+
+    def __init__(self) -> None:
+        self.reports: list[tuple[bytes, int, int]] = []
+
+    def delivered(self, key: bytes, partition: int, offset: int) -> None:
+        self.reports.append((key, partition, offset))
+
+
+@pytest.fixture(params=["in-memory", "kafka"])
+def sink_and_reader(request: pytest.FixtureRequest) -> Iterator[tuple[EventSink, Callable[[int, int], bytes | None]]]:
+    """A sink, and what reads the key at a (partition, offset) back from where it published."""
+    if request.param == "in-memory":
+        fake = RecordingSink()
+        yield fake, lambda partition, offset: fake.messages[offset].key if partition == 0 else None
+        return
+    bootstrap = request.getfixturevalue("kafka_bootstrap")
+    topic = f"test.contract.{uuid.uuid4().hex[:10]}"
+    config = {"bootstrap.servers": bootstrap}
+    with events_at(config, topic) as reader:
+
+        def key_at(partition: int, offset: int) -> bytes | None:
+            found = reader.event_at(partition, offset)
+            return found.key if found is not None else None
+
+        yield KafkaPublisher(config, topic), key_at
+
+
+def test_a_sink_reports_where_each_event_landed_only_when_asked(
+    sink_and_reader: tuple[EventSink, Callable[[int, int], bytes | None]],
+) -> None:
+    sink, key_at = sink_and_reader
+    messages = [OutMessage(key, b'{"n": 1}' if key != b"C" else None, []) for key in (b"A", b"B", b"C")]
+    landed = Landed()
+    report = sink.publish(messages, positions=landed)
+    assert report.acknowledged == 3
+    assert sorted(key for key, _, _ in landed.reports) == [b"A", b"B", b"C"]
+    for key, partition, offset in landed.reports:
+        assert key_at(partition, offset) == key
+    sink.publish([OutMessage(b"D", b"{}", [])])  # not asked: nothing reported (and no report per event)
+    assert len(landed.reports) == 3

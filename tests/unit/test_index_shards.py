@@ -13,8 +13,8 @@ from datetime import UTC, datetime
 import numpy as np
 import pytest
 
-from dropgate.index_shards import CELLS, MAX_ROWS, TARGET_ROWS, Shard, ShardLayout, migrated, rewrite
-from dropgate.key_index import KeyIndex, index_dtype, key_hash
+from dropgate.index_shards import CELLS, INDEX_MAX_ROWS, INDEX_TARGET_ROWS, Shard, ShardLayout, migrated, rewrite
+from dropgate.key_index import KeyIndex, index_dtype, key_hash, row_dtype
 from tests.fakes import InMemoryKeyIndexStore, RecordingSink, Service, inventory, make_service
 
 DAY_16_MS = int(datetime(2026, 11, 16, 6, tzinfo=UTC).timestamp() * 1000)  # inventory(day=16)'s generatedAt
@@ -38,11 +38,11 @@ def covers(shards: Sequence[Shard], whole: Shard) -> bool:
     )
 
 
-def by_cells(rows: np.ndarray) -> Callable[[int, int], np.ndarray]:
+def by_cells(rows: np.ndarray) -> Callable[[int, int, np.ndarray], np.ndarray]:
     """What :func:`rewrite` asks for: the rows of a cell range, by cell, in their order within one."""
     cells = (rows["key"] >> np.uint64(52)).astype(np.int64)
 
-    def between(lo: int, hi: int) -> np.ndarray:
+    def between(lo: int, hi: int, _before: np.ndarray) -> np.ndarray:
         chosen = rows[(cells >= lo) & (cells < hi)]
         return chosen[np.argsort((chosen["key"] >> np.uint64(52)).astype(np.int64), kind="stable")]
 
@@ -65,12 +65,12 @@ def test_a_shard_within_its_bound_keeps_its_range_and_takes_the_updates_in_order
 
 
 def test_a_shard_past_its_bound_is_cut_at_cell_boundaries_into_parts_of_about_the_target() -> None:
-    big = catalogue(MAX_ROWS + 5_000)
+    big = catalogue(INDEX_MAX_ROWS + 5_000)
     parts = list(migrated(big))
     shards = [shard for shard, _ in parts]
     sizes = [len(index) for _, index in parts]
     assert covers(shards, Shard(0, CELLS)) and len(parts) >= 2
-    assert sum(sizes) == len(big) and all(TARGET_ROWS // 2 <= size <= MAX_ROWS for size in sizes)
+    assert sum(sizes) == len(big) and all(INDEX_TARGET_ROWS // 2 <= size <= INDEX_MAX_ROWS for size in sizes)
     joined = np.concatenate([index.entries for _, index in parts])
     assert (joined == big.entries).all()
     for shard, index in parts:  # each part holds exactly the keys of its cells
@@ -173,7 +173,7 @@ def test_a_small_delta_reads_and_writes_only_the_shards_its_keys_touch() -> None
     outcome = svc.ingest(svc.drop("acme/delta.xml", inventory(delta, day=17)))
 
     touched = {shard.name for shard in layout.shards if any(_in(shard, key) for key in delta)}
-    assert outcome.events == 3 and len(layout.shards) == 9 and len(touched) <= 3
+    assert outcome.events == 3 and len(layout.shards) == 18 and len(touched) <= 3
     assert sorted(store.reads) == sorted(touched)  # each read once: kept from the decision to the write
     assert sorted(store.steps) == sorted(f"shard {name}" for name in touched)  # no layout: nothing was cut
     assert all(newest_as_of(store, key.encode()) == DAY_16_MS + 86_400_000 for key in delta)
@@ -226,9 +226,15 @@ def test_a_crash_at_any_state_write_is_repaired_by_the_retry() -> None:
     steps = len(clean.steps)
     assert steps >= 4  # shards, layout, drop legacy
 
+    decided = list(row_dtype().names)  # what the guard decides by; positions differ: the retry republished
     for fail_at in range(steps):
         store, sink, _ = _crash_run(fail_at)
-        assert (store.whole("acme", "drops").entries == expected).all(), f"crash at step {fail_at}"
+        whole = store.whole("acme", "drops")
+        assert (whole.entries[decided] == expected[decided]).all(), f"crash at step {fail_at}"
+        for key in (b"P1", b"P7", b"NEW"):  # each key's position is its newest event: the retry's
+            [row] = whole.entries[whole.entries["key"] == key_hash(key)]
+            newest = max(i for i, message in enumerate(sink.messages) if message.key == key)
+            assert int(row["ends"][0]) == newest + 1, f"crash at step {fail_at}"
         # The single object of before is removed last: a crash just before leaves it, never read again.
         assert (store.legacy_objects == {}) == (clean.steps[fail_at] != "drop legacy")
         assert sink.latest()[b"P7"] is None and b"NEW" in sink.latest()
