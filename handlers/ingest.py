@@ -43,7 +43,7 @@ def _process(targets: list[ObjectRef | Ignored], trigger: str, context: Any) -> 
         try:
             outcome = lambda_ingestor(context).ingest(target, trigger=trigger, deadline=deadline(context))
         except Exception as error:
-            file_failed(target, error)
+            file_failed(target, error, partner=_partner_of(target, context))
             failures.append(f"{target}: {error}")
             file_done()
             continue
@@ -58,6 +58,15 @@ def _process(targets: list[ObjectRef | Ignored], trigger: str, context: Any) -> 
     if failures:
         raise IngestFailed(f"{len(failures)} file(s) failed: " + "; ".join(failures))
     return results
+
+
+def _partner_of(ref: ObjectRef, context: Any) -> str | None:
+    """The configured partner whose prefix holds a failed file (none if the ingestor cannot be built)."""
+    try:
+        partner = lambda_ingestor(context).partners.for_key(ref.key)
+    except Exception:  # the failure being reported may be that very build
+        return None
+    return partner.id if partner else None
 
 
 def _sqs_record(record: SQSRecord, lambda_context: Any) -> list[dict[str, Any]]:

@@ -1,12 +1,19 @@
 """What the functions tell CloudWatch: JSON logs with a correlation id per file, one summary line per
 file, EMF metrics, and (opt-in) X-Ray traces (Powertools Logger, Metrics, Tracer). Shared by both handlers.
 
+Metrics go out once per file, as one EMF line with two dimension sets: ``service`` (what the alarms
+watch) and ``service`` + ``partner`` (the dashboard's per-partner view). The partner dimension is
+capped at the partners configured in partners.yaml: a file no partner claims counts as
+``unrouted``, so a stranger dropping files under made-up prefixes cannot mint metrics (CloudWatch
+bills every distinct dimension combination as a metric of its own).
+
 Locally (demo, soak, tests) ``POWERTOOLS_METRICS_DISABLED=true`` keeps EMF blobs off the terminal.
 """
 
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -18,13 +25,21 @@ from dropgate.ingest.outcome import FileOutcome
 from dropgate.storage import ObjectRef
 
 SERVICE = "dropgate"
+#: The partner dimension's value for a file no configured partner claims.
+UNROUTED = "unrouted"
 logger = Logger(service=SERVICE)
 metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "dropgate"), service=SERVICE)
+
+# Every file's metrics are flushed with the file (so each line carries that file's partner); the
+# handler's own flush then often has nothing left, which Powertools would warn about at every
+# invocation. The cold-start metric is unaffected.
+warnings.filterwarnings("ignore", message="No application metrics to publish")
 
 
 def traced(handler: Callable[..., Any]) -> Callable[..., Any]:
     """X-Ray tracing when DROPGATE_TRACING=true. Opt-in because importing the X-Ray SDK alone costs
-    about 250 ms of every cold start; logs and metrics carry what operating dropgate needs."""
+    about 250 ms of every cold start; logs and metrics carry what operating dropgate needs. Off, the
+    X-Ray SDK is never imported, so OpenTelemetry (the ADOT layer) can instrument the function instead."""
     if not Settings().tracing:
         return handler
     from aws_lambda_powertools import Tracer
@@ -49,7 +64,8 @@ def file_started(ref: ObjectRef, trigger: str) -> None:
 
 
 def file_finished(outcome: FileOutcome) -> None:
-    """The one summary line per file, and its metrics."""
+    """The one summary line per file, and its metrics (``outcome.partner`` is a configured partner's
+    id or ``None``: the router only ever names partners from the configuration)."""
     logger.info(
         outcome.summary(),
         extra={
@@ -74,11 +90,22 @@ def file_finished(outcome: FileOutcome) -> None:
         metrics.add_metric(name="RecordsInvalid", unit=MetricUnit.Count, value=outcome.invalid)
     if outcome.stale:
         metrics.add_metric(name="StaleSkipped", unit=MetricUnit.Count, value=outcome.stale)
+    _flush_for(outcome.partner)
 
 
-def file_failed(ref: ObjectRef, error: BaseException) -> None:
-    logger.exception("file failed; it will be retried", extra={"error": str(error)})
+def file_failed(ref: ObjectRef, error: BaseException, partner: str | None = None) -> None:
+    """A file with no outcome (it will be retried); ``partner``: the configured partner whose prefix
+    the key is under, if any."""
+    logger.exception("file failed; it will be retried", extra={"error": str(error), "partner": partner})
     metrics.add_metric(name="FilesFailed", unit=MetricUnit.Count, value=1)
+    _flush_for(partner)
+
+
+def _flush_for(partner: str | None) -> None:
+    """This file's metrics as one EMF line: once by service, once by service and partner."""
+    metrics.add_dimensions(service=SERVICE, partner=partner or UNROUTED)
+    metrics.flush_metrics()
+    metrics.clear_metrics()  # flushing clears only what it printed: disabled metrics must not pile up
 
 
 def file_done() -> None:
