@@ -17,7 +17,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from dropgate.app import lambda_ingestor
 from dropgate.lambda_runtime import deadline
 from dropgate.storage import ObjectRef
-from handlers.observability import file_done, file_failed, file_finished, file_started, logger, metrics, traced
+from handlers.observability import file_done, file_failed, file_finished, file_started, logger, measured, traced
 from handlers.triggers import Ignored, from_eventbridge, from_s3_notification, from_sqs_body, kind_of
 
 # Failed messages are always reported in batchItemFailures (never by raising), so the response has
@@ -75,7 +75,7 @@ def _sqs_record(record: SQSRecord, lambda_context: Any) -> list[dict[str, Any]]:
 
 
 @logger.inject_lambda_context(clear_state=True)
-@metrics.log_metrics(capture_cold_start_metric=True)
+@measured
 @traced
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     kind = kind_of(event)

@@ -12,7 +12,7 @@ from dropgate.app import lambda_reprocessor
 from dropgate.config import Settings
 from dropgate.reprocess import ReprocessResult
 from dropgate.storage import ObjectRef
-from handlers.observability import file_finished, logger, metrics, traced
+from handlers.observability import file_finished, logger, measured, traced
 
 
 def _summary(result: ReprocessResult) -> dict[str, Any]:
@@ -39,7 +39,7 @@ def _summary(result: ReprocessResult) -> dict[str, Any]:
 
 
 @logger.inject_lambda_context(clear_state=True)
-@metrics.log_metrics(capture_cold_start_metric=True)
+@measured
 @traced
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     dry_run = bool(event.get("dryRun", False))

@@ -142,3 +142,21 @@ print("ok")
         [sys.executable, "-c", script], cwd=REPO, env=env, capture_output=True, text=True, timeout=120, check=False
     )
     assert (done.returncode, done.stdout.strip()) == (0, "ok"), done.stderr[-2000:]
+
+
+@pytest.mark.parametrize("disabled", [True, False])
+def test_the_cold_start_metric_obeys_metrics_disabled(
+    disabled: bool, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Powertools prints its ColdStart EMF line even with POWERTOOLS_METRICS_DISABLED: that was the
+    JSON blob in the middle of the demo's narrative."""
+    from aws_lambda_powertools.metrics.provider import cold_start
+
+    if not disabled:
+        monkeypatch.delenv("POWERTOOLS_METRICS_DISABLED")
+    monkeypatch.setattr(ingest, "lambda_ingestor", lambda context=None: PartnerAwareIngestor())
+    monkeypatch.setattr(cold_start, "is_cold_start", True)
+    capsys.readouterr()
+    ingest.handler({"hello": "world"}, LocalLambdaContext())
+    cold = [b for b in blobs(capsys.readouterr().out) if "ColdStart" in b]
+    assert len(cold) == (0 if disabled else 1)
