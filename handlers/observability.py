@@ -79,12 +79,15 @@ def file_started(ref: ObjectRef, trigger: str) -> None:
     metrics.add_metric(name="FilesReceived", unit=MetricUnit.Count, value=1)
 
 
-def file_finished(outcome: FileOutcome) -> None:
+def file_finished(outcome: FileOutcome, *, dry_run: bool = False) -> None:
     """The one summary line per file, and its metrics (``outcome.partner`` is a configured partner's
-    id or ``None``: the router only ever names partners from the configuration)."""
+    id or ``None``: the router only ever names partners from the configuration). A dry run's outcome
+    says what would happen: it is logged, never counted (it would count as published or quarantined,
+    and a dry run over the quarantine would set off the quarantine alarm)."""
     logger.info(
-        outcome.summary(),
+        ("dry run: " if dry_run else "") + outcome.summary(),
         extra={
+            "dryRun": dry_run,
             "outcome": outcome.status,
             "partner": outcome.partner,
             "parser": outcome.parser,
@@ -98,6 +101,9 @@ def file_finished(outcome: FileOutcome) -> None:
             "notes": outcome.notes,
         },
     )
+    if dry_run:
+        metrics.clear_metrics()  # not even the FilesReceived of its start
+        return
     metrics.add_metric(name=_STATUS_METRIC.get(outcome.status, "FilesOther"), unit=MetricUnit.Count, value=1)
     if outcome.status == "published":
         metrics.add_metric(name="EventsPublished", unit=MetricUnit.Count, value=outcome.events)

@@ -52,7 +52,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
             raise ValueError('payload needs "bucket" (or DROPGATE_BUCKET must be set)')
         ref = ObjectRef(bucket, event["key"], event.get("versionId"))
         result = worker.one(ref, dry_run=dry_run, force=force, changed_only=changed_only)
-        file_finished(result.outcome)
+        file_finished(result.outcome, dry_run=result.dry_run)
         return {"results": [_summary(result)]}
     if "partner" in event or "since" in event:
         results = worker.bulk(
@@ -63,6 +63,6 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
             changed_only=changed_only,
         )
         for result in results:
-            file_finished(result.outcome)
+            file_finished(result.outcome, dry_run=result.dry_run)
         return {"results": [_summary(r) for r in results]}
     raise ValueError('payload must be {"bucket", "key"} or {"partner", "since"}')

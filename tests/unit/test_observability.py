@@ -160,3 +160,28 @@ def test_the_cold_start_metric_obeys_metrics_disabled(
     ingest.handler({"hello": "world"}, LocalLambdaContext())
     cold = [b for b in blobs(capsys.readouterr().out) if "ColdStart" in b]
     assert len(cold) == (0 if disabled else 1)
+
+
+@pytest.mark.usefixtures("emf")
+def test_a_dry_run_reprocess_is_logged_but_never_counted(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A dry run over quarantine/files/acme/ must not count its still-bad files as quarantined again
+    (QuarantinedFilesAlarm), nor its good ones as published."""
+    from dropgate.reprocess import ReprocessResult
+    from handlers import reprocess
+
+    class DryRunner:
+        def one(self, ref: ObjectRef, **flags: Any) -> ReprocessResult:
+            outcome = FileOutcome(ref=ref, status="quarantined", partner="acme", invalid=4)
+            return ReprocessResult(ref, outcome, dry_run=flags["dry_run"])
+
+    monkeypatch.setattr(reprocess, "lambda_reprocessor", lambda context=None: DryRunner())
+    payload = {"bucket": "drops", "key": "quarantine/files/acme/a.xml", "dryRun": True}
+    assert reprocess.handler(payload, LocalLambdaContext())["results"][0]["status"] == "dry-run"
+    out = capsys.readouterr().out
+    assert not [b for b in blobs(out) if names(b) - {"ColdStart"}]
+    assert "dry run: quarantined: s3://drops/quarantine/files/acme/a.xml" in caplog.text
+    reprocess.handler({**payload, "dryRun": False}, LocalLambdaContext())
+    (counted,) = [b for b in blobs(capsys.readouterr().out) if "FilesQuarantined" in b]
+    assert (counted["partner"], counted["RecordsInvalid"]) == ("acme", [4.0])
