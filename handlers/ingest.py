@@ -15,6 +15,7 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from dropgate.app import lambda_ingestor
+from dropgate.ingest.service import Ingestor
 from dropgate.lambda_runtime import deadline
 from dropgate.storage import ObjectRef
 from handlers.observability import file_done, file_failed, file_finished, file_started, logger, measured, traced
@@ -40,10 +41,12 @@ def _process(targets: list[ObjectRef | Ignored], trigger: str, context: Any) -> 
             results.append({"status": "ignored", "reason": target.reason})
             continue
         file_started(target, trigger)
+        ingestor: Ingestor | None = None
         try:
-            outcome = lambda_ingestor(context).ingest(target, trigger=trigger, deadline=deadline(context))
+            ingestor = lambda_ingestor(context)
+            outcome = ingestor.ingest(target, trigger=trigger, deadline=deadline(context))
         except Exception as error:
-            file_failed(target, error, partner=_partner_of(target, context))
+            file_failed(target, error, partner=_partner_of(ingestor, target))
             failures.append(f"{target}: {error}")
             file_done()
             continue
@@ -60,12 +63,10 @@ def _process(targets: list[ObjectRef | Ignored], trigger: str, context: Any) -> 
     return results
 
 
-def _partner_of(ref: ObjectRef, context: Any) -> str | None:
-    """The configured partner whose prefix holds a failed file (none if the ingestor cannot be built)."""
-    try:
-        partner = lambda_ingestor(context).partners.for_key(ref.key)
-    except Exception:  # the failure being reported may be that very build
-        return None
+def _partner_of(ingestor: Ingestor | None, ref: ObjectRef) -> str | None:
+    """The configured partner whose prefix holds a failed file (none when the failure was building
+    the ingestor: it is not built again just to name one)."""
+    partner = ingestor.partners.for_key(ref.key) if ingestor is not None else None
     return partner.id if partner else None
 
 

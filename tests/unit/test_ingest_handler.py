@@ -12,11 +12,15 @@ from devstack.lambda_context import LocalLambdaContext
 from devstack.sqs_runner import lambda_sqs_event
 from dropgate import lambda_runtime
 from dropgate.ingest.outcome import FileOutcome
+from dropgate.partners import PartnerDirectory
 from dropgate.storage import ObjectRef
+from tests.conftest import REPO
 from tests.unit.test_triggers import s3_record
 
 
 class FakeIngestor:
+    partners = PartnerDirectory.load(str(REPO / "partners.yaml"))
+
     def __init__(self, failing: set[str]) -> None:
         self.failing = failing
         self.seen: list[ObjectRef] = []

@@ -185,3 +185,20 @@ def test_a_dry_run_reprocess_is_logged_but_never_counted(
     reprocess.handler({**payload, "dryRun": False}, LocalLambdaContext())
     (counted,) = [b for b in blobs(capsys.readouterr().out) if "FilesQuarantined" in b]
     assert (counted["partner"], counted["RecordsInvalid"]) == ("acme", [4.0])
+
+
+def test_a_cold_start_that_cannot_build_the_ingestor_counts_the_file_failed_and_builds_once(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("POWERTOOLS_METRICS_DISABLED")
+    builds: list[int] = []
+
+    def broken(context: Any = None) -> Any:
+        builds.append(1)
+        raise RuntimeError("cannot read the partner configuration")
+
+    monkeypatch.setattr(ingest, "lambda_ingestor", broken)
+    observability.metrics.clear_metrics()
+    assert handle("acme/a.xml") == {"batchItemFailures": [{"itemIdentifier": "m0"}]}
+    (failed,) = [b for b in blobs(capsys.readouterr().out) if "FilesFailed" in b]
+    assert failed["partner"] == "unrouted" and len(builds) == 1
