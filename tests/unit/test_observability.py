@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 import pytest
@@ -177,6 +178,7 @@ def test_a_dry_run_reprocess_is_logged_but_never_counted(
             return ReprocessResult(ref, outcome, dry_run=flags["dry_run"])
 
     monkeypatch.setattr(reprocess, "lambda_reprocessor", lambda context=None: DryRunner())
+    caplog.set_level(logging.INFO, logger=observability.SERVICE)  # tests run at POWERTOOLS_LOG_LEVEL=WARNING
     payload = {"bucket": "drops", "key": "quarantine/files/acme/a.xml", "dryRun": True}
     assert reprocess.handler(payload, LocalLambdaContext())["results"][0]["status"] == "dry-run"
     out = capsys.readouterr().out
