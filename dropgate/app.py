@@ -18,7 +18,7 @@ from dropgate.adapters.object_stores import LocalFileStore, ObjectUnreadable, S3
 from dropgate.adapters.s3_ownership import S3OwnershipStore
 from dropgate.adapters.s3_quarantine import S3Quarantine
 from dropgate.adapters.s3_state import S3KeyIndexStore, S3SnapshotStore
-from dropgate.broker_auth import auth_config
+from dropgate.broker_auth import BrokerCredentials, auth_config
 from dropgate.config import Settings
 from dropgate.guard import KeyIndexGuard, NullGuard, PublishGuard
 from dropgate.ingest.service import Ingestor
@@ -76,10 +76,23 @@ def kafka_config(settings: Settings) -> dict[str, Any]:
     return config
 
 
+def broker_credentials(settings: Settings) -> BrokerCredentials:
+    """The publisher's credentials: a SCRAM secret is re-read after DROPGATE_BROKER_SECRET_MAX_AGE_S,
+    and at once when the broker refuses it, so a rotated password needs no new execution environment."""
+    return BrokerCredentials(
+        settings.broker_auth,
+        secrets=lambda: aws_client("secretsmanager"),
+        secret_arn=settings.broker_secret_arn,
+        region=settings.aws_region,
+        max_age_s=settings.broker_secret_max_age_s,
+    )
+
+
 def build_publisher(settings: Settings) -> KafkaPublisher:
     return KafkaPublisher(
-        kafka_config(settings),
+        settings.kafka_settings(),
         settings.topic,
+        credentials=broker_credentials(settings).settings,
         delivery_timeout_ms=settings.delivery_timeout_ms,
         linger_ms=settings.linger_ms,
         compression=settings.compression,

@@ -14,7 +14,7 @@ from typing import Any, Literal
 from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from dropgate.broker_auth import BrokerAuth
+from dropgate.broker_auth import SECRET_MAX_AGE_S, BrokerAuth
 from parsers.limits import DEFAULT_LIMITS, Limits
 
 #: Any ``DROPGATE_KAFKA_<PROPERTY>`` variable is passed to librdkafka as ``<property>`` with
@@ -50,6 +50,9 @@ class Settings(BaseSettings):
     #: none | scram-sha-512 (credentials from DROPGATE_BROKER_SECRET_ARN) | msk-iam (dropgate[msk])
     broker_auth: BrokerAuth = "none"
     broker_secret_arn: str | None = None
+    #: How long the functions use a read of that secret before reading it again (a rotated password
+    #: is also picked up at once when the broker refuses the old one).
+    broker_secret_max_age_s: int = Field(default=SECRET_MAX_AGE_S, ge=0, le=86_400)
     topic: str = "inventory.product-state.v1"
     #: Create the topic (compacted) when it is missing; turn off where the platform team owns topics.
     create_topic: bool = True

@@ -15,9 +15,10 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from dropgate.app import lambda_ingestor
+from dropgate.ingest.service import Ingestor
 from dropgate.lambda_runtime import deadline
 from dropgate.storage import ObjectRef
-from handlers.observability import file_done, file_failed, file_finished, file_started, logger, metrics, traced
+from handlers.observability import file_done, file_failed, file_finished, file_started, logger, measured, traced
 from handlers.triggers import Ignored, from_eventbridge, from_s3_notification, from_sqs_body, kind_of
 
 # Failed messages are always reported in batchItemFailures (never by raising), so the response has
@@ -40,10 +41,12 @@ def _process(targets: list[ObjectRef | Ignored], trigger: str, context: Any) -> 
             results.append({"status": "ignored", "reason": target.reason})
             continue
         file_started(target, trigger)
+        ingestor: Ingestor | None = None
         try:
-            outcome = lambda_ingestor(context).ingest(target, trigger=trigger, deadline=deadline(context))
+            ingestor = lambda_ingestor(context)
+            outcome = ingestor.ingest(target, trigger=trigger, deadline=deadline(context))
         except Exception as error:
-            file_failed(target, error)
+            file_failed(target, error, partner=_partner_of(ingestor, target))
             failures.append(f"{target}: {error}")
             file_done()
             continue
@@ -60,13 +63,20 @@ def _process(targets: list[ObjectRef | Ignored], trigger: str, context: Any) -> 
     return results
 
 
+def _partner_of(ingestor: Ingestor | None, ref: ObjectRef) -> str | None:
+    """The configured partner whose prefix holds a failed file (none when the failure was building
+    the ingestor: it is not built again just to name one)."""
+    partner = ingestor.partners.for_key(ref.key) if ingestor is not None else None
+    return partner.id if partner else None
+
+
 def _sqs_record(record: SQSRecord, lambda_context: Any) -> list[dict[str, Any]]:
     """One SQS message (Powertools' batch utility passes the invocation's context by this name)."""
     return _process(from_sqs_body(record.body), "sqs", lambda_context)
 
 
 @logger.inject_lambda_context(clear_state=True)
-@metrics.log_metrics(capture_cold_start_metric=True)
+@measured
 @traced
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     kind = kind_of(event)

@@ -9,14 +9,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools.metrics import MetricUnit
-
 from dropgate.app import lambda_reprocessor
 from dropgate.config import Settings
 from dropgate.held_deletions import Decided
 from dropgate.reprocess import ReprocessResult
 from dropgate.storage import ObjectRef
-from handlers.observability import file_finished, logger, metrics, traced
+from handlers.observability import deletions_decided, file_finished, logger, measured, traced
 
 
 def _summary(result: ReprocessResult) -> dict[str, Any]:
@@ -67,13 +65,12 @@ def _deletions(event: dict[str, Any], context: Any) -> dict[str, Any]:
     ref = ObjectRef(bucket, event["key"], event.get("versionId"))
     decided = lambda_reprocessor(context).decide_deletions(ref, approve=decision == "approve")
     logger.info(f"held deletions {decided.decision}", extra=_decided(decided))
-    name = "DeletionsApproved" if decided.decision == "approved" else "DeletionsRejected"
-    metrics.add_metric(name=name, unit=MetricUnit.Count, value=1)
+    deletions_decided(decided.decision, decided.held.partner)
     return {"deletions": _decided(decided)}
 
 
 @logger.inject_lambda_context(clear_state=True)
-@metrics.log_metrics(capture_cold_start_metric=True)
+@measured
 @traced
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     dry_run = bool(event.get("dryRun", False))
@@ -88,7 +85,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
             raise ValueError('payload needs "bucket" (or DROPGATE_BUCKET must be set)')
         ref = ObjectRef(bucket, event["key"], event.get("versionId"))
         result = worker.one(ref, dry_run=dry_run, force=force, changed_only=changed_only)
-        file_finished(result.outcome)
+        file_finished(result.outcome, dry_run=result.dry_run)
         return {"results": [_summary(result)]}
     if "partner" in event or "since" in event:
         results = worker.bulk(
@@ -99,6 +96,6 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
             changed_only=changed_only,
         )
         for result in results:
-            file_finished(result.outcome)
+            file_finished(result.outcome, dry_run=result.dry_run)
         return {"results": [_summary(r) for r in results]}
     raise ValueError('payload must be {"bucket", "key"} or {"partner", "since"}')

@@ -10,7 +10,7 @@ without error; otherwise :class:`PublishError` fails the invocation and the file
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Producer
@@ -44,7 +44,24 @@ class _Deliveries:
             self.delivered(message.key(), message.partition(), message.offset())
 
 
-_PRODUCERS: dict[tuple[tuple[str, str], ...], Producer] = {}
+class _AuthWatch:
+    """librdkafka's ``error_cb`` of one producer: remembers the broker refusing its credentials.
+
+    A refused SASL login never reaches a delivery report: the events only time out
+    (``_MSG_TIMED_OUT``, after ``delivery.timeout.ms``) while ``error_cb`` reports ``_AUTHENTICATION``
+    at every reconnect. Watching for it lets a publish fail in seconds, and say why."""
+
+    __slots__ = ("refused",)
+
+    def __init__(self) -> None:
+        self.refused: KafkaError | None = None
+
+    def __call__(self, error: KafkaError) -> None:
+        if error.code() == KafkaError._AUTHENTICATION and self.refused is None:
+            self.refused = error
+
+
+_PRODUCERS: dict[tuple[tuple[str, str], ...], tuple[Producer, _AuthWatch]] = {}
 _TOPICS_READY: set[tuple[str, str]] = set()
 
 
@@ -74,13 +91,18 @@ def producer_config(
     }
 
 
-def _shared_producer(config: dict[str, Any]) -> Producer:
-    cache_key = tuple(sorted((k, str(v)) for k, v in config.items()))
-    producer = _PRODUCERS.get(cache_key)
-    if producer is None:
-        producer = Producer(config)
-        _PRODUCERS[cache_key] = producer
-    return producer
+def _cache_key(config: dict[str, Any]) -> tuple[tuple[str, str], ...]:
+    return tuple(sorted((k, str(v)) for k, v in config.items()))
+
+
+def _shared_producer(config: dict[str, Any]) -> tuple[Producer, _AuthWatch]:
+    cache_key = _cache_key(config)
+    cached = _PRODUCERS.get(cache_key)
+    if cached is None:
+        watch = _AuthWatch()
+        cached = (Producer({**config, "error_cb": watch}), watch)
+        _PRODUCERS[cache_key] = cached
+    return cached
 
 
 def _discard_producer(producer: Producer) -> None:
@@ -90,20 +112,29 @@ def _discard_producer(producer: Producer) -> None:
         producer.flush(0)
     except KafkaException:
         pass
-    for key, cached in list(_PRODUCERS.items()):
+    for key, (cached, _watch) in list(_PRODUCERS.items()):
         if cached is producer:
             del _PRODUCERS[key]
 
 
 def close_producers(timeout: float = 5.0) -> None:
     """Flush and forget every cached producer (end of a CLI run, the demo, a test session)."""
-    for key, producer in list(_PRODUCERS.items()):
+    for key, (producer, _watch) in list(_PRODUCERS.items()):
         producer.flush(timeout)
         del _PRODUCERS[key]
     _TOPICS_READY.clear()
 
 
+#: How often a publish waiting for acknowledgements looks for a refused login.
+_FLUSH_SLICE_S = 0.5
+
+
 class KafkaPublisher:
+    """Publishes to ``topic``. ``credentials`` (optional) gives the authentication settings before each
+    publish, fresh ones when called with ``refresh=True`` (after the broker refused a login):
+    :class:`dropgate.broker_auth.BrokerCredentials.settings`. A change of credentials makes a new
+    producer; the file that failed is retried as a whole, as after any failed publish."""
+
     def __init__(
         self,
         kafka_config: dict[str, str],
@@ -115,22 +146,56 @@ class KafkaPublisher:
         create_topic: bool = True,
         partitions: int = 3,
         replication_factor: int = -1,
+        credentials: Callable[..., dict[str, Any]] | None = None,
     ) -> None:
         self.topic = topic
         self.bootstrap = kafka_config.get("bootstrap.servers", "?")
-        # librdkafka logs idle disconnects and background-queue purges at info level; not news.
-        self._admin_config: dict[str, Any] = {"log.connection.close": False, "log_level": 4, **kafka_config}
-        self._producer_config = producer_config(
-            kafka_config,
-            delivery_timeout_ms=delivery_timeout_ms,
-            linger_ms=linger_ms,
-            compression=compression,
-        )
-        self._reporting_config = {**self._producer_config, "delivery.report.only.error": False}
+        self._base = kafka_config
+        self._credentials = credentials
+        self._refresh_credentials = False
+        self._linger_ms = linger_ms
+        self._compression = compression
+        #: The producer last used, per kind (reporting every delivery or failures only).
+        self._last_producers: dict[bool, Producer] = {}
+        self._delivery_timeout_ms = delivery_timeout_ms
         self._delivery_timeout_s = delivery_timeout_ms / 1000
         self._create = create_topic
         self._partitions = partitions
         self._replication = replication_factor
+
+    # -- configuration -------------------------------------------------------------------------
+    def _kafka_config(self) -> dict[str, Any]:
+        """The broker settings with the current credentials (re-read after a refused login)."""
+        if self._credentials is None:
+            return dict(self._base)
+        try:
+            auth = self._credentials(refresh=self._refresh_credentials)
+        except Exception as error:  # Secrets Manager unreachable, the secret malformed: retry the file
+            raise PublishError(f"cannot read the credentials for {self.bootstrap}: {error}") from None
+        self._refresh_credentials = False
+        return {**self._base, **auth}
+
+    def _admin_config(self) -> dict[str, Any]:
+        # librdkafka logs idle disconnects and background-queue purges at info level; not news.
+        return {"log.connection.close": False, "log_level": 4, **self._kafka_config()}
+
+    def _producer(self, *, reporting: bool) -> tuple[Producer, _AuthWatch]:
+        """The shared producer for the current settings (``reporting``: a delivery report per event);
+        one of the same kind made for older credentials is closed."""
+        config = producer_config(
+            self._kafka_config(),
+            delivery_timeout_ms=self._delivery_timeout_ms,
+            linger_ms=self._linger_ms,
+            compression=self._compression,
+        )
+        if reporting:
+            config["delivery.report.only.error"] = False
+        producer, watch = _shared_producer(config)
+        last = self._last_producers.get(reporting)
+        if last is not None and last is not producer:
+            _discard_producer(last)  # idle: every publish waits for its deliveries
+        self._last_producers[reporting] = producer
+        return producer, watch
 
     # -- topic ---------------------------------------------------------------------------------
     def ensure_topic(self, timeout: float | None = None) -> None:
@@ -143,13 +208,9 @@ class KafkaPublisher:
             return
         if timeout is None:
             timeout = min(15.0, self._delivery_timeout_s)
-        admin = AdminClient(self._admin_config)
-        try:
-            topics = admin.list_topics(timeout=timeout).topics
-        except KafkaException as error:
-            raise TopicError(
-                f"cannot reach the Kafka broker at {self.bootstrap} to look up topic '{self.topic}': {error}"
-            ) from None
+        watch = _AuthWatch()
+        admin = AdminClient({**self._admin_config(), "error_cb": watch})  # type: ignore[dict-item]
+        topics = self._list_topics(admin, watch, timeout)
         if self.topic not in topics:
             if not self._create:
                 raise TopicError(
@@ -173,6 +234,26 @@ class KafkaPublisher:
                     ) from None
         _TOPICS_READY.add(marker)
 
+    def _list_topics(self, admin: AdminClient, watch: _AuthWatch, timeout: float) -> dict[str, Any]:
+        """The broker's topics, asked in slices so that a refused login fails at once (and the next
+        attempt reads the credentials afresh) instead of when ``timeout`` runs out."""
+        give_up = time.monotonic() + timeout
+        while True:
+            try:
+                topics: dict[str, Any] = admin.list_topics(
+                    timeout=max(0.1, min(1.0, give_up - time.monotonic()))
+                ).topics
+                return topics
+            except KafkaException as error:
+                admin.poll(0)
+                if watch.refused is not None:
+                    self._refresh_credentials = True
+                    raise TopicError(self._refused_message(watch.refused)) from None
+                if time.monotonic() >= give_up:
+                    raise TopicError(
+                        f"cannot reach the Kafka broker at {self.bootstrap} to look up topic '{self.topic}': {error}"
+                    ) from None
+
     # -- publish -------------------------------------------------------------------------------
     def publish(
         self, messages: Iterable[OutMessage], *, deadline: float | None = None, positions: PositionSink | None = None
@@ -187,7 +268,7 @@ class KafkaPublisher:
         started = time.monotonic()
         if deadline is None:
             deadline = started + self._delivery_timeout_s + 5
-        producer = _shared_producer(self._reporting_config if positions is not None else self._producer_config)
+        producer, watch = self._producer(reporting=positions is not None)
         deliveries = _Deliveries(positions)
         sent = 0
         produce = producer.produce
@@ -206,21 +287,41 @@ class KafkaPublisher:
                 sent += 1
                 if sent % 1000 == 0:
                     poll(0)
+                    self._check_login(watch)
                     if deliveries.first_error is not None:
                         raise PublishError(self._error_message(sent, deliveries))
                     if time.monotonic() > deadline:
                         raise PublishError(self._timeout_message(sent, deliveries, len(producer)))
-            remaining = producer.flush(max(0.0, deadline - time.monotonic()))
+            remaining = self._flush(producer, watch, deadline)
             if remaining:
                 raise PublishError(self._timeout_message(sent, deliveries, remaining))
             if deliveries.first_error is not None:
                 raise PublishError(self._error_message(sent, deliveries))
         except (PublishError, KafkaException):
             _discard_producer(producer)
+            self._last_producers.pop(positions is not None, None)
             # The broker may come back empty (or be another one): look the topic up again next time.
             _TOPICS_READY.discard((self.bootstrap, self.topic))
             raise
         return PublishReport(sent=sent, acknowledged=sent - deliveries.failed, seconds=time.monotonic() - started)
+
+    def _flush(self, producer: Producer, watch: _AuthWatch, deadline: float) -> int:
+        """Wait for every acknowledgement until ``deadline``, in slices, so that a refused login
+        fails the publish at once instead of when the delivery timeout runs out."""
+        while True:
+            remaining: int = producer.flush(max(0.0, min(_FLUSH_SLICE_S, deadline - time.monotonic())))
+            self._check_login(watch)
+            if not remaining or time.monotonic() >= deadline:
+                return remaining
+
+    def _check_login(self, watch: _AuthWatch) -> None:
+        """Fail the publish if the broker refused the credentials; the next one reads them afresh."""
+        if watch.refused is not None:
+            self._refresh_credentials = True
+            raise PublishError(self._refused_message(watch.refused))
+
+    def _refused_message(self, error: KafkaError) -> str:
+        return f"the Kafka broker at {self.bootstrap} refused dropgate's credentials: {error.str()}"
 
     def _timeout_message(self, sent: int, deliveries: _Deliveries, in_flight: int) -> str:
         acknowledged = sent - in_flight - deliveries.failed

@@ -49,3 +49,77 @@ def test_msk_iam_signs_a_token_with_the_roles_credentials() -> None:
     assert decoded.startswith("https://kafka.eu-west-1.amazonaws.com/?Action=kafka-cluster%3AConnect")
     assert "X-Amz-Signature=" in decoded
     assert time.time() < expires_at < time.time() + 3600  # seconds, as librdkafka expects
+
+
+def _secret(password: str) -> str:
+    return json.dumps({"username": "svc-dropgate", "password": password})
+
+
+def test_a_rotated_scram_password_is_read_again_after_its_max_age_or_when_refused() -> None:
+    """Before: the secret was read once per execution environment, so a rotated password was only
+    picked up when Lambda recycled it."""
+    from dropgate.broker_auth import BrokerCredentials
+
+    with mock_aws():
+        client = boto3.client("secretsmanager")
+        arn = client.create_secret(Name="dropgate/kafka", SecretString=_secret("old"))["ARN"]
+        reads: list[str] = []
+
+        def counting_client() -> object:
+            reads.append("client")
+            return client
+
+        cached = BrokerCredentials("scram-sha-512", secrets=counting_client, secret_arn=arn, max_age_s=300)
+        expiring = BrokerCredentials("scram-sha-512", secrets=lambda: client, secret_arn=arn, max_age_s=0)
+        assert cached.settings()["sasl.password"] == expiring.settings()["sasl.password"] == "old"
+        client.put_secret_value(SecretId=arn, SecretString=_secret("new"))
+        assert cached.settings()["sasl.password"] == "old"  # within its max age: no Secrets Manager call
+        assert cached.settings(refresh=True)["sasl.password"] == "new"  # the broker refused "old"
+        assert cached.settings()["sasl.password"] == "new"
+        assert expiring.settings()["sasl.password"] == "new"  # past its max age
+        assert reads == ["client"]  # one client, made at the first read
+
+
+def test_the_publisher_gets_credentials_that_can_change_and_the_other_modes_stay_as_they_are(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from dropgate.app import broker_credentials, build_publisher
+
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "b1:9092")
+    publisher = build_publisher(Settings())
+    assert publisher._kafka_config() == {"bootstrap.servers": "b1:9092"}
+    monkeypatch.setenv("DROPGATE_BROKER_AUTH", "msk-iam")
+    monkeypatch.setenv("AWS_REGION", "eu-west-1")
+    credentials = broker_credentials(Settings())
+    first, second = credentials.settings(), credentials.settings(refresh=True)
+    assert first["oauth_cb"] is second["oauth_cb"]  # one callback: one producer, no rebuild per file
+    monkeypatch.setenv("DROPGATE_BROKER_SECRET_MAX_AGE_S", "60")
+    assert Settings().broker_secret_max_age_s == 60
+
+
+@pytest.mark.parametrize("text", ["not json", '["a list"]', '{"username": "u"}', "null"])
+def test_a_malformed_secret_is_named_without_echoing_it(text: str) -> None:
+    from dropgate.broker_auth import BrokerCredentials
+
+    with mock_aws():
+        client = boto3.client("secretsmanager")
+        arn = client.create_secret(Name="dropgate/kafka", SecretString=text)["ARN"]
+        credentials = BrokerCredentials("scram-sha-512", secrets=lambda: client, secret_arn=arn)
+        with pytest.raises(BrokerAuthError, match="must hold JSON with 'username' and 'password'") as raised:
+            credentials.settings()
+    assert text not in str(raised.value) or text == "null"
+
+
+def test_an_unreadable_secret_fails_the_file_not_the_process() -> None:
+    """A publish that cannot read its credentials raises PublishError: the file is retried."""
+    from dropgate.adapters.kafka_publisher import KafkaPublisher
+    from dropgate.broker_auth import BrokerCredentials
+    from dropgate.publishing import PublishError
+
+    with mock_aws():
+        client = boto3.client("secretsmanager")
+        missing = "arn:aws:secretsmanager:us-east-1:123456789012:secret:dropgate/gone-AbCdEf"
+        credentials = BrokerCredentials("scram-sha-512", secrets=lambda: client, secret_arn=missing)
+        publisher = KafkaPublisher({"bootstrap.servers": "b1:9092"}, "t", credentials=credentials.settings)
+        with pytest.raises(PublishError, match="cannot read the credentials for b1:9092: cannot read the broker"):
+            publisher.publish([])

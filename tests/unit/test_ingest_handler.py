@@ -12,11 +12,15 @@ from devstack.lambda_context import LocalLambdaContext
 from devstack.sqs_runner import lambda_sqs_event
 from dropgate import lambda_runtime
 from dropgate.ingest.outcome import FileOutcome
+from dropgate.partners import PartnerDirectory
 from dropgate.storage import ObjectRef
+from tests.conftest import REPO
 from tests.unit.test_triggers import s3_record
 
 
 class FakeIngestor:
+    partners = PartnerDirectory.load(str(REPO / "partners.yaml"))
+
     def __init__(self, failing: set[str]) -> None:
         self.failing = failing
         self.seen: list[ObjectRef] = []
@@ -112,7 +116,7 @@ def test_one_summary_line_and_emf_metrics_per_file(
     metrics.clear_metrics()  # disabled metrics are never flushed, so earlier tests' values linger
     ingest.handler({"Records": [s3_record("acme/good.xml")]}, LocalLambdaContext())
     blobs = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
-    (emf,) = blobs
+    (emf,) = [blob for blob in blobs if "ColdStart" not in blob]  # the file's line (ColdStart has its own)
     names = {metric["Name"] for metric in emf["_aws"]["CloudWatchMetrics"][0]["Metrics"]}
     assert {"FilesReceived", "FilesPublished", "EventsPublished", "PublishSeconds"} <= names
     assert emf["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "dropgate"

@@ -205,3 +205,135 @@ def test_the_bulk_reprocess_picks_copies_and_skips_sidecars_and_resolved_files(k
     assert len(processors) == 2  # the prefix and the keys mode
     for choice in processors:
         assert _choose(choice["Choices"], choice["Default"], key) == state
+
+
+# -- Alarms and the dashboard -----------------------------------------------------------------------
+def alarms() -> dict[str, dict[str, Any]]:
+    return {
+        name: resource["Properties"]
+        for name, resource in template()["Resources"].items()
+        if resource["Type"] == "AWS::CloudWatch::Alarm"
+    }
+
+
+def alarm_metrics(props: dict[str, Any]) -> list[dict[str, Any]]:
+    """(Namespace, MetricName, Dimensions) of an alarm, whether on one metric or on metric math."""
+    if "MetricName" in props:
+        return [props]
+    return [query["MetricStat"]["Metric"] for query in props["Metrics"] if "MetricStat" in query]
+
+
+def dashboard() -> dict[str, Any]:
+    """The dashboard's body as CloudWatch gets it, with every ${...} of the !Sub filled with a stand-in."""
+    import re
+
+    (body,) = [
+        r["Properties"]["DashboardBody"]["Sub"][0]
+        for r in template()["Resources"].values()
+        if r["Type"] == "AWS::CloudWatch::Dashboard"
+    ]
+    loaded: dict[str, Any] = json.loads(re.sub(r"\$\{[^}]+\}", "300", body))
+    return loaded
+
+
+def dashboard_metric_names(namespace: str) -> set[str]:
+    import re
+
+    found = set()
+    for widget in dashboard()["widgets"]:
+        for line in widget["properties"].get("metrics", []):
+            if line[0] == namespace:
+                found.add(line[1])
+            elif isinstance(line[0], dict) and "SEARCH(" in line[0]["expression"]:
+                assert f"{{{namespace}," in line[0]["expression"] or namespace != "dropgate"
+                found |= set(re.findall(r'MetricName="([A-Za-z]+)"', line[0]["expression"]))
+    return found
+
+
+def emitted_metric_names(capsys: pytest.CaptureFixture[str]) -> set[str]:
+    """Every metric name handlers/observability.py emits, from its EMF output for every kind of file."""
+    from dropgate.ingest.outcome import FileOutcome
+    from dropgate.storage import ObjectRef
+    from handlers import observability
+
+    ref = ObjectRef("b", "acme/a.xml")
+    capsys.readouterr()
+    observability.file_started(ref, "sqs")
+    observability.file_failed(ref, RuntimeError("broker down"), partner="acme")
+    for status in ("published", "quarantined", "duplicate", "ignored"):
+        observability.file_started(ref, "sqs")
+        outcome = FileOutcome(ref=ref, status=status, events=2, invalid=1, stale=1, held_deletes=3)  # type: ignore[arg-type]
+        observability.file_finished(outcome)
+    for decision in ("approved", "rejected"):
+        observability.deletions_decided(decision, "acme")
+    names = set()
+    for line in capsys.readouterr().out.splitlines():
+        if '"_aws"' in line:
+            for directive in json.loads(line)["_aws"]["CloudWatchMetrics"]:
+                names |= {metric["Name"] for metric in directive["Metrics"]}
+    return names
+
+
+def test_every_metric_the_alarms_and_the_dashboard_watch_is_one_the_code_emits(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A misspelt metric name or a dimension the code does not send makes an alarm that never fires."""
+    monkeypatch.delenv("POWERTOOLS_METRICS_DISABLED")
+    emitted = emitted_metric_names(capsys)
+    watched = dashboard_metric_names("dropgate")
+    for name, props in alarms().items():
+        for metric in alarm_metrics(props):
+            if metric["Namespace"] == "dropgate":
+                watched.add(metric["MetricName"])
+                # The service dimension set, as the functions send it (POWERTOOLS_SERVICE_NAME).
+                assert metric["Dimensions"] == [{"Name": "service", "Value": "dropgate"}], name
+    assert watched, "no alarm or widget watches a dropgate metric"
+    assert watched <= emitted, f"watched but never emitted: {sorted(watched - emitted)}"
+    env = next(iter(functions().values()))["Environment"]["Variables"]
+    assert (env["POWERTOOLS_SERVICE_NAME"], env["POWERTOOLS_METRICS_NAMESPACE"]) == ("dropgate", "dropgate")
+
+
+def test_the_dashboard_shows_what_the_operator_needs() -> None:
+    assert {
+        "FilesPublished",
+        "FilesQuarantined",
+        "FilesFailed",
+        "EventsPublished",
+        "PublishSeconds",
+    } <= dashboard_metric_names("dropgate")
+    assert {"ApproximateAgeOfOldestMessage", "ApproximateNumberOfMessagesVisible"} <= dashboard_metric_names("AWS/SQS")
+    (alarm_widget,) = [w for w in dashboard()["widgets"] if w["type"] == "alarm"]
+    assert len(alarm_widget["properties"]["alarms"]) == len(alarms())
+
+
+def test_a_failed_file_counts_as_an_ingest_error_not_only_a_crashed_invocation() -> None:
+    watched = {(m["Namespace"], m["MetricName"]) for m in alarm_metrics(alarms()["IngestErrorsAlarm"])}
+    assert watched == {("AWS/Lambda", "Errors"), ("dropgate", "FilesFailed")}
+    failing = alarms()["FilesFailingAlarm"]
+    assert (failing["MetricName"], failing["EvaluationPeriods"], failing["DatapointsToAlarm"]) == ("FilesFailed", 3, 3)
+
+
+def test_the_queue_age_alarm_is_two_function_timeouts_not_the_dead_letter_queues_hours() -> None:
+    props = alarms()["IngestQueueAgeAlarm"]
+    ((queue,),) = [m["Dimensions"] for m in alarm_metrics(props)]
+    assert queue["Value"] == {"GetAtt": "IngestQueue.QueueName"}
+    (expression,) = [q["Expression"] for q in props["Metrics"] if "Expression" in q]
+    assert expression == {"Sub": "age / ${IngestTimeoutSeconds}"}
+    assert (props["Threshold"], props["ComparisonOperator"]) == (2, "GreaterThanThreshold")
+    # Two timeouts stay well inside one visibility timeout (at least 6 timeouts): the alarm fires
+    # before a failed file is even tried again, let alone before it reaches the DLQ.
+    parameters = template()["Parameters"]
+    assert parameters["QueueVisibilityTimeoutSeconds"]["Default"] >= 6 * parameters["IngestTimeoutSeconds"]["Default"]
+    assert any(
+        m["MetricName"] == "ApproximateNumberOfMessagesVisible"
+        and m["Dimensions"] == [{"Name": "QueueName", "Value": {"GetAtt": "IngestDeadLetterQueue.QueueName"}}]
+        for p in alarms().values()
+        for m in alarm_metrics(p)
+    )
+
+
+def test_every_alarm_notifies_and_has_a_runbook_line_in_the_readme() -> None:
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    for name, props in alarms().items():
+        assert props["AlarmActions"] == {"If": ["HasAlarmEmail", [{"Ref": "AlarmTopic"}], {"Ref": "AWS::NoValue"}]}
+        assert f"`{name}`" in readme, f"README says nothing about {name}"
