@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import json
 import struct
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -247,3 +247,25 @@ def transfer(store: OwnershipStore, bucket: str | None, key: bytes, source: str,
         if store.write(bucket, shard, stored.owners.with_owner(hashed, target), stored.version):
             return owner
     raise OwnershipBusy(f"key ownership shard {shard.name} kept changing; try again")
+
+
+def owned_by_others(store: OwnershipStore, bucket: str | None, partner: str, keys: Iterable[bytes]) -> set[int]:
+    """The hashes of those ``keys`` that another partner owns now (a transfer moved them away):
+    what ``partner``'s full snapshot must not delete. Reads only the shards the keys fall in."""
+    if not store.enabled:
+        return set()
+    import numpy as np
+
+    hashes = np.fromiter((key_hash(key) for key in keys), dtype=np.uint64)
+    if not len(hashes):
+        return set()
+    shards = shard_index(hashes)
+    touched = sorted(set(shards.tolist()))
+    found: set[int] = set()
+    for index, stored in zip(touched, store.read(bucket, [LAYOUT[i] for i in touched]), strict=True):
+        mine = hashes[shards == index]
+        names = stored.owners.names
+        for hashed, owner in zip(mine.tolist(), stored.owners.owners_of(mine).tolist(), strict=True):
+            if owner >= 0 and names[owner] != partner:
+                found.add(hashed)
+    return found

@@ -321,7 +321,7 @@ class Ingestor:
         _note_verdicts(outcome, session, changed_only=changed_only)
 
     def _snapshot_deletes(self) -> SnapshotDeletes:
-        return SnapshotDeletes(self.snapshots, self.sink, self.settings.spool_dir)
+        return SnapshotDeletes(self.snapshots, self.sink, self.settings.spool_dir, self.ownership)
 
     def _record(
         self,

@@ -17,12 +17,15 @@ so a crash at any point writes the same hold again. :mod:`dropgate.held_deletion
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from dropgate.guard import GuardedSession
 from dropgate.held import HeldDeletion, holds
 from dropgate.ingest.outcome import Prepared
+from dropgate.key_index import key_hash
+from dropgate.key_ownership import NullOwnershipStore, OwnershipStore, carries_partner, owned_by_others
 from dropgate.ledger import now_iso
 from dropgate.partner_keyset import PartnerKeySet
 from dropgate.partners import Partner
@@ -48,6 +51,8 @@ class SnapshotDeletes:
     snapshots: SnapshotStore
     sink: EventSink | None
     spool_dir: str | None
+    #: Who owns each key: a snapshot never deletes a key another partner owns now (transferred away).
+    ownership: OwnershipStore = field(default_factory=NullOwnershipStore)
 
     def run(
         self,
@@ -115,12 +120,15 @@ class SnapshotDeletes:
         deadline: float | None,
         dry_run: bool,
     ) -> SnapshotStep:
-        gone = keys.missing_count()
+        missing, kept = self._deletable(prepared, partner, keys)
+        gone = keys.missing_count() - kept
         since = f"since {header.source}" if header is not None and header.as_of_ms else "from the tracked key set"
+        if kept:
+            since += f" ({kept} more now owned by another partner: not deleted)"
         policy = partner.hold_deletions
         if header is not None and holds(gone, header.count, fraction=policy.fraction, minimum=policy.minimum):
-            return self._hold(prepared, partner, session, keys, keyset, header, gone, since, dry_run=dry_run)
-        tombstones = session.select(lambda: tombstone_entries(keys.missing_sorted(), prepared.as_of_ms))
+            return self._hold(prepared, partner, session, keys, keyset, header, gone, since, missing, dry_run=dry_run)
+        tombstones = session.select(lambda: tombstone_entries(missing(), prepared.as_of_ms))
         if dry_run:
             would = sum(1 for _ in tombstones)
             return SnapshotStep(
@@ -145,6 +153,18 @@ class SnapshotDeletes:
             f"snapshot: {gone} product(s) missing {since}: {report.acknowledged} tombstone(s) published; {recorded}",
         )
 
+    def _deletable(
+        self, prepared: Prepared, partner: Partner, keys: SnapshotKeys
+    ) -> tuple[Callable[[], Iterator[bytes]], int]:
+        """The missing keys this snapshot may delete, and how many it may not: a key transferred to
+        another partner (``dropgate keys transfer``) is that partner's to delete, not this one's."""
+        if carries_partner(partner.key_template):  # its keys carry its id: no other partner has them
+            return keys.missing_sorted, 0
+        foreign = owned_by_others(self.ownership, prepared.ref.bucket, partner.id, keys.missing_sorted())
+        if not foreign:
+            return keys.missing_sorted, 0
+        return (lambda: (key for key in keys.missing_sorted() if key_hash(key) not in foreign)), len(foreign)
+
     def _hold(
         self,
         prepared: Prepared,
@@ -155,14 +175,15 @@ class SnapshotDeletes:
         header: SnapshotHeader,
         gone: int,
         since: str,
+        missing: Callable[[], Iterator[bytes]],
         *,
         dry_run: bool,
     ) -> SnapshotStep:
         """Write the tombstones down instead of publishing them; the key set keeps the held keys."""
         share = f"{gone} of {header.count} live key(s), {gone / max(header.count, 1):.0%}"
-        missing = f"snapshot: {gone} product(s) missing {since} ({share}): more than the partner's hold_deletions"
+        said = f"snapshot: {gone} product(s) missing {since} ({share}): more than the partner's hold_deletions"
         if dry_run:
-            return SnapshotStep(0, f"{missing}: the tombstones would be HELD for approval", held=gone)
+            return SnapshotStep(0, f"{said}: the tombstones would be HELD for approval", held=gone)
         held = HeldDeletion(
             partner=partner.id,
             file=str(prepared.ref),
@@ -178,7 +199,7 @@ class SnapshotDeletes:
             held_at=now_iso(),
         )
         # Before the key set moves on to this file: a crash from here on writes the same hold again.
-        where = self.snapshots.write_held(held, keys.missing_sorted())
+        where = self.snapshots.write_held(held, missing())
         new = SnapshotHeader(partner.id, prepared.as_of_ms, str(prepared.ref), 0, partner.key_template)
         # The held keys stay live until approved. Written as a new generation (the whole set was read):
         # a crash before its manifest leaves the set of before, whose count the hold rule reads.
@@ -186,7 +207,7 @@ class SnapshotDeletes:
         show = shell_command("dropgate", "deletions", "show", prepared.ref.uri)
         return SnapshotStep(
             0,
-            f"{missing}: {gone} tombstone(s) HELD; see {show}, then approve or reject",
+            f"{said}: {gone} tombstone(s) HELD; see {show}, then approve or reject",
             held=gone,
             held_at=where,
         )

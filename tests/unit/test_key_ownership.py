@@ -22,6 +22,7 @@ partners:
   beta: {prefix: beta/, format: generic}
   lenient: {prefix: lenient/, format: generic, policy: skip_invalid}
   prefixed: {prefix: prefixed/, format: generic, key_template: "{partnerId}:{productId}"}
+  fullsnap: {prefix: fullsnap/, format: generic, snapshot: full}
 """
 STREAMING = Settings(parallel_parse_min_bytes=-1)
 PARALLEL = Settings(parse_processes=2, parallel_parse_min_bytes=0)
@@ -99,6 +100,18 @@ def test_a_transfer_lets_the_new_owner_publish(service: Service) -> None:
     outcome = send(service, "beta/tue.xml", {"P1": 7}, day=17)
     assert (outcome.status, outcome.events) == ("published", 1)  # type: ignore[attr-defined]
     assert send(service, "acme/wed.xml", {"P1": 8}, day=18).status == "quarantined"  # type: ignore[attr-defined]
+
+
+def test_a_full_snapshot_does_not_delete_a_key_transferred_away(service: Service) -> None:
+    """The new owner's state must survive the old owner's next snapshot, which no longer has it."""
+    send(service, "fullsnap/mon.xml", {"P1": 1, "P2": 2, "P3": 3})
+    assert transfer(service.ownership, service.bucket, b"P2", "fullsnap", "beta") == "fullsnap"
+    send(service, "beta/mon.xml", {"P2": 7}, day=17)
+    outcome = send(service, "fullsnap/tue.xml", {"P1": 1}, day=18)
+    assert (outcome.status, outcome.snapshot_deletes) == ("published", 1)  # type: ignore[attr-defined]
+    tombstones = [m.key for m in service.sink.messages if m.value is None]
+    assert tombstones == [b"P3"]  # not P2: beta's now
+    assert "1 more now owned by another partner: not deleted" in " ".join(outcome.notes)  # type: ignore[attr-defined]
 
 
 def test_two_partners_claiming_one_key_at_once_leave_one_owner(service: Service) -> None:
