@@ -132,9 +132,10 @@ class Preparer:
         )
 
     def _segmented(self, parser: Parser, meta: ObjectMeta) -> bool:
-        """Worth parsing in several processes: the format can, the file is large, there are cores."""
+        """Worth parsing in segments: the format can and the file is large. On one core too: the
+        segments are then read in this process (a canonical one at about half the streaming cost)."""
         threshold = self.policy.parallel_min_bytes
-        return hasattr(parser, "segment_records") and 0 <= threshold <= meta.size and self._processes() > 1
+        return hasattr(parser, "segment_records") and 0 <= threshold <= meta.size
 
     def _processes(self) -> int:
         from dropgate.parallel import available_cores  # multiprocessing: only for large files

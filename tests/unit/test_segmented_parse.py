@@ -229,15 +229,25 @@ def _prepared(path: Path, threshold: int) -> tuple[list[Any], list[tuple[bytes, 
 
 @pytest.mark.parametrize(
     "path",
-    [*sorted(GENERIC.rglob("*.xml*")), "generated", "generated-bad", "generated.gz"],
+    [
+        *sorted(GENERIC.rglob("*.xml*")),
+        "generated",
+        "generated-bad",
+        "generated.gz",
+        "generated-canonical",
+        "generated-canonical-bad",
+    ],
     ids=str,
 )
+@pytest.mark.parametrize("cores", [1, 2], ids=["one-core", "two-cores"])
 def test_the_pipeline_gives_the_same_outcome_either_way(
-    path: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    path: Any, cores: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Segments read in worker processes, or on one core in the ingest process itself (a small
+    Lambda function), give exactly what streaming gives."""
     if isinstance(path, str):
-        data = _document(3_000)
-        if path == "generated-bad":
+        data = _document(3_000, name="Thing ☃" if "canonical" in path else "Thing &amp; more")
+        if path.endswith("-bad"):
             data = data.replace(b"<sku>SKU-2900</sku>", b"<quantity>1,5</quantity>")
         target = tmp_path / ("drop.xml.gz" if path.endswith(".gz") else "drop.xml")
         target.write_bytes(gzip.compress(data) if path.endswith(".gz") else data)
@@ -251,10 +261,10 @@ def test_the_pipeline_gives_the_same_outcome_either_way(
         return original(*args, **kwargs)
 
     monkeypatch.setattr(parallel, "parse_into_spool", spy)
-    monkeypatch.setattr(parallel, "available_cores", lambda: 2)
+    monkeypatch.setattr(parallel, "available_cores", lambda: cores)
     in_parallel = _prepared(path, 0)
     assert in_parallel == streamed
-    assert calls == [2]  # tried once; a file that is not plain was then streamed
+    assert calls == [cores]  # tried once; a file that is not plain was then streamed
     if "bad" in str(path):
         assert streamed[0], "a bad file must show its problems"
 
@@ -270,8 +280,9 @@ def test_the_deadline_stops_a_parallel_read(tmp_path: Path, monkeypatch: pytest.
         ingestor.prepare(ObjectRef(bucket=None, key=str(target)), partner_id="acme", deadline=time.monotonic() - 1)
 
 
+@pytest.mark.parametrize("cores", [1, 2], ids=["one-core", "two-cores"])
 def test_a_failing_worker_is_logged_and_the_file_streamed(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    cores: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A bug in the parallel path must cost speed, never a file: it is read again in one process."""
     target = tmp_path / "drop.xml"
@@ -282,7 +293,7 @@ def test_a_failing_worker_is_logged_and_the_file_streamed(
         raise RuntimeError("boom")
 
     monkeypatch.setattr(parallel, "encode_segment", broken)  # the forked workers inherit it
-    monkeypatch.setattr(parallel, "available_cores", lambda: 2)
+    monkeypatch.setattr(parallel, "available_cores", lambda: cores)
     with caplog.at_level("WARNING", logger="dropgate"):
         assert _prepared(target, 0) == streamed
     assert "RuntimeError: boom" in caplog.text and "reading it again in one process" in caplog.text
@@ -338,16 +349,29 @@ def test_cores_are_counted_from_affinity_quota_and_lambda_memory(
     assert parallel.available_cores(str(quota)) == expected
 
 
-def test_a_default_sized_lambda_streams_a_large_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """At 1,024 MB no worker is forked, however many CPUs the function sees."""
+@pytest.mark.parametrize("name", ["Thing ☃", "Thing &amp; more"], ids=["canonical", "walked"])
+def test_a_default_sized_lambda_reads_segments_in_its_own_process(
+    name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At 1,024 MB no worker is forked, however many CPUs the function sees: the segments are read
+    in the ingest process, and give what streaming gives."""
     target = tmp_path / "drop.xml"
-    target.write_bytes(_document(3_000))
+    target.write_bytes(_document(3_000, name=name))
     streamed = _prepared(target, -1)
 
     def forbidden(*_args: Any, **_kwargs: Any) -> Any:
         raise AssertionError("a 1,024 MB function must not fork parsing workers")
 
-    monkeypatch.setattr(parallel, "parse_into_spool", forbidden)
+    calls: list[int] = []
+    original = parallel.parse_into_spool
+
+    def spy(*args: Any, **kwargs: Any) -> int:
+        calls.append(kwargs["processes"])
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(parallel, "_Workers", forbidden)
+    monkeypatch.setattr(parallel, "parse_into_spool", spy)
     monkeypatch.setattr(parallel.os, "sched_getaffinity", lambda _pid: {0, 1})
     monkeypatch.setenv("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "1024")
     assert _prepared(target, 0) == streamed
+    assert calls == [1]
