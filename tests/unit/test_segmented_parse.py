@@ -218,6 +218,19 @@ def test_a_failing_read_stops_the_workers_and_is_raised() -> None:
         list(_into_spool(io.BufferedReader(_Failing(_document(1_000)))))
 
 
+def _count_processes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The ``processes`` of every parse_into_spool call, in order."""
+    calls: list[int] = []
+    original = parallel.parse_into_spool
+
+    def spy(*args: Any, **kwargs: Any) -> int:
+        calls.append(kwargs["processes"])
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(parallel, "parse_into_spool", spy)
+    return calls
+
+
 def _prepared(path: Path, threshold: int) -> tuple[list[Any], list[tuple[bytes, bytes | None]], str, int]:
     settings = Settings(parallel_parse_min_bytes=threshold)
     ingestor = build_ingestor(settings, local=True)
@@ -253,14 +266,7 @@ def test_the_pipeline_gives_the_same_outcome_either_way(
         target.write_bytes(gzip.compress(data) if path.endswith(".gz") else data)
         path = target
     streamed = _prepared(path, -1)
-    calls: list[int] = []
-    original = parallel.parse_into_spool
-
-    def spy(*args: Any, **kwargs: Any) -> int:
-        calls.append(kwargs["processes"])
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(parallel, "parse_into_spool", spy)
+    calls = _count_processes(monkeypatch)
     monkeypatch.setattr(parallel, "available_cores", lambda: cores)
     in_parallel = _prepared(path, 0)
     assert in_parallel == streamed
@@ -362,15 +368,8 @@ def test_a_default_sized_lambda_reads_segments_in_its_own_process(
     def forbidden(*_args: Any, **_kwargs: Any) -> Any:
         raise AssertionError("a 1,024 MB function must not fork parsing workers")
 
-    calls: list[int] = []
-    original = parallel.parse_into_spool
-
-    def spy(*args: Any, **kwargs: Any) -> int:
-        calls.append(kwargs["processes"])
-        return original(*args, **kwargs)
-
+    calls = _count_processes(monkeypatch)
     monkeypatch.setattr(parallel, "_Workers", forbidden)
-    monkeypatch.setattr(parallel, "parse_into_spool", spy)
     monkeypatch.setattr(parallel.os, "sched_getaffinity", lambda _pid: {0, 1})
     monkeypatch.setenv("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "1024")
     assert _prepared(target, 0) == streamed
