@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 import shlex
+import shutil
 import subprocess
 from dataclasses import dataclass
 from typing import Any
@@ -103,6 +104,7 @@ def run(command: str) -> tuple[int, str]:
         return result.exit_code, result.output
     stdout = result.stdout
     for stage in pipeline:
+        assert shutil.which(stage[0]), f"the example pipes into {stage[0]}, which is not installed here"
         piped = subprocess.run(stage, input=stdout, capture_output=True, text=True, check=False)
         assert piped.returncode == 0, f"{shlex.join(stage)}: {piped.stderr}"
         stdout = piped.stdout
