@@ -32,10 +32,28 @@ PAGE = REPO / "docs" / "operating.md"
 BUCKET = "drops"
 #: The topic the page shows: each test's own topic is written as the default name.
 DOCUMENTED_TOPIC = "inventory.product-state.v1"
-#: The drops every example runs against: (key, generic fixture) through the real core, in order.
+
+
+def stock_report(day: int, items: int) -> bytes:
+    """An initech full snapshot (the declarative ``initech-stock`` format) of ``items`` products."""
+    body = "".join(
+        f'<s:Item status="active"><s:Code>INI-{2000 + i}</s:Code><s:OnHand>{i % 7}</s:OnHand></s:Item>'
+        for i in range(items)
+    )
+    return (
+        f'<s:StockReport xmlns:s="urn:initech:stock:1" generated="2026-11-{day:02d}T06:00:00Z">'
+        f"<s:Items>{body}</s:Items></s:StockReport>"
+    ).encode()
+
+
+#: The drops every example runs against, through the real core, in order: acme's file that publishes
+#: and the one that is quarantined; initech's full snapshot of 120 products, then Tuesday's export
+#: cut short at 5 (its 115 deletions are held: more than 10 % and more than 100 keys).
 DROPS = (
-    ("acme/inventory-2026-11-20.xml", "good/acme-2026-11-20.xml"),
-    ("acme/erp-export.xml", "bad/acme-thousands-separator.xml"),
+    ("acme/inventory-2026-11-20.xml", fixture_bytes("good/acme-2026-11-20.xml")),
+    ("acme/erp-export.xml", fixture_bytes("bad/acme-thousands-separator.xml")),
+    ("initech/mon.xml", stock_report(23, 120)),
+    ("initech/tue.xml", stock_report(24, 5)),
 )
 EXAMPLE = re.compile(
     r"^```sh dropgate-example(?P<options>[^\n]*)\n(?P<command>.*?)\n```\n+"
@@ -127,8 +145,8 @@ DOCUMENTED = examples(PAGE.read_text(encoding="utf-8"))
 def stack(aws: dict[str, Any], settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
     """The page's world: acme's files dropped and ingested through the real core, as SQS would."""
     monkeypatch.setenv("NO_COLOR", "1")
-    for key, fixture in DROPS:
-        aws["s3"].put_object(Bucket=BUCKET, Key=key, Body=fixture_bytes(fixture))
+    for key, body in DROPS:
+        aws["s3"].put_object(Bucket=BUCKET, Key=key, Body=body)
         build_ingestor(settings).ingest(ObjectRef(BUCKET, key), trigger="sqs")
 
 
