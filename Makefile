@@ -42,7 +42,7 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 # The compatibility gate: the model's schema must read every version checked into schemas/ (exit 1
-# naming each breaking change; README "Contract" says what to do instead).
+# naming each breaking change; docs/contract.md "How to evolve" says what to do instead).
 contract: $(STAMP)
 	$(BIN)/dropgate schema check
 

@@ -41,7 +41,7 @@ class PartnerConfigError(ValueError):
 
 
 class CxmlOptions(BaseModel):
-    """A cXML partner's options (README "cXML ProductActivityMessage"), passed to its parser."""
+    """A cXML partner's options (docs/formats.md "cXML ProductActivityMessage"), passed to its parser."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -58,7 +58,7 @@ class CxmlOptions(BaseModel):
 
 
 class HoldDeletions(BaseModel):
-    """When a full snapshot's tombstones wait for a person (README "Held deletions"): it would delete
+    """When a full snapshot's tombstones wait for a person (docs/operating.md "Held deletions"): it would delete
     more than ``fraction`` of the partner's live keys AND more than ``minimum`` keys. ``fraction: 1``
     never holds (a snapshot cannot delete more than every key)."""
 

@@ -17,7 +17,7 @@ from dropgate.spool import SpoolEntry
 
 Header = tuple[str, str | bytes | None]
 #: Why a tombstone was published (its ``deletion-reason`` header): a delete in the file itself, a key
-#: a full snapshot no longer holds, or held tombstones an operator approved (README "Event contract").
+#: a full snapshot no longer holds, or held tombstones an operator approved (docs/contract.md "Event contract").
 DeletionReason = Literal["explicit", "absent-from-snapshot", "approved-held"]
 #: An opt-in convention on the wire (CloudEvents headers, Glue framing: :mod:`dropgate.wire`): given a
 #: spooled event and the contract's headers, the value and headers it goes out with.

@@ -122,7 +122,7 @@ def print_history(screen: Screen, entries: Iterable[LedgerEntry]) -> None:
             screen.line(f"  diagnostics: {shown(sidecar_location(entry.diagnostics), limit=None)}")
         if entry.reason:
             screen.line(f"  reason: {shown(entry.reason, limit=None)}")
-        if entry.deletions:  # a full snapshot's held tombstones (README "Held deletions")
+        if entry.deletions:  # a full snapshot's held tombstones (docs/operating.md "Held deletions")
             screen.line(f"  deletions: {entry.held_deletes} held, {entry.deletions}")
         columns = ("at", "trigger", "parser", "outcome", "events", "invalid", "stale", "seconds", "error")
         screen.rows(

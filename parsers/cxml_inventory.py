@@ -24,7 +24,7 @@ way; copies are in the public FriendsOfCXML/cxml-php repository under ``tests/me
   include stock that is not free, it is the fallback of the default rule
   (:data:`DEFAULT_AVAILABLE`: unrestricted use, else stock on hand), and a partner whose stock on
   hand includes blocked stock configures ``[UnrestrictedUseQuantity]`` alone (``partners.yaml``,
-  ``cxml: {available_quantity: [...]}``; README "cXML ProductActivityMessage").
+  ``cxml: {available_quantity: [...]}``; docs/formats.md "cXML ProductActivityMessage").
 - ``ConsignmentInventory`` (a sibling of ``Inventory``) is stock at the buyer still owned by the
   supplier; it is not read.
 

@@ -5,7 +5,7 @@ per-product cost is one ``start`` and one ``end`` event plus a walk over the pro
 and each product is released once emitted. The usual product is read in one pass here; anything
 else goes to the checked path (``parsers.generic_checked``), which says what is wrong with it.
 
-Format rules (see README "The generic partner format"):
+Format rules (see docs/formats.md "The generic partner format"):
 - ``id`` is required and becomes ``productId``; ``deleted="true"`` means a tombstone.
 - ``quantity`` is a whole number ≥ 0; optional when ``locations`` is present (then their sum);
   when both are present they must agree.

@@ -2,7 +2,7 @@
 
 A worker on the parallel path spends most of its time walking lxml elements: a Python proxy per
 child, a C call per tag, text and attribute. Most drops are written by one exporter, every product
-in the same canonical layout (the README's: ``sku``, ``name``, ``quantity``, ``availability``,
+in the same canonical layout (docs/formats.md's: ``sku``, ``name``, ``quantity``, ``availability``,
 ``price``, ``locations``, each optional, in that order). One compiled pattern matches a product in
 that layout in C, and the record is built from its groups.
 

@@ -81,7 +81,7 @@ class GlueSchemaRegistry:
                 f"Glue refused this definition as version {version.version_number} of schema "
                 f"'{shown(self.schema)}': it is not {COMPATIBILITY} compatible with the versions before it. "
                 "`dropgate schema check` names the breaking changes; a breaking change needs a new topic "
-                "and schema name (v2), see README 'Contract'"
+                "and schema name (v2), see docs/contract.md"
             )
         raise RegistryError(
             f"version {version.version_number} of schema '{shown(self.schema)}' is {shown(status)} "

@@ -54,7 +54,7 @@ def check(
             f"the model's schema {name} is not backward compatible with the versions in {shown(versions)} "
             f"({breaking} breaking change(s)). Consumers of the topic would fail on values already on it: "
             "make the change additive (a new optional field, a wider enum), or publish a new topic and "
-            "schema name (v2); see README 'Contract'",
+            "schema name (v2); see docs/contract.md",
             code=1,
         )
     echo(f"schema {name}: backward compatible with {len(compared)} version(s) in {shown(versions)}")

@@ -1,6 +1,6 @@
 """``dropgate deletions``: a full snapshot's held tombstones: list them, show one, approve or reject it.
 
-README "Held deletions" is the operator's view; :mod:`dropgate.held_deletions` does the work.
+docs/operating.md "Held deletions" is the operator's view; :mod:`dropgate.held_deletions` does the work.
 ``--json`` gives the shapes in ``schemas/cli/deletions-*.schema.json``.
 """
 

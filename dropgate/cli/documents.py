@@ -2,7 +2,7 @@
 
 Names are camelCase as in the event contract and the sidecar; a field is always present (``null``
 when there is nothing to say), so a script can index without guarding. Shapes only grow: a new field
-may appear, none is renamed or removed (README "Command line"). Strings are exact, never cut or
+may appear, none is renamed or removed (docs/operating.md "Command line"). Strings are exact, never cut or
 escaped for a terminal: orjson escapes control characters itself.
 """
 

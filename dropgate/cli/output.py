@@ -1,6 +1,6 @@
 """What every command prints for a script: one exit-code contract and one JSON shape.
 
-Exit codes (the same for every command; README "Command line" and each ``--help`` say so):
+Exit codes (the same for every command; docs/operating.md "Command line" and each ``--help`` say so):
 
 - 0: done (a file published, clean or ignored; a lookup found what it was asked for);
 - 1: refused: the file is (or would be) quarantined (``inspect``, ``ingest``, ``reprocess``), the

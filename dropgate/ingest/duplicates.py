@@ -30,7 +30,7 @@ megabyte whatever the file holds, plus 8 bytes per record left out of the replay
 
 Told apart wrongly: two different keys only if both their hashes agree (96 bits: odds below 1e-16
 even for a file of ten million repeats); two different states of one key pass as identical with
-odds ~5e-20 per pair. Measured: README "Performance and memory".
+odds ~5e-20 per pair. Measured: docs/performance.md "Performance and memory".
 """
 
 from __future__ import annotations

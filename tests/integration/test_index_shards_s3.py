@@ -1,6 +1,6 @@
 """The sharded key index on S3 (moto) with a real broker: a partner's single index object of before
-is migrated by its first file, shards and layout land where README says, and a later delta's stale
-check reads them back."""
+is migrated by its first file, shards and layout land where docs/contract.md "No stale overwrite"
+says, and a later delta's stale check reads them back."""
 
 from __future__ import annotations
 

@@ -332,8 +332,8 @@ def test_the_queue_age_alarm_is_two_function_timeouts_not_the_dead_letter_queues
     )
 
 
-def test_every_alarm_notifies_and_has_a_runbook_line_in_the_readme() -> None:
-    readme = (REPO / "README.md").read_text(encoding="utf-8")
+def test_every_alarm_notifies_and_has_a_runbook_line_in_the_operating_docs() -> None:
+    readme = (REPO / "docs" / "operating.md").read_text(encoding="utf-8")
     for name, props in alarms().items():
         assert props["AlarmActions"] == {"If": ["HasAlarmEmail", [{"Ref": "AlarmTopic"}], {"Ref": "AWS::NoValue"}]}
-        assert f"`{name}`" in readme, f"README says nothing about {name}"
+        assert f"`{name}`" in readme, f"docs/operating.md says nothing about {name}"
