@@ -17,7 +17,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import islice
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from dropgate import events
 from dropgate.guard import GuardedSession, PublishGuard
@@ -59,6 +59,18 @@ class Decided:
     skipped_samples: list[str] = field(default_factory=list)
     #: The ledger had recorded this decision already: a repeat only forgot the hold.
     already: bool = False
+
+    def summary(self) -> dict[str, Any]:
+        """What the reprocess function returns and logs for the decision."""
+        return {
+            "object": self.held.file,
+            "partner": self.held.partner,
+            "deletions": self.decision,
+            "held": self.held.count,
+            "published": self.published,
+            "skippedStale": self.skipped,
+            "already": self.already,
+        }
 
 
 @dataclass(slots=True)

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from dropgate.held_deletions import Decided, HeldDeletions
 from dropgate.ingest.outcome import FileOutcome
@@ -30,6 +31,31 @@ class ReprocessResult:
     dry_run: bool
     resolved: str | None = None
     note: str | None = None
+
+    def summary(self) -> dict[str, Any]:
+        """What the reprocess function returns for the file (``verdicts`` on a dry run)."""
+        outcome = self.outcome
+        summary: dict[str, Any] = {
+            "object": str(outcome.ref),
+            "status": "dry-run" if self.dry_run else outcome.status,
+            "events": outcome.events,
+            "stale": outcome.stale,
+            "problems": outcome.problem_count,
+            "resolved": self.resolved,
+            "note": self.note,
+        }
+        if outcome.held_deletes:
+            summary["heldDeletes"] = outcome.held_deletes
+        if self.dry_run and outcome.verdicts is not None:
+            verdicts = outcome.verdicts
+            summary["verdicts"] = {
+                "new": verdicts.new,
+                "changed": verdicts.changed,
+                "unchanged": verdicts.unchanged,
+                "stale": verdicts.stale,
+                "samples": verdicts.samples,
+            }
+        return summary
 
 
 class Reprocessor:

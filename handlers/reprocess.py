@@ -11,62 +11,25 @@ from typing import Any
 
 from dropgate.app import lambda_reprocessor
 from dropgate.config import Settings
-from dropgate.held_deletions import Decided
-from dropgate.reprocess import ReprocessResult
 from dropgate.storage import ObjectRef
 from handlers.observability import deletions_decided, file_finished, logger, measured, traced
 
 
-def _summary(result: ReprocessResult) -> dict[str, Any]:
-    outcome = result.outcome
-    summary: dict[str, Any] = {
-        "object": str(outcome.ref),
-        "status": "dry-run" if result.dry_run else outcome.status,
-        "events": outcome.events,
-        "stale": outcome.stale,
-        "problems": outcome.problem_count,
-        "resolved": result.resolved,
-        "note": result.note,
-    }
-    if outcome.held_deletes:
-        summary["heldDeletes"] = outcome.held_deletes
-    if result.dry_run and outcome.verdicts is not None:
-        verdicts = outcome.verdicts
-        summary["verdicts"] = {
-            "new": verdicts.new,
-            "changed": verdicts.changed,
-            "unchanged": verdicts.unchanged,
-            "stale": verdicts.stale,
-            "samples": verdicts.samples,
-        }
-    return summary
-
-
-def _decided(decided: Decided) -> dict[str, Any]:
-    held = decided.held
-    return {
-        "object": held.file,
-        "partner": held.partner,
-        "deletions": decided.decision,
-        "held": held.count,
-        "published": decided.published,
-        "skippedStale": decided.skipped,
-        "already": decided.already,
-    }
+def _target(event: dict[str, Any]) -> ObjectRef:
+    bucket = event.get("bucket") or Settings().bucket
+    if not bucket:
+        raise ValueError('payload needs "bucket" (or DROPGATE_BUCKET must be set)')
+    return ObjectRef(bucket, event["key"], event.get("versionId"))
 
 
 def _deletions(event: dict[str, Any], context: Any) -> dict[str, Any]:
     decision = event["deletions"]
     if decision not in ("approve", "reject") or "key" not in event:
         raise ValueError('a deletions payload is {"deletions": "approve" | "reject", "bucket", "key"}')
-    bucket = event.get("bucket") or Settings().bucket
-    if not bucket:
-        raise ValueError('payload needs "bucket" (or DROPGATE_BUCKET must be set)')
-    ref = ObjectRef(bucket, event["key"], event.get("versionId"))
-    decided = lambda_reprocessor(context).decide_deletions(ref, approve=decision == "approve")
-    logger.info(f"held deletions {decided.decision}", extra=_decided(decided))
+    decided = lambda_reprocessor(context).decide_deletions(_target(event), approve=decision == "approve")
+    logger.info(f"held deletions {decided.decision}", extra=decided.summary())
     deletions_decided(decided.decision, decided.held.partner)
-    return {"deletions": _decided(decided)}
+    return {"deletions": decided.summary()}
 
 
 @logger.inject_lambda_context(clear_state=True)
@@ -80,13 +43,9 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         return _deletions(event, context)
     worker = lambda_reprocessor(context)
     if "key" in event:
-        bucket = event.get("bucket") or Settings().bucket
-        if not bucket:
-            raise ValueError('payload needs "bucket" (or DROPGATE_BUCKET must be set)')
-        ref = ObjectRef(bucket, event["key"], event.get("versionId"))
-        result = worker.one(ref, dry_run=dry_run, force=force, changed_only=changed_only)
+        result = worker.one(_target(event), dry_run=dry_run, force=force, changed_only=changed_only)
         file_finished(result.outcome, dry_run=result.dry_run)
-        return {"results": [_summary(result)]}
+        return {"results": [result.summary()]}
     if "partner" in event or "since" in event:
         results = worker.bulk(
             partner=event.get("partner"),
@@ -97,5 +56,5 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         )
         for result in results:
             file_finished(result.outcome, dry_run=result.dry_run)
-        return {"results": [_summary(r) for r in results]}
+        return {"results": [r.summary() for r in results]}
     raise ValueError('payload must be {"bucket", "key"} or {"partner", "since"}')
