@@ -269,3 +269,45 @@ def owned_by_others(store: OwnershipStore, bucket: str | None, partner: str, key
             if owner >= 0 and names[owner] != partner:
                 found.add(hashed)
     return found
+
+
+@dataclass(frozen=True, slots=True)
+class Namespace:
+    """The keys a partner's template reserves for it: ``{partnerId}:{productId}`` gives globex every
+    key ``globex:…``. Those keys are never in the ownership map (such a partner is never checked),
+    so a partner keyed by ``{productId}`` alone must not make one by sending the product id
+    ``globex:P1``: that would overwrite, or with a tombstone delete, globex's product."""
+
+    owner: str
+    prefix: bytes
+    suffix: bytes
+
+    def holds(self, key: bytes) -> bool:
+        outside = len(self.prefix) + len(self.suffix)
+        return len(key) > outside and key.startswith(self.prefix) and key.endswith(self.suffix)
+
+
+def namespaces(partners: Iterable[tuple[str, str]], *, for_partner: str, template: str) -> tuple[Namespace, ...]:
+    """The other partners' reserved keys that a partner keyed by ``template`` could make; none for a
+    partner whose own keys carry its id (its keys and theirs differ by the id)."""
+    if carries_partner(template):
+        return ()
+    found = []
+    for partner_id, key_template in partners:
+        if partner_id == for_partner or not carries_partner(key_template) or "{productId}" not in key_template:
+            continue
+        before, _, after = key_template.partition("{productId}")
+        found.append(
+            Namespace(
+                partner_id, before.format(partnerId=partner_id).encode(), after.format(partnerId=partner_id).encode()
+            )
+        )
+    return tuple(found)
+
+
+def namespace_owner(key: bytes, reserved: Sequence[Namespace]) -> str | None:
+    """The partner whose reserved keys hold ``key``, if any."""
+    for namespace in reserved:
+        if namespace.holds(key):
+            return namespace.owner
+    return None

@@ -35,6 +35,7 @@ from multiprocessing.connection import Connection
 from typing import Any, BinaryIO
 
 from dropgate import events
+from dropgate.key_ownership import Namespace, namespace_owner
 from dropgate.spool import EventSpool, encode, hash_probe, index_row, key_hash
 from parsers.base import Document, SegmentedParser
 from parsers.limits import Limits
@@ -58,6 +59,9 @@ class EncodeSpec:
     hash_probe: int = field(default_factory=hash_probe)
     #: Whether the spool keeps each entry's index row (the stale guard's): built here, in parallel.
     index_rows: bool = False
+    #: Keys other partners' templates reserve (``key_ownership.namespaces``): one is a problem the
+    #: streaming path words.
+    reserved: tuple[Namespace, ...] = ()
 
 
 def encode_segment(spec: EncodeSpec, xml_parser: Any, segment: Segment) -> tuple[int, int, bytes, bytes, bytes]:
@@ -72,8 +76,11 @@ def encode_segment(spec: EncodeSpec, xml_parser: Any, segment: Segment) -> tuple
     render_key, partner_id, template = events.render_key, serializer.partner_id, spec.key_template
     as_of_ms = serializer.as_of_ms
     serialize = serializer.serialize_plain  # segment_records gives plain records only
+    reserved = spec.reserved
     for record in spec.parser.segment_records(segment, xml_parser, spec.limits):
         key = render_key(template, product_id=record.product_id, partner_id=partner_id)
+        if reserved and namespace_owner(key, reserved) is not None:
+            raise NotPlain(f"product {record.index}'s key is one another partner's template reserves")
         note_key(key_hash(key))
         if record.fields is None:
             parts += encode(key, None, record.index, tombstone_as_of_ms=as_of_ms, line=record.line)

@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from dropgate import events
 from dropgate.events import SplitValue
 from dropgate.ingest.problems import ProblemCollector
+from dropgate.key_ownership import Namespace, namespace_owner, namespaces
 from dropgate.partners import Partner, PartnerDirectory
 from dropgate.storage import ObjectMeta, ObjectRef
 from dropgate.terminal import shown
@@ -51,6 +52,7 @@ class EventBuilder:
         self.source = {"bucket": ref.bucket, "key": ref.key, "versionId": ref.version_id}
         self._unknown_partner_reported = False
         self._serializer: events.FileSerializer | None = None
+        self._reserved_keys: tuple[str, tuple[Namespace, ...]] | None = None
         #: Keys a file no partner claims (inspect's preview) instead of reporting it.
         self.fallback: Partner | None = None
         #: What the document says it is (Amazon's PurgeAndReplace); None: the partner decides.
@@ -165,6 +167,10 @@ class EventBuilder:
             self.report_unrouted()
             return None
         key = events.render_key(partner.key_template, product_id=record.product_id, partner_id=partner.id)
+        owner = namespace_owner(key, self.reserved_for(partner))
+        if owner is not None:  # a tombstone too: it would delete the other partner's product
+            self._reserved(record, key, owner, partner)
+            return None
         if record.fields is None:
             return key, None
         try:
@@ -191,6 +197,37 @@ class EventBuilder:
             )
             return None
         return key, value
+
+    def reserved_for(self, partner: Partner) -> tuple[Namespace, ...]:
+        """The keys other partners' templates reserve that ``partner``'s records could make."""
+        if self._reserved_keys is None or self._reserved_keys[0] != partner.id:
+            found = namespaces(
+                ((other.id, other.key_template) for other in self.partners),
+                for_partner=partner.id,
+                template=partner.key_template,
+            )
+            self._reserved_keys = (partner.id, found)
+        return self._reserved_keys[1]
+
+    def _reserved(self, record: Record, key: bytes, owner: str, partner: Partner) -> None:
+        self.problems.add(
+            Problem(
+                kind="authorization",
+                message=(
+                    f"product id '{shown(record.product_id)}' makes the key '{shown(key.decode(errors='replace'))}', "
+                    f"which partner '{shown(owner)}' holds by its key template (its id in every key): a partner "
+                    f"may publish only its own keys. Send the product id without the '{shown(owner)}' part, or "
+                    f"give partner '{shown(partner.id)}' the key template '{{partnerId}}:{{productId}}' in "
+                    "partners.yaml"
+                ),
+                line=record.line,
+                record=record.index,
+                product_id=record.product_id,
+                path=record.path,
+                field="productId",
+                value=truncate(record.product_id),
+            ).bounded()
+        )
 
     def _invalid(self, record: Record, message: str, *, field: str | None = None, value: str | None = None) -> None:
         self.problems.add(

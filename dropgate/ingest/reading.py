@@ -260,6 +260,7 @@ class FileReader:
             serializer=builder.serializer_for(partner),
             max_event_bytes=builder.max_event_bytes,
             index_rows=self.spool.index_rows,
+            reserved=builder.reserved_for(partner),
         )
 
     def _parallel_progress(self) -> Callable[[int], None]:

@@ -33,6 +33,7 @@ partners:
   acme: {prefix: acme/, format: generic}
   beta: {prefix: beta/, format: generic}
   lenient: {prefix: lenient/, format: generic, policy: skip_invalid}
+  globex: {prefix: globex/, format: generic, key_template: "{partnerId}:{productId}"}
 """
 
 
@@ -98,6 +99,26 @@ def test_skip_invalid_publishes_the_rest_and_leaves_the_owners_keys_alone(
         ("authorization", 4),
     ]
     assert state(topic_probe) == {b"P1": ("acme", 1), b"P2": ("acme", 2), b"L1": ("lenient", 3)}
+
+
+def test_a_key_another_partners_template_reserves_cannot_be_made_by_a_product_id(
+    aws: dict[str, Any], settings: Settings, topic_probe: TopicProbe
+) -> None:
+    """globex's keys carry its id and are never in the map; acme's product id 'globex:G1' would make
+    one, and its tombstone would delete globex's product."""
+    ingestor = build_ingestor(settings)
+    ingestor.ingest(put(aws, "globex/mon.xml", inventory(16, {"G1": 1, "G2": 2})), trigger="s3")
+    before = state(topic_probe)
+    assert before == {b"globex:G1": ("globex", 1), b"globex:G2": ("globex", 2)}
+    spoof = ingestor.ingest(put(aws, "acme/tue.xml", inventory(17, {"globex:G1": 0, "globex:G2": None})), trigger="s3")
+    assert spoof.status == "quarantined"
+    problems = sidecar(aws, "acme/tue.xml")["problems"]
+    assert [(p["kind"], p["line"], p["productId"]) for p in problems] == [
+        ("authorization", 2, "globex:G1"),
+        ("authorization", 3, "globex:G2"),
+    ]
+    assert "partner 'globex' holds by its key template" in problems[0]["message"]
+    assert state(topic_probe) == before
 
 
 def test_a_transfer_recorded_in_the_ledger_lets_the_new_owner_publish(

@@ -114,6 +114,32 @@ def test_a_full_snapshot_does_not_delete_a_key_transferred_away(service: Service
     assert "1 more now owned by another partner: not deleted" in " ".join(outcome.notes)  # type: ignore[attr-defined]
 
 
+def test_a_partner_cannot_make_a_key_another_partners_template_reserves(service: Service) -> None:
+    """prefixed's keys are 'prefixed:<id>' and never in the map: acme, keyed by the product id alone,
+    must not reach them by sending the product id 'prefixed:P1' (nor delete one with a tombstone)."""
+    send(service, "prefixed/mon.xml", {"P1": 1, "P2": 2})
+    before = list(service.sink.messages)
+    assert [m.key for m in before] == [b"prefixed:P1", b"prefixed:P2"]
+    outcome = send(service, "acme/tue.xml", {"A1": 1, "prefixed:P1": 0, "prefixed:P2": None}, day=17)
+    assert outcome.status == "quarantined"  # type: ignore[attr-defined]
+    assert service.sink.messages == before
+    problems = outcome.problems  # type: ignore[attr-defined]
+    assert [(p.kind, p.record, p.product_id) for p in problems] == [
+        ("authorization", 2, "prefixed:P1"),
+        ("authorization", 3, "prefixed:P2"),
+    ]
+    assert "partner 'prefixed' holds by its key template" in problems[0].message
+
+
+@pytest.mark.parametrize("settings", [STREAMING, PARALLEL], ids=["streaming", "parallel"])
+def test_skip_invalid_leaves_out_the_reserved_keys_and_publishes_the_rest(settings: Settings) -> None:
+    service = make_service(PARTNERS, settings=settings)
+    outcome = send(service, "lenient/tue.xml", {"prefixed:P1": 5, "L1": 1, "prefixed:P2": None, "L2": 2}, day=17)
+    assert (outcome.status, outcome.events) == ("quarantined", 2)  # type: ignore[attr-defined]
+    assert [p.record for p in outcome.problems] == [1, 3]  # type: ignore[attr-defined]
+    assert [m.key for m in service.sink.messages] == [b"L1", b"L2"]
+
+
 def test_two_partners_claiming_one_key_at_once_leave_one_owner(service: Service) -> None:
     """Beta reads the shard (P1 unowned), then acme claims P1 before beta writes: beta's
     conditional write is refused, it reads again and finds acme's claim."""
