@@ -187,7 +187,7 @@ _PLACEHOLDER_SHA = "0" * 64
 def serialize(state: ProductState) -> SplitValue:
     """Deterministic JSON of a validated state, split around ``source.sha256``."""
     body = state.model_dump(mode="json", exclude={"source", "parser"})
-    state_hash, field_hashes = state_hashes(orjson.dumps(body[name]) for name in TRACKED_FIELDS)
+    state_hash, field_hashes = state_hashes([orjson.dumps(body[name]) for name in TRACKED_FIELDS])
     source = state.source
     head = (
         orjson.dumps(body)[:-1]
@@ -284,6 +284,8 @@ class FileSerializer:
         self.partner_id = partner_id
         self.state_hashes = state_hashes
         self._validate = _state_fields().validate_python
+        self._body_start = b'{"schemaVersion":' + orjson.dumps(SCHEMA_VERSION) + b',"productId":'
+        self._partner_to_sku = b',"partnerId":' + orjson.dumps(partner_id) + b',"sku":'
         self.set_as_of(as_of)
         self._source_head = (
             b',"source":' + orjson.dumps({"bucket": bucket, "key": key, "versionId": version_id})[:-1] + b',"sha256":"'
@@ -295,6 +297,7 @@ class FileSerializer:
             raise ValueError("asOf must carry a timezone")
         self.as_of_text = format_timestamp(as_of)
         self.as_of_ms = epoch_ms(as_of)
+        self._as_of_json = b',"asOf":' + orjson.dumps(self.as_of_text)
 
     def serialize(self, product_id: str, fields: dict[str, Any], record: int) -> SplitValue:
         """Raises ``ValidationError`` (or ``ValueError`` for the cross-field rules) like the model would."""
@@ -339,21 +342,46 @@ class FileSerializer:
         locations: Sequence[Mapping[str, Any]],
         record: int,
     ) -> SplitValue:
-        body = {
-            "schemaVersion": SCHEMA_VERSION,
-            "productId": product_id,
-            "partnerId": self.partner_id,
-            "sku": sku,
-            "name": name,
-            "quantity": quantity,
-            "availability": values["availability"],
-            "price": values.get("price"),
-            "locations": locations,
-            "asOf": self.as_of_text,
-        }
-        head = orjson.dumps(body)[:-1] + self._source_head
         tail = b'","record":' + str(record).encode() + self._parser_tail
+        availability, price = values["availability"], values.get("price")
         if not self.state_hashes:
-            return SplitValue(head, tail, self.as_of_ms)
-        state_hash, field_hashes = state_hashes(orjson.dumps(body[field]) for field in TRACKED_FIELDS)
+            body = {
+                "schemaVersion": SCHEMA_VERSION,
+                "productId": product_id,
+                "partnerId": self.partner_id,
+                "sku": sku,
+                "name": name,
+                "quantity": quantity,
+                "availability": availability,
+                "price": price,
+                "locations": locations,
+                "asOf": self.as_of_text,
+            }
+            return SplitValue(orjson.dumps(body)[:-1] + self._source_head, tail, self.as_of_ms)
+        # The guard hashes each tracked field's JSON, so each is serialized once and the head joined
+        # from those parts: dumping the whole body as well cost a third of the hashing. The layout
+        # is the one above (TRACKED_FIELDS' order is the contract's); tests hold the bytes equal.
+        dumps = orjson.dumps
+        parts = [dumps(sku), dumps(name), dumps(quantity), dumps(availability), dumps(price), dumps(locations)]
+        head = b"".join(
+            (
+                self._body_start,
+                dumps(product_id),
+                self._partner_to_sku,
+                parts[0],
+                b',"name":',
+                parts[1],
+                b',"quantity":',
+                parts[2],
+                b',"availability":',
+                parts[3],
+                b',"price":',
+                parts[4],
+                b',"locations":',
+                parts[5],
+                self._as_of_json,
+                self._source_head,
+            )
+        )
+        state_hash, field_hashes = state_hashes(parts)
         return SplitValue(head, tail, self.as_of_ms, state_hash, field_hashes)

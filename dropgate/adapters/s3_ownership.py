@@ -1,7 +1,7 @@
 """The key ownership map in S3 (the :class:`~dropgate.key_ownership.OwnershipStore` port).
 
 One object per shard under ``dropgate-state/key-owners/<lo>-<hi>.owners`` in the state bucket
-(else the drop's), read :data:`_IN_FLIGHT` at a time. Writes are conditional on the ETag read
+(else the drop's), read and written :data:`_IN_FLIGHT` at a time. Writes are conditional on the ETag read
 (``If-Match``) or on the object not existing yet (``If-None-Match: *``): S3 refuses a write that
 lost a race with ``412 PreconditionFailed`` (``409 ConditionalRequestConflict`` when two land at
 once), and a shard deleted meanwhile answers ``If-Match`` with ``404``; all three mean "read again".
@@ -66,3 +66,6 @@ class S3OwnershipStore:
                 return False
             raise
         return True
+
+    def write_many(self, bucket: str | None, writes: Sequence[tuple[Shard, Owners, str | None]]) -> list[bool]:
+        return list(in_flight(lambda each: self.write(bucket, *each), writes, _IN_FLIGHT))

@@ -4,8 +4,8 @@ Runs on the prepared spool (either path's), after the duplicate check and before
 decides, like :mod:`dropgate.ingest.duplicates`: a record whose key another partner owns is an
 ``authorization`` problem on that record (its line and record, the owner, the fix). ``strict``:
 the file is quarantined. ``skip_invalid``: those records are left out of the replay, the rest is
-published. A file that will publish then claims the keys nobody owned, shard by shard, with
-conditional writes; a key another partner claimed in the meantime becomes a problem too.
+published. A file that will publish then claims the keys nobody owned with conditional writes,
+eight shards' at once; a key another partner claimed in the meantime becomes a problem too.
 
 Partners whose key template carries their own id (``{partnerId}``) are not checked at all: no
 read, no write. A file claims before it publishes, so a retry after a failed publish finds the
@@ -27,7 +27,17 @@ from dropgate.ingest.duplicates import KeyNames
 from dropgate.ingest.key_buckets import Partition
 from dropgate.ingest.outcome import Prepared
 from dropgate.key_index import TRACKED_FIELDS, key_hash
-from dropgate.key_ownership import LAYOUT, SHARDS, Owners, OwnershipStore, Stored, carries_partner, claim, shard_index
+from dropgate.key_ownership import (
+    LAYOUT,
+    SHARDS,
+    Claim,
+    Owners,
+    OwnershipStore,
+    Stored,
+    carries_partner,
+    claim_all,
+    shard_index,
+)
 from dropgate.spool import INDEX_ROW, EventSpool
 from dropgate.terminal import shell_command, shown
 from parsers.base import Problem
@@ -37,6 +47,12 @@ if TYPE_CHECKING:
 
 #: A file touching at most this many shards keeps them from its check to its claims (one GET each).
 _KEEP = 16
+#: Past that, shards are kept while they hold this many entries in all (10 bytes each, ~10 MB), and
+#: the rest are read again when claimed: a new partner's or a young map's shards cost nothing to
+#: keep, and reading all 64 twice cost a large file about half a second.
+_KEEP_ENTRIES = 1 << 20
+#: Shards claimed at once (their writes made together): what a batch holds in memory is bounded.
+_CLAIMS_AT_ONCE = 8
 _CHUNK = 1 << 16
 _ROW = [("key", "<u8"), ("record", "<u4"), ("position", "<u4"), ("tombstone", "?")]
 
@@ -85,6 +101,7 @@ def _check(
     bucket, partner = prepared.ref.bucket, prepared.partner.id
     touched = [i for i in range(SHARDS) if keys.by_shard.sizes[i]]
     kept: dict[int, Stored] = {}
+    room = _KEEP_ENTRIES
     to_claim: list[int] = []
     found = _Offenders()
     for i, stored in zip(touched, store.read(bucket, [LAYOUT[i] for i in touched]), strict=True):
@@ -94,22 +111,41 @@ def _check(
         found.add(rows, (owners >= 0) & (owners != stored.owners.position(partner)), stored.owners, owners)
         if (owners < 0).any():
             to_claim.append(i)
-            if len(touched) <= _KEEP:
+            if len(touched) <= _KEEP or len(stored.owners) <= room:
                 kept[i] = stored
+                room -= len(stored.owners)
     _report(prepared, found, keys, cap)
     if claim_keys and prepared.publishable:
-        lost, refused = _Offenders(), found.records
-        for i in to_claim:
-            rows = keys.by_shard.between(i, i + 1)
-            rows = rows[~_isin(rows["record"], refused)]
-            taken, seen = claim(store, bucket, LAYOUT[i], rows["key"], partner, kept.get(i))
+        lost = _claim(store, bucket, partner, keys, to_claim, kept, found.records, checked)
+        _report(prepared, lost, keys, cap)
+        found.count += lost.count
+    checked.foreign = found.count
+
+
+def _claim(
+    store: OwnershipStore,
+    bucket: str | None,
+    partner: str,
+    keys: _FileKeys,
+    to_claim: list[int],
+    kept: dict[int, Stored],
+    refused: np.ndarray,
+    checked: Checked,
+) -> _Offenders:
+    """Claim the keys nobody owned, but the refused records', :data:`_CLAIMS_AT_ONCE` shards at a
+    time; returns the rows whose key another partner claimed between the check and the claim."""
+    lost = _Offenders()
+    for start in range(0, len(to_claim), _CLAIMS_AT_ONCE):
+        batch = to_claim[start : start + _CLAIMS_AT_ONCE]
+        rows_of = [keys.by_shard.between(i, i + 1) for i in batch]
+        rows_of = [rows[~_isin(rows["record"], refused)] for rows in rows_of]
+        claims = [Claim(LAYOUT[i], rows["key"], kept.pop(i, None)) for i, rows in zip(batch, rows_of, strict=True)]
+        for rows, (taken, seen) in zip(rows_of, claim_all(store, bucket, claims, partner), strict=True):
             checked.writes += 1
             checked.claimed += len(_unique(rows["key"])) - len(taken)
             if len(taken):  # another partner claimed these between our read and our write
                 lost.add(rows, _isin(rows["key"], taken), seen, seen.owners_of(rows["key"]))
-        _report(prepared, lost, keys, cap)
-        found.count += lost.count
-    checked.foreign = found.count
+    return lost
 
 
 class _FileKeys:

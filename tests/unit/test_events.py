@@ -12,7 +12,7 @@ import pytest
 from pydantic import ValidationError
 
 from dropgate import events
-from dropgate.events import ProductState
+from dropgate.events import ProductState, SplitValue
 from tests.conftest import REPO
 
 SHA = hashlib.sha256(b"file").hexdigest()
@@ -221,3 +221,53 @@ def test_the_fast_path_knows_every_availability_of_the_contract() -> None:
 
     allowed = get_args(get_type_hints(_StateFields)["availability"])
     assert set(allowed) == {a.value for a in Availability}
+
+
+def test_the_guards_hashes_are_the_ones_stored_indexes_hold() -> None:
+    """Key indexes in S3 hold these hashes (``--changed-only`` compares a file's against them): a
+    change to how they are computed would make every stored key look changed. Pinned values."""
+    from dropgate.events import FileSerializer
+    from dropgate.key_index import key_hash
+
+    serializer = FileSerializer(
+        partner_id="acme",
+        as_of=datetime(2026, 11, 20, tzinfo=UTC),
+        bucket="drop",
+        key="acme/f.xml",
+        version_id=None,
+        parser_name="generic-xml",
+        parser_version="1",
+    )
+    full = {
+        "sku": "ACME-1",
+        "name": "Ladder “Deluxe” 3m",
+        "quantity": 7,
+        "availability": "in_stock",
+        "price": {"amount": "12.50", "currency": "EUR"},
+        "locations": [{"locationId": "S1", "quantity": 3}, {"locationId": "S2", "quantity": 4}],
+    }
+    bare = {"availability": "discontinued"}
+    for fields, state, per_field in (
+        (full, 12610389744373368804, (7007, 2519, 19074, 65399, 11285, 37888)),
+        (bare, 14186801349394955809, (64591, 64591, 64591, 33082, 64591, 47913)),
+    ):
+        for value in (serializer.serialize("P1", fields, 1), _model_value(fields)):
+            assert (value.state, value.fields) == (state, per_field)
+    assert key_hash(b"P0000001") == 17218399386105072713
+
+
+def _model_value(fields: dict[str, object]) -> SplitValue:
+    from dropgate.events import serialize
+
+    return serialize(
+        ProductState.model_validate(
+            {
+                "productId": "P1",
+                "partnerId": "acme",
+                **fields,
+                "asOf": datetime(2026, 11, 20, tzinfo=UTC),
+                "source": {"bucket": "drop", "key": "acme/f.xml", "versionId": None, "sha256": SHA, "record": 1},
+                "parser": {"name": "generic-xml", "version": "1"},
+            }
+        )
+    )

@@ -155,6 +155,34 @@ def test_two_partners_claiming_one_key_at_once_leave_one_owner(service: Service)
     assert [m.key for m in service.sink.messages] == [b"P1"]  # acme's only
 
 
+def test_a_new_partners_large_file_reads_and_writes_each_shard_once(service: Service) -> None:
+    """Past 16 shards the ones read at the check are kept for the claims while they are small (a
+    new map's are empty): no shard is read twice."""
+    products: dict[str, int | str | None] = {f"N{i}": 1 for i in range(600)}
+    touched = {shard_of(key.encode()).name for key in products}
+    assert len(touched) > 16
+    assert send(service, "acme/mon.xml", products).status == "published"  # type: ignore[attr-defined]
+    assert sorted(service.ownership.reads) == sorted(touched)
+    assert sorted(service.ownership.writes) == sorted(touched)
+    assert {owner(service, key.encode()) for key in products} == {"acme"}
+
+
+def test_a_race_lost_in_one_shard_of_a_large_claim_leaves_the_other_shards_claimed(service: Service) -> None:
+    """The claims are written in batches: acme takes P1 between beta's check and beta's writes;
+    beta's write of P1's shard is refused, read again and decided again; every other key is beta's."""
+    products: dict[str, int | str | None] = {"P1": 2, **{f"B{i}": 1 for i in range(600)}}
+
+    def rival() -> None:
+        assert send(service, "acme/mon.xml", {"P1": 1}).status == "published"  # type: ignore[attr-defined]
+
+    service.ownership.before_write = rival
+    outcome = send(service, "beta/mon.xml", products)
+    assert outcome.status == "quarantined"  # type: ignore[attr-defined]
+    assert [(p.kind, p.record, p.product_id) for p in outcome.problems] == [("authorization", 1, "P1")]  # type: ignore[attr-defined]
+    assert owner(service, b"P1") == "acme"
+    assert {owner(service, f"B{i}".encode()) for i in range(600)} == {"beta"}
+
+
 def test_a_dry_run_reports_without_claiming(service: Service) -> None:
     send(service, "acme/mon.xml", {"P1": 1})
     ref = service.drop("beta/tue.xml", inventory({"P1": 2, "B1": 1}, day=17))
