@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from dropgate.key_index import TRACKED_FIELDS, KeyIndex
-from dropgate.partner_index import FileRows, IndexUpdates, KeyIndexStore, PartnerIndex, Positions, update_rows
+from dropgate.key_positions import Positions
+from dropgate.partner_index import FileRows, IndexUpdates, KeyIndexStore, PartnerIndex, update_rows
 from dropgate.publishing import PositionSink
 from dropgate.spool import EventSpool, SpoolEntry
 from dropgate.terminal import shown

@@ -15,24 +15,22 @@ A crash before 2 leaves some shards updated and others not; the retry republishe
 the guard lets every one of its events through again (same ``asOf``: not stale). A crash before
 3 leaves objects nothing reads. Either way nothing is lost.
 
-Each entry also says where the key's newest events are on the topic: :class:`Positions` collects
-the broker's delivery reports (partition, offset) while the file publishes, and the write-back
-puts them into the rows of the events that went out, keeping the key's earlier offsets as its
-history (an event held back as unchanged keeps the position of the one still on the topic).
+Each entry also says where the key's newest events are on the topic (:mod:`dropgate.key_positions`:
+the broker's delivery reports, collected while the file publishes); the write-back puts them into
+the rows of the events that went out.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import tempfile
-from array import array
 from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
 from dropgate.index_shards import CELL_BITS, CELLS, Shard, ShardLayout, cells_of, rewrite
 from dropgate.ingest.key_buckets import Partition
-from dropgate.key_index import KeyIndex, key_hash, row_dtype, with_positions
+from dropgate.key_index import KeyIndex, key_hash, row_dtype
+from dropgate.key_positions import Positions, no_positions, placed
 
 if TYPE_CHECKING:
     import numpy as np
@@ -260,124 +258,6 @@ class IndexUpdates:
     def close(self) -> None:
         if self._file is not None:
             self._file.close()
-
-
-#: Delivery reports held in memory before they are spilled to the scratch file (20 bytes each).
-_POSITIONS_CHUNK = 1 << 16
-
-
-def _position_dtype() -> Any:
-    import numpy as np
-
-    return np.dtype([("key", "<u8"), ("partition", "<i4"), ("end", "<u8")])
-
-
-def no_positions() -> np.ndarray:
-    import numpy as np
-
-    return np.zeros(0, dtype=_position_dtype())
-
-
-class Positions:
-    """Where the broker put each event of a session: (key hash, partition, offset + 1), from the
-    delivery reports, partitioned by cell on disk so the write-back reads a shard's worth at a time.
-
-    :meth:`delivered` runs once per acknowledged event, inside the producer's callback: plain
-    Python appends and one hash, spilled 65,536 at a time, so memory stays flat whatever the file.
-    """
-
-    def __init__(self, directory: str | None) -> None:
-        self.directory = directory
-        self.count = 0
-        self._hashes = bytearray()
-        self._partitions = array("i")
-        self._ends = array("Q")
-        self._scratch: BinaryIO | None = None
-        self._sizes: np.ndarray | None = None
-        self._partition: Partition | None = None
-
-    def delivered(self, key: bytes, partition: int, offset: int) -> None:
-        self._hashes += hashlib.blake2b(key, digest_size=8).digest()  # key_hash's bytes, little-endian
-        self._partitions.append(partition)
-        self._ends.append(offset + 1)
-        if len(self._partitions) >= _POSITIONS_CHUNK:
-            self._spill()
-
-    def _spill(self) -> None:
-        import numpy as np
-
-        if not self._partitions:
-            return
-        rows = np.empty(len(self._partitions), dtype=_position_dtype())
-        rows["key"] = np.frombuffer(bytes(self._hashes), dtype="<u8")
-        rows["partition"] = np.frombuffer(self._partitions, dtype=np.int32)
-        rows["end"] = np.frombuffer(self._ends, dtype=np.uint64)
-        if self._scratch is None:
-            self._scratch = tempfile.TemporaryFile(dir=self.directory)  # noqa: SIM115 - closed in close()
-            self._sizes = np.zeros(CELLS, dtype=np.int64)
-        rows.tofile(self._scratch)
-        assert self._sizes is not None
-        self._sizes += np.bincount(cells_of(rows["key"]), minlength=CELLS)
-        self.count += len(rows)
-        self._hashes, self._partitions, self._ends = bytearray(), array("i"), array("Q")
-
-    def between(self, lo: int, hi: int) -> np.ndarray:
-        """The positions of cells ``lo``..``hi``, sorted by key hash (a key reported twice: last kept)."""
-        import numpy as np
-
-        if self._partition is None:
-            self._spill()
-            if self._scratch is None or self._sizes is None:
-                return no_positions()
-            self._partition = Partition(self._sizes, _position_dtype(), self.directory)
-            for rows in _read_rows(self._scratch, _position_dtype(), np.zeros(0, np.uint32)):
-                self._partition.write(cells_of(rows["key"]), rows)
-            self._partition.check_full()
-            self._scratch.close()
-            self._scratch = None
-        rows = self._partition.between(lo, hi)
-        ordered = rows[np.argsort(rows["key"], kind="stable")]
-        last = np.ones(len(ordered), dtype=bool)
-        last[:-1] = ordered["key"][1:] != ordered["key"][:-1]
-        return ordered[last]
-
-    def close(self) -> None:
-        if self._scratch is not None:
-            self._scratch.close()
-        if self._partition is not None:
-            self._partition.close()
-
-
-def placed(updates: np.ndarray, positions: np.ndarray, before: np.ndarray) -> np.ndarray:
-    """Index entries for ``updates`` (:func:`update_rows`), with where each key's events are.
-
-    A published update's newest offset is its delivery report's (none recorded when the sink
-    reported none), its older ones the key's previous offsets, newest first, while they are in the
-    same partition; an update held back (unchanged) keeps the key's position as it was, since the
-    event on the topic is still the one before."""
-    import numpy as np
-
-    out = with_positions(updates)
-    if not len(out):
-        return out
-    published = updates["published"].astype(bool)
-    found, at = KeyIndex(before).lookup(updates["key"])
-    previous = before[at] if len(before) else out  # out: a placeholder when there is nothing before
-    was = np.where(found, previous["partition"], 0)
-    reported, where = KeyIndex(positions).lookup(updates["key"])
-    if len(positions):
-        partition = np.where(reported, positions["partition"][where], was)
-        end = np.where(reported, positions["end"][where], 0).astype(np.uint64)
-    else:
-        partition, end = was, np.zeros(len(out), np.uint64)
-    kept = ~published & found
-    out["partition"][kept] = previous["partition"][kept]
-    out["ends"][kept] = previous["ends"][kept]
-    out["partition"][published] = partition[published]
-    out["ends"][published, 0] = end[published]
-    chained = published & found & (previous["partition"] == partition)
-    out["ends"][chained, 1:] = previous["ends"][chained, :-1]
-    return out
 
 
 class PartnerIndex:

@@ -22,26 +22,41 @@ from dropgate.publishing import OutMessage, PositionSink, PublishError, PublishR
 class _Deliveries:
     """Failed deliveries of one publish call; never shared between files.
 
-    Without ``positions`` the producer reports failures only (``delivery.report.only.error``):
-    once ``flush()`` has emptied the queue, every event it did not report as failed was
-    acknowledged. With them it reports every event, and each success's partition and offset is
-    passed on.
+    The producer reports failures only (``delivery.report.only.error``): once ``flush()`` has
+    emptied the queue, every event it did not report as failed was acknowledged.
     """
 
-    __slots__ = ("delivered", "failed", "first_error")
+    __slots__ = ("failed", "first_error")
 
-    def __init__(self, positions: PositionSink | None = None) -> None:
+    def __init__(self) -> None:
         self.failed = 0
         self.first_error: KafkaError | None = None
-        self.delivered = positions.delivered if positions is not None else None
 
     def __call__(self, error: KafkaError | None, message: Any) -> None:
-        if error is not None:
-            self.failed += 1
-            if self.first_error is None:
-                self.first_error = error
-        elif self.delivered is not None:
+        self.failure(error)
+
+    def failure(self, error: KafkaError | None) -> None:
+        self.failed += 1
+        if self.first_error is None:
+            self.first_error = error
+
+
+class _Reports(_Deliveries):
+    """:class:`_Deliveries` of a producer that reports every event: each success's key, partition
+    and offset is passed on to ``positions``. It runs once per event, on the publishing thread, so
+    it does nothing else (a million reports cost a file about a second of this one thread)."""
+
+    __slots__ = ("delivered",)
+
+    def __init__(self, positions: PositionSink) -> None:
+        super().__init__()
+        self.delivered = positions.delivered
+
+    def __call__(self, error: KafkaError | None, message: Any) -> None:
+        if error is None:
             self.delivered(message.key(), message.partition(), message.offset())
+        else:
+            self.failure(error)
 
 
 class _AuthWatch:
@@ -269,7 +284,7 @@ class KafkaPublisher:
         if deadline is None:
             deadline = started + self._delivery_timeout_s + 5
         producer, watch = self._producer(reporting=positions is not None)
-        deliveries = _Deliveries(positions)
+        deliveries = _Reports(positions) if positions is not None else _Deliveries()
         sent = 0
         produce = producer.produce
         poll = producer.poll

@@ -13,7 +13,8 @@ import numpy as np
 from dropgate.guard import NullGuard
 from dropgate.index_shards import ShardLayout, migrated
 from dropgate.key_index import POSITIONS, KeyIndex, key_hash, row_dtype
-from dropgate.partner_index import no_positions, placed, update_rows
+from dropgate.key_positions import no_positions, placed
+from dropgate.partner_index import update_rows
 from dropgate.publishing import OutMessage, PositionSink, PublishReport
 from tests.fakes import RecordingSink, inventory, make_service
 from tests.unit.test_index_shards import DAY_16_MS, CountingStore, catalogue, service_with
