@@ -23,9 +23,9 @@ if TYPE_CHECKING:
     import numpy as np
 
 
-#: Delivery reports held in memory before they are spilled to the scratch file (the keys as the
-#: broker returned them, ~60 bytes each; 20 bytes each on disk).
-_POSITIONS_CHUNK = 1 << 16
+#: Delivery reports held in memory before they are spilled to the scratch file: the keys as the
+#: broker returned them, ~60 bytes each (about a megabyte), 20 bytes each on disk.
+_POSITIONS_CHUNK = 1 << 14
 
 
 def _position_dtype() -> Any:
@@ -45,7 +45,7 @@ class Positions:
     delivery reports, partitioned by cell on disk so the write-back reads a shard's worth at a time.
 
     :meth:`delivered` runs once per acknowledged event, inside the producer's callback, on the one
-    thread that publishes: three appends. The keys are hashed when a chunk of 65,536 is spilled
+    thread that publishes: three appends. The keys are hashed when a chunk of 16,384 is spilled
     (one comprehension, not a call per report), so memory stays flat whatever the file.
     """
 

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from dropgate.cli.output import EXIT_QUARANTINED, JsonFlag, print_json
+from dropgate.cli.output import EXIT_NOT_FOUND, EXIT_QUARANTINED, JsonFlag, escape_invisible, print_json
 from dropgate.cli.root import PartnerOption, app, echo, fail, problem_line, with_progress
 from dropgate.config import Settings
 from dropgate.storage import ObjectRef, parse_s3_uri
@@ -28,7 +28,7 @@ def inspect(
     """Parse a local file without AWS or Kafka: events on stdout (JSON lines), problems on stderr.
 
     --json prints the verdict (partner, parser, counts, problems) as one document instead.
-    Exit: 0 clean, 1 it would be quarantined, 2 usage error (no such file, unknown partner).
+    Exit: 0 clean, 1 it would be quarantined, 3 no such file, 2 usage error (an unknown partner).
     """
     from dropgate.app import build_ingestor
     from dropgate.ingest.preparing import PREVIEW_PARTNER
@@ -39,8 +39,10 @@ def inspect(
     try:
         ingestor = build_ingestor(settings, local=True, publish=False)
         prepared = ingestor.prepare(ObjectRef(bucket=None, key=str(file)), partner_id=partner, preview=True)
-    except (PartnerConfigError, ObjectMissing) as error:
+    except PartnerConfigError as error:
         raise fail(str(error)) from None
+    except ObjectMissing as error:
+        raise fail(str(error), EXIT_NOT_FOUND) from None
     with prepared.spool:
         if as_json:
             from dropgate.cli.documents import inspect_document
@@ -53,8 +55,11 @@ def inspect(
         out = sys.stdout.buffer
         if publishable:
             for entry in prepared.spool.replay(prepared.sha256):
+                # The value as published, but what a terminal must not get raw (a partner's product
+                # name can hold U+202E or a C1 control) written as \uXXXX: the same JSON.
+                value = escape_invisible((entry.value or b"null").decode()).encode()
                 key = json.dumps(entry.key.decode()).encode()
-                out.write(b'{"key":' + key + b',"value":' + (entry.value or b"null") + b"}\n")
+                out.write(b'{"key":' + key + b',"value":' + value + b"}\n")
         out.flush()
         for problem in prepared.problems:
             echo(problem_line(problem), err=True)
@@ -95,8 +100,9 @@ def ingest(
 ) -> None:
     """Run the same core the Lambda handler runs, for one file, and print its outcome.
 
-    Exit: 0 published, a duplicate, or ignored (the line says why: a quarantine copy, an object
-    deleted before it was read); 1 quarantined; 2 usage or infrastructure error.
+    Exit: 0 published, a duplicate, or ignored (the line says why: a quarantine copy); 1
+    quarantined; 3 no such object (it is still recorded as ignored, as the handler would); 2 usage
+    or infrastructure error.
     """
     from dropgate.app import build_ingestor
     from dropgate.partners import PartnerConfigError
@@ -125,3 +131,5 @@ def ingest(
         echo(outcome.summary())
     if outcome.status == "quarantined":
         raise typer.Exit(EXIT_QUARANTINED)
+    if outcome.missing:
+        raise typer.Exit(EXIT_NOT_FOUND)

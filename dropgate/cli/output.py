@@ -47,8 +47,13 @@ _INVISIBLE = re.compile(f"[{INVISIBLE_ABOVE_ASCII}]")
 
 def dumps(document: Any) -> str:
     """``document`` as one line of JSON: sorted keys, UTC times, nothing invisible written raw."""
-    text = orjson.dumps(document, option=_OPTIONS, default=str).decode()
-    return _INVISIBLE.sub(lambda match: f"\\u{ord(match.group()):04x}", text)
+    return escape_invisible(orjson.dumps(document, option=_OPTIONS, default=str).decode())
+
+
+def escape_invisible(json_text: str) -> str:
+    """JSON text with every character a terminal must not get raw written as ``\\uXXXX`` (the same
+    JSON: such characters occur only inside strings)."""
+    return _INVISIBLE.sub(lambda match: f"\\u{ord(match.group()):04x}", json_text)
 
 
 def print_json(document: Any) -> None:

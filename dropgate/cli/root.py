@@ -3,7 +3,7 @@
 Exit codes, the same for every command: 0 done (published, clean, ignored, or found); 1 the file is
 (or would be) quarantined (inspect, ingest, reprocess), or schema check found a breaking change;
 2 usage, configuration or infrastructure error (the message says what to fix); 3 not found (an
-unknown file, a file not quarantined).
+unknown file, a file not quarantined, no such object to ingest or inspect).
 
 --json on a command prints JSON for scripts: one document, or JSON lines for a list (shapes in
 schemas/cli/). Human output is plain lines when piped, tables on a terminal; NO_COLOR is honoured.

@@ -115,6 +115,9 @@ class FileOutcome:
     notes: list[str] = field(default_factory=list)
     #: A duplicate because another invocation holds the claim right now (not because it is done).
     in_progress: bool = False
+    #: Ignored because the object does not exist (deleted before it was read, or never there): the
+    #: handler must not retry it; a person who typed the name is told it is not found.
+    missing: bool = False
 
     @classmethod
     def of(cls, prepared: Prepared) -> FileOutcome:

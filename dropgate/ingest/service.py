@@ -29,6 +29,7 @@ from dropgate.ingest.snapshot_deletes import SnapshotDeletes, SnapshotStep
 from dropgate.key_ownership import NullOwnershipStore, OwnershipStore
 from dropgate.ledger import Attempt, Ledger
 from dropgate.lineage import FileRuns, Lineage, NullLineage
+from dropgate.memory import give_back
 from dropgate.partners import PartnerDirectory
 from dropgate.publishing import EventSink
 from dropgate.quarantine import NullQuarantine, Quarantine, is_quarantine_key, original_key, reprocess_command
@@ -142,7 +143,7 @@ class Ingestor:
                 meta = self.store.head(ref)
             except ObjectMissing as missing:
                 # Deleted before we got to it: retrying cannot help, so say so instead of failing forever.
-                return self._ignore(ref, trigger, started, str(missing))
+                return self._ignore(ref, trigger, started, str(missing), missing=True)
         ref = ref.with_version(meta.version_id)
         route = self.route(ref, meta, partner_id=partner_id, read_from=copy_ref)
         duplicate = self._claim(ref, meta, route, deadline=deadline, force=force, started=started)
@@ -171,6 +172,7 @@ class Ingestor:
         self, prepared: Prepared, trigger: str, deadline: float | None, started: float, changed_only: bool | None
     ) -> FileOutcome:
         """The records whose key another partner owns are problems; the rest is concluded."""
+        give_back()  # what parsing freed, before the state stages' peaks (dropgate.memory)
         try:
             ownership.check(prepared, self.ownership, cap=self.settings.max_problems, claim_keys=True)
         except Exception as error:
@@ -251,10 +253,13 @@ class Ingestor:
         outcome.stale = session.verdicts.stale
         outcome.unchanged = session.verdicts.unchanged
 
-    def _ignore(self, ref: ObjectRef, trigger: str, started: float, reason: str) -> FileOutcome:
+    def _ignore(
+        self, ref: ObjectRef, trigger: str, started: float, reason: str, *, missing: bool = False
+    ) -> FileOutcome:
         attempt = Attempt(trigger=trigger, parser="-", outcome="ignored", error=reason)
         self.ledger.record(ref, bare_entry(ref, "ignored", reason=reason), attempt)
-        return FileOutcome(ref=ref, status="ignored", reason=reason, seconds=time.monotonic() - started)
+        seconds = time.monotonic() - started
+        return FileOutcome(ref=ref, status="ignored", reason=reason, seconds=seconds, missing=missing)
 
     def _conclude(
         self, prepared: Prepared, *, trigger: str, deadline: float | None, started: float, changed_only: bool
@@ -309,8 +314,10 @@ class Ingestor:
                 changed_only=changed_only,
             ) as session,
         ):
+            give_back()
             selected = session.select(lambda: prepared.spool.replay(prepared.sha256), spool=prepared.spool)
             report = self.sink.publish(prepared.messages(selected), deadline=deadline, positions=session.positions)
+            give_back()  # a delivery report per event, before the index is written back
             step = self._snapshot_deletes().run(prepared, session, stack=stack, deadline=deadline)
         outcome.events = report.acknowledged + step.deletes
         outcome.tombstones = prepared.spool.tombstones + step.deletes

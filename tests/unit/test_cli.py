@@ -24,6 +24,21 @@ def test_inspect_clean_file_prints_every_event_and_exits_0() -> None:
     assert "ok, 5 event(s), parser generic-xml/1" in result.stderr
 
 
+def test_inspect_writes_no_invisible_character_raw_and_the_json_is_the_same(tmp_path: Any) -> None:
+    """A product name with a right-to-left override, a C1 CSI and a zero-width space: the event
+    lines escape them (a terminal would act on them), and parse to exactly the partner's text."""
+    hostile = "evil\u202etxt.exe\u009b31mred\u200b"
+    text = (GENERIC / "good/acme-2026-11-20.xml").read_text(encoding="utf-8")
+    start, end = text.index("<name>") + len("<name>"), text.index("</name>")
+    drop = tmp_path / "hostile.xml"
+    drop.write_text(text[:start] + hostile + text[end:], encoding="utf-8")
+    result = runner.invoke(app, ["inspect", str(drop), "--partner", "acme"])
+    assert result.exit_code == 0, result.stderr
+    assert not any(ch in result.stdout for ch in "\u202e\u009b\u200b")
+    assert "\\u202e" in result.stdout
+    assert json.loads(result.stdout.splitlines()[0])["value"]["name"] == hostile
+
+
 def test_inspect_gzip_with_partner_key_template() -> None:
     result = runner.invoke(app, ["inspect", str(GENERIC / "good/globex-stock.xml"), "--partner", "globex"])
     assert result.exit_code == 0, result.stderr
@@ -44,9 +59,9 @@ def test_inspect_bad_file_exits_1_with_located_problems() -> None:
     assert "would be quarantined: 6 problem(s); nothing would be published (policy strict)" in result.stderr
 
 
-def test_inspect_missing_file_and_unknown_partner_are_usage_errors() -> None:
+def test_inspect_of_a_missing_file_is_not_found_and_an_unknown_partner_a_usage_error() -> None:
     missing = runner.invoke(app, ["inspect", "no/such/file.xml"])
-    assert missing.exit_code == 2 and "no/such/file.xml is not a file" in missing.stderr
+    assert missing.exit_code == 3 and "no/such/file.xml is not a file" in missing.stderr
     partner = runner.invoke(app, ["inspect", str(GENERIC / "good/acme-2026-11-20.xml"), "--partner", "umbrella"])
     assert partner.exit_code == 2 and "unknown partner 'umbrella'" in partner.stderr
 
