@@ -69,9 +69,9 @@ class Reprocessor:
         """Held deletions, over the same state, ledger, guard and broker."""
         return HeldDeletions.of(self.ingestor)
 
-    def decide_deletions(self, ref: ObjectRef, *, approve: bool) -> Decided:
-        """Approve (publish) or reject a file's held tombstones."""
-        return self.held.approve(ref) if approve else self.held.reject(ref)
+    def decide_deletions(self, ref: ObjectRef, *, approve: bool, deadline: float | None = None) -> Decided:
+        """Approve (publish, stopping cleanly at ``deadline``) or reject a file's held tombstones."""
+        return self.held.approve(ref, deadline=deadline) if approve else self.held.reject(ref)
 
     def resolve_target(self, ref: ObjectRef) -> ObjectRef:
         """Quarantine key → original key; no version → the newest quarantined version, else the latest."""
@@ -113,8 +113,16 @@ class Reprocessor:
         return configured or bucket
 
     def one(
-        self, ref: ObjectRef, *, dry_run: bool = False, force: bool = False, changed_only: bool | None = None
+        self,
+        ref: ObjectRef,
+        *,
+        dry_run: bool = False,
+        force: bool = False,
+        changed_only: bool | None = None,
+        deadline: float | None = None,
     ) -> ReprocessResult:
+        """Reprocess one file; ``deadline`` (a ``time.monotonic()`` instant): stop cleanly before it,
+        nothing recorded as published, so the invocation's retry does the work."""
         target = self.resolve_target(ref)
         read_from = self._copy_instead(target)
         note = (
@@ -125,7 +133,7 @@ class Reprocessor:
         if dry_run:
             return ReprocessResult(target, self.ingestor.dry_run(target, read_from=read_from), dry_run=True, note=note)
         outcome = self.ingestor.ingest(
-            target, trigger="reprocess", force=force, changed_only=changed_only, read_from=read_from
+            target, trigger="reprocess", force=force, changed_only=changed_only, read_from=read_from, deadline=deadline
         )
         result = ReprocessResult(outcome.ref, outcome, dry_run=False, note=note)
         if outcome.status == "published" and target.bucket:
@@ -146,11 +154,12 @@ class Reprocessor:
         dry_run: bool = False,
         force: bool = False,
         changed_only: bool | None = None,
+        deadline: float | None = None,
     ) -> Iterator[ReprocessResult]:
         """Reprocess the files of these ledger rows (as :meth:`quarantined` lists them), one at a time."""
         for entry in entries:
             ref = ObjectRef(entry.bucket, entry.key, None if entry.version == "null" else entry.version)
-            yield self.one(ref, dry_run=dry_run, force=force, changed_only=changed_only)
+            yield self.one(ref, dry_run=dry_run, force=force, changed_only=changed_only, deadline=deadline)
 
     def bulk(
         self,
@@ -160,7 +169,8 @@ class Reprocessor:
         dry_run: bool = False,
         force: bool = False,
         changed_only: bool | None = None,
+        deadline: float | None = None,
     ) -> list[ReprocessResult]:
-        """Every file quarantined (of ``partner``, since ``since``), reprocessed."""
+        """Every file quarantined (of ``partner``, since ``since``), reprocessed before ``deadline``."""
         entries = self.quarantined(partner=partner, since=since)
-        return list(self.each(entries, dry_run=dry_run, force=force, changed_only=changed_only))
+        return list(self.each(entries, dry_run=dry_run, force=force, changed_only=changed_only, deadline=deadline))

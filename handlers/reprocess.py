@@ -11,6 +11,7 @@ from typing import Any
 
 from dropgate.app import lambda_reprocessor
 from dropgate.config import Settings
+from dropgate.lambda_runtime import deadline
 from dropgate.storage import ObjectRef
 from handlers.observability import deletions_decided, file_finished, logger, measured, traced
 
@@ -26,7 +27,8 @@ def _deletions(event: dict[str, Any], context: Any) -> dict[str, Any]:
     decision = event["deletions"]
     if decision not in ("approve", "reject") or "key" not in event:
         raise ValueError('a deletions payload is {"deletions": "approve" | "reject", "bucket", "key"}')
-    decided = lambda_reprocessor(context).decide_deletions(_target(event), approve=decision == "approve")
+    worker = lambda_reprocessor(context)
+    decided = worker.decide_deletions(_target(event), approve=decision == "approve", deadline=deadline(context))
     logger.info(f"held deletions {decided.decision}", extra=decided.summary())
     deletions_decided(decided.decision, decided.held.partner)
     return {"deletions": decided.summary()}
@@ -42,8 +44,9 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     if "deletions" in event:
         return _deletions(event, context)
     worker = lambda_reprocessor(context)
+    stop = deadline(context)  # before the function's timeout: a clean failure, retried whole
     if "key" in event:
-        result = worker.one(_target(event), dry_run=dry_run, force=force, changed_only=changed_only)
+        result = worker.one(_target(event), dry_run=dry_run, force=force, changed_only=changed_only, deadline=stop)
         file_finished(result.outcome, dry_run=result.dry_run)
         return {"results": [result.summary()]}
     if "partner" in event or "since" in event:
@@ -53,6 +56,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
             dry_run=dry_run,
             force=force,
             changed_only=changed_only,
+            deadline=stop,
         )
         for result in results:
             file_finished(result.outcome, dry_run=result.dry_run)

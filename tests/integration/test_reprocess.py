@@ -174,6 +174,39 @@ def test_reprocess_handler_payloads(
         lambda_reprocessor.cache_clear()
 
 
+def test_near_the_timeout_the_reprocess_function_stops_cleanly_and_its_retry_completes(
+    aws: dict[str, Any], settings: Settings, topic_probe: TopicProbe, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The function passes its remaining time on, as the ingest function does: a file it cannot
+    finish fails before Lambda would kill it, with nothing published or recorded as done."""
+    import time
+
+    from devstack.lambda_context import LocalLambdaContext
+    from dropgate.app import lambda_ingestor, lambda_reprocessor
+    from dropgate.ingest.reading import DeadlineReached
+    from handlers import reprocess
+    from tests.integration.test_stale_guard import snapshot
+
+    key = "acme/slow.xml"
+    body = snapshot(20, {f"P{i:06d}": i % 50 for i in range(60_000)})
+    ref = ObjectRef(BUCKET, key, aws["s3"].put_object(Bucket=BUCKET, Key=key, Body=body)["VersionId"])
+    lambda_ingestor.cache_clear()
+    lambda_reprocessor.cache_clear()
+    try:
+        with monkeypatch.context() as patched:
+            patched.setattr(reprocess, "deadline", lambda _context: time.monotonic() + 0.05)
+            with pytest.raises(DeadlineReached):
+                reprocess.handler({"bucket": BUCKET, "key": key}, LocalLambdaContext(timeout_s=60))
+        row = DynamoLedger(aws["dynamodb"], settings.ledger_table).get(ref)
+        assert row is not None and (row.status, row.event_count) == ("received", 0)
+        assert topic_probe.published_nothing()
+        done = reprocess.handler({"bucket": BUCKET, "key": key}, LocalLambdaContext(timeout_s=60))
+        assert [(r["status"], r["events"]) for r in done["results"]] == [("published", 60_000)]
+    finally:
+        lambda_ingestor.cache_clear()
+        lambda_reprocessor.cache_clear()
+
+
 def test_reprocess_reads_the_quarantine_copy_when_the_original_version_is_gone(
     aws: dict[str, Any], settings: Settings, topic_probe: TopicProbe, monkeypatch: pytest.MonkeyPatch
 ) -> None:
