@@ -146,7 +146,8 @@ def test_every_reprocess_event_goes_through_the_reprocess_handler(path: Path, mo
             calls.append(("bulk", options))
             return []
 
-        def decide_deletions(self, ref: ObjectRef, *, approve: bool) -> Decided:
+        def decide_deletions(self, ref: ObjectRef, *, approve: bool, deadline: float | None) -> Decided:
+            assert deadline is not None  # the function's remaining time, passed on
             calls.append(("deletions", (ref, approve)))
             held = HeldDeletion(
                 "initech", str(ref), ref.bucket or "", ref.key, None, None, 0, 1, 1, "{productId}", "g/1", ""
@@ -165,8 +166,10 @@ def test_every_reprocess_event_goes_through_the_reprocess_handler(path: Path, mo
     elif "key" in payload:
         ref, flags = detail
         assert kind == "one" and ref.key == payload["key"] and flags["dry_run"] == payload.get("dryRun", False)
+        assert flags["deadline"] is not None
     else:
         assert kind == "bulk" and detail["partner"] == payload["partner"] and detail["since"] == payload["since"]
+        assert detail["deadline"] is not None
 
 
 def _choose(choices: list[dict[str, Any]], default: str, key: str) -> str:
