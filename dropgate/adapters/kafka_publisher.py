@@ -33,9 +33,10 @@ class _Deliveries:
         self.first_error: KafkaError | None = None
 
     def __call__(self, error: KafkaError | None, message: Any) -> None:
-        self.failure(error)
+        if error is not None:  # only failures are reported, but a success must never count as one
+            self.failure(error)
 
-    def failure(self, error: KafkaError | None) -> None:
+    def failure(self, error: KafkaError) -> None:
         self.failed += 1
         if self.first_error is None:
             self.first_error = error
