@@ -13,7 +13,7 @@ simply larger. (:class:`Cutter` also cuts the snapshot key sets, at :data:`MAX_R
 Why not a fixed number of shards: a partner with a thousand products would pay for thousands of
 objects on a full file, and a partner with a hundred million would have huge ones. Why cells and
 not a split per bit: the rows of a file are partitioned by cell once, on disk
-(:class:`dropgate.ingest.key_buckets.Partition`), and every shard's rows are then one contiguous
+(:class:`dropgate.cell_partition.CellPartition`), and every shard's rows are then one contiguous
 run of that partition, however the shards have been cut.
 
 Everything here is pure (arrays in, arrays out); where shards live is an adapter's business

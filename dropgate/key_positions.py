@@ -15,8 +15,8 @@ import tempfile
 from array import array
 from typing import TYPE_CHECKING, Any, BinaryIO
 
+from dropgate.cell_partition import CellPartition
 from dropgate.index_shards import CELLS, cells_of
-from dropgate.ingest.key_buckets import Partition
 from dropgate.key_index import KeyIndex, with_positions
 
 if TYPE_CHECKING:
@@ -57,7 +57,7 @@ class Positions:
         self._ends = array("Q")
         self._scratch: BinaryIO | None = None
         self._sizes: np.ndarray | None = None
-        self._partition: Partition | None = None
+        self._partition: CellPartition | None = None
 
     def delivered(self, key: bytes, partition: int, offset: int) -> None:
         keys = self._keys
@@ -95,10 +95,10 @@ class Positions:
             self._spill()
             if self._scratch is None or self._sizes is None:
                 return no_positions()
-            self._partition = Partition(self._sizes, _position_dtype(), self.directory)
+            self._partition = CellPartition(self._sizes, _position_dtype(), self.directory)
             self._scratch.seek(0)
             while len(rows := np.fromfile(self._scratch, dtype=_position_dtype(), count=_POSITIONS_CHUNK)):
-                self._partition.write(cells_of(rows["key"]), rows)
+                self._partition.write(rows)
             self._partition.check_full()
             self._scratch.close()
             self._scratch = None

@@ -27,8 +27,8 @@ import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
+from dropgate.cell_partition import CellPartition
 from dropgate.index_shards import CELL_BITS, CELLS, Shard, ShardLayout, cells_of, rewrite
-from dropgate.ingest.key_buckets import Partition
 from dropgate.key_index import KeyIndex, key_hash, row_dtype
 from dropgate.key_positions import Positions, no_positions, placed
 
@@ -99,7 +99,7 @@ class FileRows:
     def __init__(self, directory: str | None) -> None:
         self.directory = directory
         self.count = 0
-        self._partition: Partition | None = None
+        self._partition: CellPartition | None = None
 
     def add(self, entries: Iterable[SpoolEntry]) -> None:
         import numpy as np
@@ -141,9 +141,9 @@ class FileRows:
         return True
 
     def _partition_by_cell(self, sizes: np.ndarray, dtype: Any, chunks: Iterator[np.ndarray]) -> None:
-        self._partition = partition = Partition(sizes, dtype, self.directory)
+        self._partition = partition = CellPartition(sizes, dtype, self.directory)
         for rows in chunks:
-            partition.write(cells_of(rows["key"]), rows)
+            partition.write(rows)
         partition.check_full()
 
     @staticmethod
