@@ -38,12 +38,23 @@ _MAGIC = b"DGKI\x02\x00\x00\x00"
 _MAGIC_V1 = b"DGKI\x01\x00\x00\x00"
 
 
-_blake2b = hashlib.blake2b
+#: An empty 8-byte BLAKE2b, copied for each hash: a copy and an update cost about a third less than
+#: ``blake2b(data, digest_size=8)``, whose keyword arguments are parsed on every call, and a guarded
+#: file hashes every key and state this way (in the parsing workers and for each delivery report).
+#: The digests are the same bytes.
+_BLAKE2B_8 = hashlib.blake2b(digest_size=8)
 
 
 def key_hash(key: bytes) -> int:
     """64-bit hash of a Kafka key (collision odds ~1e-8 for a million keys)."""
-    return int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "little")
+    return int.from_bytes(blake2b_8(key), "little")
+
+
+def blake2b_8(data: bytes) -> bytes:
+    """The 8-byte BLAKE2b digest of ``data`` (unkeyed): what :func:`key_hash` reads, little-endian."""
+    digest = _BLAKE2B_8.copy()
+    digest.update(data)
+    return digest.digest()
 
 
 def state_hashes(parts: Sequence[bytes]) -> tuple[int, tuple[int, ...]]:
@@ -52,8 +63,9 @@ def state_hashes(parts: Sequence[bytes]) -> tuple[int, tuple[int, ...]]:
     ``asOf`` and lineage are deliberately left out: the same stock in a newer snapshot is
     "unchanged" for ``--changed-only``. Stored indexes hold these values: they never change.
     """
-    digest = _blake2b(b"\x1f".join(parts), digest_size=8).digest()
-    state = int.from_bytes(digest, "little") or 1  # 0 is reserved for "deleted"
+    digest = _BLAKE2B_8.copy()
+    digest.update(b"\x1f".join(parts))
+    state = int.from_bytes(digest.digest(), "little") or 1  # 0 is reserved for "deleted"
     crc32 = zlib.crc32
     return state, tuple([crc32(part) & 0xFFFF for part in parts])  # a list first: a generator costs more
 

@@ -10,14 +10,13 @@ once per published event.
 
 from __future__ import annotations
 
-import hashlib
 import tempfile
 from array import array
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from dropgate.cell_partition import CellPartition
 from dropgate.index_shards import CELLS, cells_of
-from dropgate.key_index import KeyIndex, with_positions
+from dropgate.key_index import KeyIndex, blake2b_8, with_positions
 
 if TYPE_CHECKING:
     import numpy as np
@@ -73,8 +72,7 @@ class Positions:
         if not self._partitions:
             return
         rows = np.empty(len(self._partitions), dtype=_position_dtype())
-        blake2b = hashlib.blake2b  # key_hash's bytes, little-endian
-        hashes = b"".join([blake2b(key, digest_size=8).digest() for key in self._keys])
+        hashes = b"".join([blake2b_8(key) for key in self._keys])  # key_hash's bytes, little-endian
         rows["key"] = np.frombuffer(hashes, dtype="<u8")
         rows["partition"] = np.frombuffer(self._partitions, dtype=np.int32)
         rows["end"] = np.frombuffer(self._ends, dtype=np.uint64)
