@@ -24,8 +24,7 @@ from types import TracebackType
 from typing import BinaryIO, NamedTuple
 
 from dropgate.events import NO_FIELD_HASHES, SplitValue
-from dropgate.key_index import TRACKED_FIELDS
-from dropgate.key_index import key_hash as index_key_hash
+from dropgate.key_index import TRACKED_FIELDS, blake2b_8
 
 # key length, head length (-1: tombstone), tail length, record index, line (0: unknown), asOf ms,
 # state hash, field hashes
@@ -46,14 +45,15 @@ _PROBE = b"dropgate spool key hash"
 
 #: An entry's row for the stale guard's key index (``dropgate.partner_index.FileRows`` reads them
 #: as a numpy array): the key's stable 64-bit hash, asOf ms, state hash, field hashes, its record.
-INDEX_ROW = struct.Struct(f"<QqQ{len(TRACKED_FIELDS)}HI")
+#: (The key hash is packed as the digest's own bytes, which are its little-endian integer.)
+INDEX_ROW = struct.Struct(f"<8sqQ{len(TRACKED_FIELDS)}HI")
 
 
 def index_row(key: bytes, value: SplitValue | None, record: int, tombstone_as_of_ms: int) -> bytes:
     """The entry's :data:`INDEX_ROW`, built where the entry is (a parsing process, when there are)."""
     if value is None:
-        return INDEX_ROW.pack(index_key_hash(key), tombstone_as_of_ms, 0, *_NO_FIELDS, record)
-    return INDEX_ROW.pack(index_key_hash(key), value.as_of_ms, value.state, *value.fields, record)
+        return INDEX_ROW.pack(blake2b_8(key), tombstone_as_of_ms, 0, *_NO_FIELDS, record)
+    return INDEX_ROW.pack(blake2b_8(key), value.as_of_ms, value.state, *value.fields, record)
 
 
 def hash_probe() -> int:
