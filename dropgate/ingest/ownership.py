@@ -12,20 +12,26 @@ read, no write. A file claims before it publishes, so a retry after a failed pub
 keys its own. (A ``strict`` file that loses a race for one key keeps the claims it already wrote
 in other shards: rare, and ``dropgate keys transfer`` hands them over.)
 
+A large file (:data:`EARLY_READ_BYTES` and more) touches every shard, so its shards are read on a
+thread while the file is parsed (:class:`EarlyRead`), and the check after the parse only decides.
+
 Memory: a pass over the spool's index rows (else its entries) partitions (key hash, record,
 position) by shard in a scratch file, 17 bytes a row; each shard is then decided on its own.
 """
 
 from __future__ import annotations
 
+import logging
 from array import array
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from dropgate.ingest.duplicates import KeyNames
 from dropgate.ingest.key_buckets import Partition
 from dropgate.ingest.outcome import Prepared
+from dropgate.ingest.routing import Route
 from dropgate.key_index import TRACKED_FIELDS, key_hash
 from dropgate.key_ownership import (
     LAYOUT,
@@ -39,11 +45,15 @@ from dropgate.key_ownership import (
     shard_index,
 )
 from dropgate.spool import INDEX_ROW, EventSpool
+from dropgate.storage import ObjectMeta
 from dropgate.terminal import shell_command, shown
 from parsers.base import Problem
 
 if TYPE_CHECKING:
     import numpy as np
+
+#: The service's logger (Powertools' in Lambda, which is the same standard logger by name).
+_log = logging.getLogger("dropgate")
 
 #: A file touching at most this many shards keeps them from its check to its claims (one GET each).
 _KEEP = 16
@@ -54,6 +64,9 @@ _KEEP_ENTRIES = 1 << 20
 #: Shards claimed at once (their writes made together): what a batch holds in memory is bounded.
 _CLAIMS_AT_ONCE = 8
 _CHUNK = 1 << 16
+#: A file from this size (as stored) has its shards read while it is parsed: a thousand keys or more
+#: leave no shard untouched in practice, and a few kilobytes a product make that about a megabyte.
+EARLY_READ_BYTES = 1 << 20
 _ROW = [("key", "<u8"), ("record", "<u4"), ("position", "<u4"), ("tombstone", "?")]
 
 
@@ -79,23 +92,75 @@ def applies(prepared: Prepared, store: OwnershipStore) -> bool:
     )
 
 
-def check(prepared: Prepared, store: OwnershipStore, *, cap: int, claim_keys: bool) -> Checked:
+class EarlyRead:
+    """A large file's shards, read on a thread while the file is parsed (a million-product file
+    waited about half a second for its 64 reads after the parse), kept up to :data:`_KEEP_ENTRIES`
+    entries in all; a shard past that is read at the check, as for a small file.
+
+    A shard read early is older at the check, which changes nothing that matters: a key another
+    partner claims meanwhile makes this file's conditional write of that shard fail, and the shard
+    is read again and decided again (:func:`dropgate.key_ownership.claim`), as for any race."""
+
+    def __init__(self, store: OwnershipStore, bucket: str | None) -> None:
+        self.reads = 0
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dropgate-owners")
+        self._shards = pool.submit(self._read, store, bucket)
+        pool.shutdown(wait=False)  # the thread ends with its reads; nothing waits for it but take()
+
+    def _read(self, store: OwnershipStore, bucket: str | None) -> dict[int, Stored]:
+        shards: dict[int, Stored] = {}
+        room = _KEEP_ENTRIES
+        for i, stored in enumerate(store.read(bucket, LAYOUT)):
+            self.reads += 1
+            if len(stored.owners) > room:
+                break  # the rest is read at the check, a shard at a time
+            shards[i] = stored
+            room -= len(stored.owners)
+        return shards
+
+    def take(self) -> dict[int, Stored]:
+        """The shards read (waiting for the reads); none if they failed: the check reads them itself."""
+        try:
+            return self._shards.result()
+        except Exception as error:  # S3 unreachable, throttled: the check's own read says so, or works
+            _log.warning("reading the key ownership map early failed (%s); reading it after the parse", error)
+            return {}
+
+
+def read_early(store: OwnershipStore, route: Route, meta: ObjectMeta, bucket: str | None) -> EarlyRead | None:
+    """An :class:`EarlyRead` for a large file of a partner the check applies to, else ``None``."""
+    partner = route.partner
+    if not store.enabled or partner is None or carries_partner(partner.key_template):
+        return None
+    return EarlyRead(store, bucket) if meta.size >= EARLY_READ_BYTES else None
+
+
+def check(
+    prepared: Prepared, store: OwnershipStore, *, cap: int, claim_keys: bool, early: EarlyRead | None = None
+) -> Checked:
     """Report (under skip_invalid also leave out) the records whose key another partner owns;
     with ``claim_keys``, if the file is still publishable, make its partner the owner of the keys
-    nobody owned. A dry run checks without claiming."""
+    nobody owned. A dry run checks without claiming. ``early``: the shards read during the parse."""
     checked = Checked()
     if not applies(prepared, store):
         return checked
     keys = _FileKeys(prepared.spool)
     try:
-        _check(prepared, store, keys, checked, cap=cap, claim_keys=claim_keys)
+        _check(prepared, store, keys, checked, cap=cap, claim_keys=claim_keys, early=early)
     finally:
         keys.close()
     return checked
 
 
 def _check(
-    prepared: Prepared, store: OwnershipStore, keys: _FileKeys, checked: Checked, *, cap: int, claim_keys: bool
+    prepared: Prepared,
+    store: OwnershipStore,
+    keys: _FileKeys,
+    checked: Checked,
+    *,
+    cap: int,
+    claim_keys: bool,
+    early: EarlyRead | None,
 ) -> None:
     assert prepared.partner is not None
     bucket, partner = prepared.ref.bucket, prepared.partner.id
@@ -104,8 +169,7 @@ def _check(
     room = _KEEP_ENTRIES
     to_claim: list[int] = []
     found = _Offenders()
-    for i, stored in zip(touched, store.read(bucket, [LAYOUT[i] for i in touched]), strict=True):
-        checked.reads += 1
+    for i, stored in _touched_shards(store, bucket, touched, early, checked):
         rows = keys.by_shard.between(i, i + 1)
         owners = stored.owners.owners_of(rows["key"])
         found.add(rows, (owners >= 0) & (owners != stored.owners.position(partner)), stored.owners, owners)
@@ -120,6 +184,20 @@ def _check(
         _report(prepared, lost, keys, cap)
         found.count += lost.count
     checked.foreign = found.count
+
+
+def _touched_shards(
+    store: OwnershipStore, bucket: str | None, touched: list[int], early: EarlyRead | None, checked: Checked
+) -> Iterator[tuple[int, Stored]]:
+    """Each touched shard, in order: as read early, else read now."""
+    have = early.take() if early is not None else {}
+    if early is not None:
+        checked.reads += early.reads
+    missing = [i for i in touched if i not in have]
+    read = zip(missing, store.read(bucket, [LAYOUT[i] for i in missing]), strict=True)
+    checked.reads += len(missing)
+    for i in touched:
+        yield (i, have[i]) if i in have else next(read)
 
 
 def _claim(

@@ -150,6 +150,7 @@ class Ingestor:
         if duplicate is not None:
             return duplicate
         run = self.runs.start(ref, partner=route.partner.id if route.partner else None, parser=_label(route))
+        early = ownership.read_early(self.ownership, route, meta, ref.bucket)  # while the file is parsed
         try:
             prepared = self.prepare(ref, meta=meta, read_from=copy_ref, deadline=deadline, route=route)
         except Exception as error:
@@ -166,15 +167,21 @@ class Ingestor:
             self.ledger.record(ref, bare_entry(ref, "received", partner=partner), attempt)
             raise
         with prepared.spool, run:  # the run ends with the outcome, or fails with what the rest raises
-            return run.concluded(self._authorised(prepared, trigger, deadline, started, changed_only))
+            return run.concluded(self._authorised(prepared, trigger, deadline, started, changed_only, early))
 
     def _authorised(
-        self, prepared: Prepared, trigger: str, deadline: float | None, started: float, changed_only: bool | None
+        self,
+        prepared: Prepared,
+        trigger: str,
+        deadline: float | None,
+        started: float,
+        changed_only: bool | None,
+        early: ownership.EarlyRead | None,
     ) -> FileOutcome:
         """The records whose key another partner owns are problems; the rest is concluded."""
         give_back()  # what parsing freed, before the state stages' peaks (dropgate.memory)
         try:
-            ownership.check(prepared, self.ownership, cap=self.settings.max_problems, claim_keys=True)
+            ownership.check(prepared, self.ownership, cap=self.settings.max_problems, claim_keys=True, early=early)
         except Exception as error:
             self._record(prepared, FileOutcome.of(prepared), trigger, started, status="received", error=str(error))
             raise

@@ -21,6 +21,7 @@ from dropgate.adapters.kafka_topic_reader import materialise
 from dropgate.app import build_ingestor
 from dropgate.cli import app
 from dropgate.config import Settings
+from dropgate.ingest import ownership
 from dropgate.storage import ObjectRef
 from tests.conftest import REPO, TopicProbe
 from tests.integration.test_duplicate_keys import sidecar
@@ -85,6 +86,25 @@ def test_a_strict_partner_sending_anothers_key_is_quarantined_and_the_topic_keep
     assert "belongs to partner 'acme'" in message and "{partnerId}:{productId}" in message
     assert "dropgate keys transfer P2 --from acme --to beta" in message
     assert state(topic_probe) == owned  # nothing of beta's reached the topic
+
+
+def test_a_large_file_has_the_map_read_while_it_is_parsed_and_is_checked_the_same(
+    aws: dict[str, Any], settings: Settings, topic_probe: TopicProbe
+) -> None:
+    """A file of a megabyte has the 64 shards read on a thread while its workers parse it: another
+    partner's key at its end is still found, on its line."""
+    ingestor = build_ingestor(settings)
+    ingestor.ingest(put(aws, "acme/mon.xml", inventory(16, {"P1": 1, "P2": 2})), trigger="s3")
+    products: dict[str, int | None] = {f"B{i:06d}": 1 for i in range(15_000)}
+    products["P2"] = 9
+    body = inventory(17, products)
+    assert len(body) >= max(ownership.EARLY_READ_BYTES, settings.parallel_parse_min_bytes)
+    outcome = ingestor.ingest(put(aws, "beta/big.xml", body), trigger="s3")
+    assert (outcome.status, outcome.events) == ("quarantined", 0)
+    assert [(p["kind"], p["line"], p["record"], p["productId"]) for p in sidecar(aws, "beta/big.xml")["problems"]] == [
+        ("authorization", 15_002, 15_001, "P2")
+    ]
+    assert state(topic_probe) == {b"P1": ("acme", 1), b"P2": ("acme", 2)}
 
 
 def test_skip_invalid_publishes_the_rest_and_leaves_the_owners_keys_alone(

@@ -7,12 +7,17 @@ two partners claiming one key at once leave exactly one owner.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator, Sequence
+
 import pytest
 
 from dropgate.config import Settings
+from dropgate.index_shards import Shard
+from dropgate.ingest import ownership
 from dropgate.index_shards import CELL_BITS, CELLS
 from dropgate.key_index import key_hash
-from dropgate.key_ownership import LAYOUT, SHARD_CELLS, NotOwned, Owners, owner_of, shard_of, transfer
+from dropgate.key_ownership import LAYOUT, SHARD_CELLS, NotOwned, Owners, Stored, owner_of, shard_of, transfer
 from dropgate.terminal import shell_command
 from tests.fakes import Service, inventory, make_service
 
@@ -181,6 +186,69 @@ def test_a_race_lost_in_one_shard_of_a_large_claim_leaves_the_other_shards_claim
     assert [(p.kind, p.record, p.product_id) for p in outcome.problems] == [("authorization", 1, "P1")]  # type: ignore[attr-defined]
     assert owner(service, b"P1") == "acme"
     assert {owner(service, f"B{i}".encode()) for i in range(600)} == {"beta"}
+
+
+@pytest.fixture
+def large(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every file counts as large: its shards are read while it is parsed."""
+    monkeypatch.setattr(ownership, "EARLY_READ_BYTES", 0)
+
+
+@pytest.mark.usefixtures("large")
+def test_a_large_file_has_every_shard_read_once_while_it_is_parsed(service: Service) -> None:
+    """Every shard, touched or not (what a large file touches), read once: none again for the claims."""
+    products: dict[str, int | str | None] = {f"N{i}": 1 for i in range(40)}
+    touched = {shard_of(key.encode()).name for key in products}
+    assert 16 < len(touched) < len(LAYOUT)
+    assert send(service, "acme/mon.xml", products).status == "published"  # type: ignore[attr-defined]
+    assert sorted(service.ownership.reads) == sorted(shard.name for shard in LAYOUT)  # all 64, once
+    assert sorted(service.ownership.writes) == sorted(touched)
+    assert {owner(service, key.encode()) for key in products} == {"acme"}
+    assert send(service, "beta/tue.xml", {"N7": 2, "B1": 1}, day=17).status == "quarantined"  # type: ignore[attr-defined]
+
+
+@pytest.mark.usefixtures("large")
+def test_a_key_claimed_after_the_early_read_is_still_caught(service: Service) -> None:
+    """Beta's shards are read while its file is parsed (P1 unowned); acme claims P1 before beta
+    writes: beta's conditional write is refused, the shard read again, and P1 is a problem."""
+    products: dict[str, int | str | None] = {"P1": 2, **{f"B{i}": 1 for i in range(600)}}
+
+    def rival() -> None:
+        assert send(service, "acme/mon.xml", {"P1": 1}).status == "published"  # type: ignore[attr-defined]
+
+    service.ownership.before_write = rival
+    outcome = send(service, "beta/mon.xml", products)
+    assert outcome.status == "quarantined"  # type: ignore[attr-defined]
+    assert [(p.kind, p.record, p.product_id) for p in outcome.problems] == [("authorization", 1, "P1")]  # type: ignore[attr-defined]
+    assert owner(service, b"P1") == "acme"
+    assert [m.key for m in service.sink.messages] == [b"P1"]  # acme's only
+
+
+@pytest.mark.usefixtures("large")
+def test_an_early_read_that_fails_is_done_again_after_the_parse(
+    service: Service, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = service.ownership
+    reads = store.read
+    failures = iter([OSError("SlowDown: reduce your request rate")])
+
+    def flaky(bucket: str | None, shards: Sequence[Shard]) -> Iterator[Stored]:
+        failure = next(failures, None)
+        if failure is not None:
+            raise failure
+        return reads(bucket, shards)
+
+    store.read = flaky  # type: ignore[method-assign]
+    with caplog.at_level(logging.WARNING, logger="dropgate"):
+        assert send(service, "acme/mon.xml", {"P1": 1, "P2": 2}).status == "published"  # type: ignore[attr-defined]
+    assert (owner(service, b"P1"), owner(service, b"P2")) == ("acme", "acme")
+    assert "reading the key ownership map early failed (SlowDown: reduce your request rate)" in caplog.text
+
+
+def test_a_small_file_reads_only_the_shards_it_touches(service: Service) -> None:
+    assert ownership.EARLY_READ_BYTES > 1000
+    assert send(service, "acme/mon.xml", {"P1": 1}).status == "published"  # type: ignore[attr-defined]
+    assert service.ownership.reads == [shard_of(b"P1").name]
 
 
 def test_a_dry_run_reports_without_claiming(service: Service) -> None:
