@@ -13,9 +13,8 @@ from collections.abc import Iterator, Sequence
 import pytest
 
 from dropgate.config import Settings
-from dropgate.index_shards import Shard
+from dropgate.index_shards import CELL_BITS, CELLS, Shard
 from dropgate.ingest import ownership
-from dropgate.index_shards import CELL_BITS, CELLS
 from dropgate.key_index import key_hash
 from dropgate.key_ownership import LAYOUT, SHARD_CELLS, NotOwned, Owners, Stored, owner_of, shard_of, transfer
 from dropgate.terminal import shell_command
@@ -172,9 +171,15 @@ def test_a_new_partners_large_file_reads_and_writes_each_shard_once(service: Ser
     assert {owner(service, key.encode()) for key in products} == {"acme"}
 
 
-def test_a_race_lost_in_one_shard_of_a_large_claim_leaves_the_other_shards_claimed(service: Service) -> None:
-    """The claims are written in batches: acme takes P1 between beta's check and beta's writes;
-    beta's write of P1's shard is refused, read again and decided again; every other key is beta's."""
+@pytest.mark.parametrize("early", [False, True], ids=["read-at-the-check", "read-while-parsed"])
+def test_a_race_lost_in_one_shard_of_a_large_claim_leaves_the_other_shards_claimed(
+    service: Service, early: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The claims are written in batches: acme takes P1 between beta's check (or its early read)
+    and beta's writes; beta's write of P1's shard is refused, read again and decided again; every
+    other key is beta's, and nothing of beta's is published."""
+    if early:
+        monkeypatch.setattr(ownership, "EARLY_READ_BYTES", 0)
     products: dict[str, int | str | None] = {"P1": 2, **{f"B{i}": 1 for i in range(600)}}
 
     def rival() -> None:
@@ -186,6 +191,7 @@ def test_a_race_lost_in_one_shard_of_a_large_claim_leaves_the_other_shards_claim
     assert [(p.kind, p.record, p.product_id) for p in outcome.problems] == [("authorization", 1, "P1")]  # type: ignore[attr-defined]
     assert owner(service, b"P1") == "acme"
     assert {owner(service, f"B{i}".encode()) for i in range(600)} == {"beta"}
+    assert [m.key for m in service.sink.messages] == [b"P1"]  # acme's only
 
 
 @pytest.fixture
@@ -205,23 +211,6 @@ def test_a_large_file_has_every_shard_read_once_while_it_is_parsed(service: Serv
     assert sorted(service.ownership.writes) == sorted(touched)
     assert {owner(service, key.encode()) for key in products} == {"acme"}
     assert send(service, "beta/tue.xml", {"N7": 2, "B1": 1}, day=17).status == "quarantined"  # type: ignore[attr-defined]
-
-
-@pytest.mark.usefixtures("large")
-def test_a_key_claimed_after_the_early_read_is_still_caught(service: Service) -> None:
-    """Beta's shards are read while its file is parsed (P1 unowned); acme claims P1 before beta
-    writes: beta's conditional write is refused, the shard read again, and P1 is a problem."""
-    products: dict[str, int | str | None] = {"P1": 2, **{f"B{i}": 1 for i in range(600)}}
-
-    def rival() -> None:
-        assert send(service, "acme/mon.xml", {"P1": 1}).status == "published"  # type: ignore[attr-defined]
-
-    service.ownership.before_write = rival
-    outcome = send(service, "beta/mon.xml", products)
-    assert outcome.status == "quarantined"  # type: ignore[attr-defined]
-    assert [(p.kind, p.record, p.product_id) for p in outcome.problems] == [("authorization", 1, "P1")]  # type: ignore[attr-defined]
-    assert owner(service, b"P1") == "acme"
-    assert [m.key for m in service.sink.messages] == [b"P1"]  # acme's only
 
 
 @pytest.mark.usefixtures("large")
