@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import json
 import struct
+from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
@@ -175,9 +176,10 @@ class OwnershipStore(Protocol):
         """Write the shard only if it is still at ``expected`` (``None``: only if it does not exist);
         ``False`` when another writer got there first (nothing written)."""
 
-    def write_many(self, bucket: str | None, writes: Sequence[tuple[Shard, Owners, str | None]]) -> list[bool]:
-        """:meth:`write` for each (shard, owners, expected), in any order or at once; the outcomes in
-        the order given."""
+    def write_many(self, bucket: str | None, writes: Iterable[tuple[Shard, Owners, str | None]]) -> Iterator[bool]:
+        """:meth:`write` for each (shard, owners, expected), several at once; the outcomes in the
+        order given, each as soon as it is known (``writes`` is drawn as room frees up, so the next
+        write can be prepared while earlier ones are in flight)."""
 
 
 class NullOwnershipStore:
@@ -191,8 +193,8 @@ class NullOwnershipStore:
     def write(self, bucket: str | None, shard: Shard, owners: Owners, expected: str | None) -> bool:
         return True
 
-    def write_many(self, bucket: str | None, writes: Sequence[tuple[Shard, Owners, str | None]]) -> list[bool]:
-        return [True] * len(writes)
+    def write_many(self, bucket: str | None, writes: Iterable[tuple[Shard, Owners, str | None]]) -> Iterator[bool]:
+        return (True for _write in writes)
 
 
 def carries_partner(key_template: str) -> bool:
@@ -232,27 +234,38 @@ class Claim:
 
 
 def claim_all(
-    store: OwnershipStore, bucket: str | None, claims: Sequence[Claim], partner: str
-) -> list[tuple[np.ndarray, Owners]]:
-    """:func:`claim` for several shards, their first writes made together (``write_many``: at once
-    in S3, where a large file's 64 writes one after another cost it about a second); a shard whose
-    write lost a race is then claimed again on its own, as :func:`claim` would."""
+    store: OwnershipStore, bucket: str | None, claims: Iterable[Claim], partner: str
+) -> Iterator[tuple[Claim, np.ndarray, Owners]]:
+    """:func:`claim` for each of ``claims``, their first writes made several at once
+    (``write_many``: eight in flight in S3, where a large file's 64 writes one after another cost
+    it about a second); a shard whose write lost a race is then claimed again on its own, as
+    :func:`claim` would. Yields (claim, the hashes another partner owns, the shard as last seen),
+    in the order of ``claims``, each as soon as its write is done: the next claims are decided
+    while earlier writes are in flight, and ``claims`` is drawn only as fast as writes finish."""
     import numpy as np
 
-    fresh = store.read(bucket, [each.shard for each in claims if each.read is None])
-    results: list[tuple[np.ndarray, Owners]] = []
-    writes: list[tuple[int, Shard, Owners, str | None]] = []
-    for at, each in enumerate(claims):
-        stored = each.read if each.read is not None else next(fresh)
-        foreign, new = _split(stored.owners, np.unique(each.hashes), partner)
-        results.append((foreign, stored.owners))
-        if len(new):
-            writes.append((at, each.shard, stored.owners.with_owner(new, partner), stored.version))
-    written = store.write_many(bucket, [(shard, owners, version) for _at, shard, owners, version in writes])
-    for (at, shard, _owners, _version), won in zip(writes, written, strict=True):
-        if not won:
-            results[at] = claim(store, bucket, shard, claims[at].hashes, partner, None)
-    return results
+    decided: deque[tuple[Claim, np.ndarray, Owners, bool]] = deque()
+
+    def writes() -> Iterator[tuple[Shard, Owners, str | None]]:
+        for each in claims:
+            stored = each.read if each.read is not None else next(store.read(bucket, [each.shard]))
+            foreign, new = _split(stored.owners, np.unique(each.hashes), partner)
+            decided.append((each, foreign, stored.owners, bool(len(new))))
+            if len(new):
+                yield each.shard, stored.owners.with_owner(new, partner), stored.version
+
+    for won in store.write_many(bucket, writes()):
+        while True:  # the claims before this write wrote nothing: they are done
+            each, foreign, owners, wrote = decided.popleft()
+            if not wrote:
+                yield each, foreign, owners
+                continue
+            if not won:  # another partner wrote the shard since it was read: read it again, decide again
+                foreign, owners = claim(store, bucket, each.shard, each.hashes, partner, None)
+            yield each, foreign, owners
+            break
+    for each, foreign, owners, _wrote in decided:  # after the last write: none of these wrote
+        yield each, foreign, owners
 
 
 def _split(owners: Owners, hashes: np.ndarray, partner: str) -> tuple[np.ndarray, np.ndarray]:

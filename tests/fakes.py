@@ -494,8 +494,9 @@ class InMemoryOwnershipStore:
             self.objects[(bucket, shard.name)] = (owners.to_bytes(), uuid.uuid4().hex)
             return True
 
-    def write_many(self, bucket: str | None, writes: Sequence[tuple[Shard, Owners, str | None]]) -> list[bool]:
-        return [self.write(bucket, shard, owners, expected) for shard, owners, expected in writes]
+    def write_many(self, bucket: str | None, writes: Iterable[tuple[Shard, Owners, str | None]]) -> Iterator[bool]:
+        for shard, owners, expected in writes:
+            yield self.write(bucket, shard, owners, expected)
 
 
 #: Three partners in the generic format: strict (the default), skip_invalid, and full snapshots.

@@ -9,7 +9,7 @@ once), and a shard deleted meanwhile answers ``If-Match`` with ``404``; all thre
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from dropgate.adapters.s3_state import in_flight
@@ -67,5 +67,5 @@ class S3OwnershipStore:
             raise
         return True
 
-    def write_many(self, bucket: str | None, writes: Sequence[tuple[Shard, Owners, str | None]]) -> list[bool]:
-        return list(in_flight(lambda each: self.write(bucket, *each), writes, _IN_FLIGHT))
+    def write_many(self, bucket: str | None, writes: Iterable[tuple[Shard, Owners, str | None]]) -> Iterator[bool]:
+        return in_flight(lambda each: self.write(bucket, *each), writes, _IN_FLIGHT)

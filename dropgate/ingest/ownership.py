@@ -5,7 +5,7 @@ decides, like :mod:`dropgate.ingest.duplicates`: a record whose key another part
 ``authorization`` problem on that record (its line and record, the owner, the fix). ``strict``:
 the file is quarantined. ``skip_invalid``: those records are left out of the replay, the rest is
 published. A file that will publish then claims the keys nobody owned with conditional writes,
-eight shards' at once; a key another partner claimed in the meantime becomes a problem too.
+eight shards' in flight; a key another partner claimed in the meantime becomes a problem too.
 
 Partners whose key template carries their own id (``{partnerId}``) are not checked at all: no
 read, no write. A file claims before it publishes, so a retry after a failed publish finds the
@@ -28,6 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from dropgate.index_shards import Shard
 from dropgate.ingest.duplicates import KeyNames
 from dropgate.ingest.key_buckets import Partition
 from dropgate.ingest.outcome import Prepared
@@ -61,8 +62,6 @@ _KEEP = 16
 #: the rest are read again when claimed: a new partner's or a young map's shards cost nothing to
 #: keep, and reading all 64 twice cost a large file about half a second.
 _KEEP_ENTRIES = 1 << 20
-#: Shards claimed at once (their writes made together): what a batch holds in memory is bounded.
-_CLAIMS_AT_ONCE = 8
 _CHUNK = 1 << 16
 #: A file from this size (as stored) has its shards read while it is parsed: a thousand keys or more
 #: leave no shard untouched in practice, and a few kilobytes a product make that about a megabyte.
@@ -210,19 +209,24 @@ def _claim(
     refused: np.ndarray,
     checked: Checked,
 ) -> _Offenders:
-    """Claim the keys nobody owned, but the refused records', :data:`_CLAIMS_AT_ONCE` shards at a
-    time; returns the rows whose key another partner claimed between the check and the claim."""
+    """Claim the keys nobody owned, but the refused records'; returns the rows whose key another
+    partner claimed between the check and the claim. A shard's rows are read when its claim is
+    drawn, and dropped when its write is done: what is held is the writes in flight."""
     lost = _Offenders()
-    for start in range(0, len(to_claim), _CLAIMS_AT_ONCE):
-        batch = to_claim[start : start + _CLAIMS_AT_ONCE]
-        rows_of = [keys.by_shard.between(i, i + 1) for i in batch]
-        rows_of = [rows[~_isin(rows["record"], refused)] for rows in rows_of]
-        claims = [Claim(LAYOUT[i], rows["key"], kept.pop(i, None)) for i, rows in zip(batch, rows_of, strict=True)]
-        for rows, (taken, seen) in zip(rows_of, claim_all(store, bucket, claims, partner), strict=True):
-            checked.writes += 1
-            checked.claimed += len(_unique(rows["key"])) - len(taken)
-            if len(taken):  # another partner claimed these between our read and our write
-                lost.add(rows, _isin(rows["key"], taken), seen, seen.owners_of(rows["key"]))
+    rows_of: dict[Shard, np.ndarray] = {}
+
+    def claims() -> Iterator[Claim]:
+        for i in to_claim:
+            rows = keys.by_shard.between(i, i + 1)
+            rows = rows_of[LAYOUT[i]] = rows[~_isin(rows["record"], refused)]
+            yield Claim(LAYOUT[i], rows["key"], kept.pop(i, None))
+
+    for each, taken, seen in claim_all(store, bucket, claims(), partner):
+        rows = rows_of.pop(each.shard)
+        checked.writes += 1
+        checked.claimed += len(_unique(rows["key"])) - len(taken)
+        if len(taken):  # another partner claimed these between our read and our write
+            lost.add(rows, _isin(rows["key"], taken), seen, seen.owners_of(rows["key"]))
     return lost
 
 

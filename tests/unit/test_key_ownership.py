@@ -16,9 +16,20 @@ from dropgate.config import Settings
 from dropgate.index_shards import CELL_BITS, CELLS, Shard
 from dropgate.ingest import ownership
 from dropgate.key_index import key_hash
-from dropgate.key_ownership import LAYOUT, SHARD_CELLS, NotOwned, Owners, Stored, owner_of, shard_of, transfer
+from dropgate.key_ownership import (
+    LAYOUT,
+    SHARD_CELLS,
+    Claim,
+    NotOwned,
+    Owners,
+    Stored,
+    claim_all,
+    owner_of,
+    shard_of,
+    transfer,
+)
 from dropgate.terminal import shell_command
-from tests.fakes import Service, inventory, make_service
+from tests.fakes import InMemoryOwnershipStore, Service, inventory, make_service
 
 PARTNERS = """
 partners:
@@ -175,7 +186,7 @@ def test_a_new_partners_large_file_reads_and_writes_each_shard_once(service: Ser
 def test_a_race_lost_in_one_shard_of_a_large_claim_leaves_the_other_shards_claimed(
     service: Service, early: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The claims are written in batches: acme takes P1 between beta's check (or its early read)
+    """The claims are written eight in flight: acme takes P1 between beta's check (or its early read)
     and beta's writes; beta's write of P1's shard is refused, read again and decided again; every
     other key is beta's, and nothing of beta's is published."""
     if early:
@@ -272,3 +283,34 @@ def test_a_shard_keeps_its_owners_once_and_drops_names_that_own_nothing() -> Non
     assert again.owners_of(np.array([1, 2, 3, 4], dtype=np.uint64)).tolist() == [0, 0, 0, -1]
     assert len(LAYOUT) == CELLS // SHARD_CELLS  # every cell once, in order
     assert shard_of(b"P1") == LAYOUT[(key_hash(b"P1") >> (64 - CELL_BITS)) // SHARD_CELLS]
+
+
+def test_claims_come_back_in_order_each_once_while_writes_are_in_flight(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Twenty shards, one key each: four hold keys acme owns already (nothing to write), and beta
+    claims shard 7's key just before acme's write of it (refused, read again, decided again);
+    every claim comes back once, in order, with what another partner owns."""
+    import numpy as np
+
+    store = InMemoryOwnershipStore()
+    key = [np.array([(lo << (64 - CELL_BITS)) + 1], dtype=np.uint64) for lo in range(0, 20 * SHARD_CELLS, SHARD_CELLS)]
+    for i in (0, 3, 4, 19):
+        assert store.write(None, LAYOUT[i], Owners.empty().with_owner(key[i], "acme"), None)
+    write = store.write
+
+    def racing(bucket: str | None, shard: Shard, owners: Owners, expected: str | None) -> bool:
+        if shard == LAYOUT[7] and LAYOUT[7].name not in store.writes:
+            assert write(bucket, shard, Owners.empty().with_owner(key[7], "beta"), None)  # beta first
+        return write(bucket, shard, owners, expected)
+
+    monkeypatch.setattr(store, "write", racing)
+    store.writes.clear()
+    results = list(claim_all(store, None, [Claim(LAYOUT[i], key[i], None) for i in range(20)], "acme"))
+    assert [each.shard for each, _taken, _seen in results] == list(LAYOUT[:20])
+    assert [(LAYOUT.index(each.shard), taken.tolist()) for each, taken, _ in results if len(taken)] == [
+        (7, key[7].tolist())
+    ]
+    written = {1, 2, 5, 6, *range(8, 19)}
+    assert sorted(store.writes) == sorted([LAYOUT[7].name] + [LAYOUT[i].name for i in written])  # beta's 7
+    for i in range(20):
+        found = store.objects[(None, LAYOUT[i].name)][0]
+        assert Owners.from_bytes(found).names == (("beta",) if i == 7 else ("acme",))
