@@ -18,6 +18,27 @@ def quantities(sink: RecordingSink) -> dict[bytes, int | None]:
 
 
 # -- stale skips and changed_only -----------------------------------------------------------------
+def test_a_dry_run_counts_each_verdict_and_names_the_first_keys_of_each() -> None:
+    """What ``reprocess --dry-run`` prints: new, changed (and which fields), unchanged, stale and
+    deleted, the counts over the whole file and the first keys of each but unchanged."""
+    svc = make_service()
+    svc.ingest(svc.drop("acme/tue.xml", inventory({"A": 1, "B": 1, "C": 1, "D": 1}, day=17)))
+    svc.ingest(svc.drop("acme/thu.xml", inventory({"D": 4}, day=19)))
+    preview = svc.ingestor.dry_run(
+        svc.drop("acme/wed.xml", inventory({"A": 1, "B": 2, "C": None, "D": 3, "N": 1}, day=18)), changed_only=True
+    )
+    verdicts = preview.verdicts
+    assert verdicts is not None
+    counts = (verdicts.new, verdicts.changed, verdicts.unchanged, verdicts.stale, verdicts.deleted)
+    assert counts == (1, 2, 1, 1, 1)  # N; B and C (a delete is a change); A; D; C
+    assert verdicts.published == 3
+    assert verdicts.samples == {
+        "new": ["N"],
+        "changed": ["B: quantity", "C: (deleted)"],
+        "stale": ["D"],
+    }
+
+
 def test_an_older_file_after_a_newer_one_skips_its_stale_events_and_says_so() -> None:
     svc = make_service()
     newer = svc.ingest(svc.drop("acme/wed.xml", inventory({"A": 3, "B": 3}, day=18)))
