@@ -96,9 +96,12 @@ class EarlyRead:
     waited about half a second for its 64 reads after the parse), kept up to :data:`_KEEP_ENTRIES`
     entries in all; a shard past that is read at the check, as for a small file.
 
-    A shard read early is older at the check, which changes nothing that matters: a key another
-    partner claims meanwhile makes this file's conditional write of that shard fail, and the shard
-    is read again and decided again (:func:`dropgate.key_ownership.claim`), as for any race."""
+    A shard read early is older at the check. A key another partner claims meanwhile makes this
+    file's conditional write of that shard fail, and the shard is read again and decided again
+    (:func:`dropgate.key_ownership.claim`), as for any race. A key this partner owned and an operator
+    transfers away meanwhile is still published by this file once, as it was between a read after
+    the parse and the publish: the window is now the parse as well (a transfer is an operator's
+    act; the new owner's next file puts its state back)."""
 
     def __init__(self, store: OwnershipStore, bucket: str | None) -> None:
         self.reads = 0
