@@ -1,0 +1,170 @@
+"""How near the S3 path can come to the local rate on this machine (issue 16 asks 0.8x).
+
+The 1,000,000-product file is ingested locally and from S3 (as ``bench.state`` runs it: moto's
+server in this process, a new partner, the ledger, the stale guard and key ownership), round after
+round, and from S3 again with the S3 path's per-product work switched off inside the ingest
+process:
+
+- ``no-hashes``: every event's state hash is 1 and its field hashes 0, so the parsing workers
+  serialize it as a local run does (one ``orjson.dumps``) and only build its index row;
+- ``no-hashes-no-reports``: that, and the producer asks for no delivery report per event (no key
+  positions are kept).
+
+Those two runs publish the same events but leave an index no later file could trust: they measure
+a bound, they are not a mode of the product. If the ratio stays under the target with that work
+costing nothing, no speed-up of it can reach the target here; what remains is the state requests,
+moto's server on the same cores, and the ownership, guard and write-back stages.
+
+    python -m bench.s3_bounds --rounds 5     # about two minutes a round on the 2-core machine
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.memory import OUT, drop_file, dropgate_command, run_measured
+from bench.run import _SUMMARY, PARTITIONS, PARTNER, S3Stage, _child_env
+
+PRODUCTS = 1_000_000
+#: What each S3 variant switches off, in the order a round runs them.
+VARIANTS: dict[str, tuple[str, ...]] = {
+    "s3": (),
+    "no-hashes": ("hashes",),
+    "no-hashes-no-reports": ("hashes", "reports"),
+}
+
+
+def _without_hashes() -> None:
+    from dropgate import events
+
+    split = events.FileSerializer._split
+
+    def _split(self: events.FileSerializer, *args: Any) -> events.SplitValue:
+        hashes, self.state_hashes = self.state_hashes, False
+        try:
+            value = split(self, *args)
+        finally:
+            self.state_hashes = hashes
+        if hashes:
+            value.state, value.fields = 1, (0,) * 6
+        return value
+
+    events.FileSerializer._split = _split  # type: ignore[method-assign]
+
+
+def _without_reports() -> None:
+    from dropgate.adapters import kafka_publisher
+
+    publish = kafka_publisher.KafkaPublisher.publish
+
+    def _publish(self: kafka_publisher.KafkaPublisher, messages: Any, **options: Any) -> Any:
+        return publish(self, messages, **{**options, "positions": None})
+
+    kafka_publisher.KafkaPublisher.publish = _publish  # type: ignore[method-assign]
+
+
+def child(switched_off: list[str], argv: list[str]) -> None:
+    """The ingest process of a variant: patched (workers are forked, so they get it too), then the CLI."""
+    if "hashes" in switched_off:
+        _without_hashes()
+    if "reports" in switched_off:
+        _without_reports()
+    from dropgate.cli import main
+
+    sys.argv = ["dropgate", *argv]
+    main()
+
+
+def _run(stage: S3Stage, variant: str | None, made: Any, out_dir: Path) -> dict[str, Any]:
+    from devstack.broker import LocalBroker
+
+    with LocalBroker() as broker:
+        env = _child_env(
+            {
+                "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap,
+                "DROPGATE_TOPIC": f"bench.bounds.{variant or 'local'}.{time.time_ns()}",
+                "DROPGATE_TOPIC_PARTITIONS": str(PARTITIONS),
+            }
+        )
+        if variant is None:
+            argv = [*dropgate_command(), "ingest", str(made.path), "--partner", PARTNER]
+        else:
+            aws_env, uri = stage.prepare(made)
+            env.update(aws_env)
+            argv = [
+                sys.executable,
+                "-m",
+                "bench.s3_bounds",
+                "--child",
+                ",".join(VARIANTS[variant]),
+                "--",
+                "ingest",
+                uri,
+            ]
+        log = out_dir / "logs" / f"bounds-{variant or 'local'}-{time.strftime('%Y%m%dT%H%M%S')}"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        run = run_measured(argv, env, 600, log)
+    match = _SUMMARY.search(run.stdout)
+    ok = (
+        run.returncode == 0
+        and match is not None
+        and match["status"] == "published"
+        and int(match["events"]) == made.products
+    )
+    if not ok:
+        raise SystemExit(f"{variant or 'local'}: the ingest failed (see {log}.stderr):\n{run.stderr[-2000:]}")
+    return {"wall_s": run.seconds, "cpu_s": run.cpu_seconds}
+
+
+def measure(rounds: int, products: int, out_dir: Path) -> dict[str, list[dict[str, Any]]]:
+    made = drop_file(products, "plain", 42, out_dir)
+    stage = S3Stage()
+    runs: dict[str, list[dict[str, Any]]] = {"local": [], **{variant: [] for variant in VARIANTS}}
+    try:
+        for round_ in range(rounds):
+            for variant in (None, *VARIANTS):
+                run = _run(stage, variant, made, out_dir)
+                runs[variant or "local"].append(run)
+                print(
+                    f"round {round_ + 1}: {variant or 'local':22s} {run['wall_s']:6.2f} s, {run['cpu_s']:5.1f} CPU s",
+                    flush=True,
+                )
+    finally:
+        stage.stop()
+    return runs
+
+
+def report(runs: dict[str, list[dict[str, Any]]]) -> None:
+    local = [run["wall_s"] for run in runs["local"]]
+    print(f"\nmedians of {len(local)} rounds, {os.cpu_count()} CPUs, load average before: {os.getloadavg()[0]:.2f}")
+    for name, rows in runs.items():
+        walls = [run["wall_s"] for run in rows]
+        pairs = ", ".join(f"{lo / wall:.2f}" for lo, wall in zip(local, walls, strict=True))
+        cpu = statistics.median(run["cpu_s"] for run in rows)
+        print(
+            f"{name:22s} wall {statistics.median(walls):6.2f} s  CPU {cpu:5.1f} s"
+            f"  x the local rate {statistics.median(local) / statistics.median(walls):.3f} (round by round: {pairs})"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--products", type=int, default=PRODUCTS)
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child is not None:
+        child([part for part in args.child.split(",") if part], args.rest[1:] if args.rest[:1] == ["--"] else args.rest)
+        return
+    report(measure(args.rounds, args.products, OUT))
+
+
+if __name__ == "__main__":
+    main()
