@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 from array import array
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -106,7 +106,7 @@ class EarlyRead:
     def __init__(self, store: OwnershipStore, bucket: str | None) -> None:
         self.reads = 0
         pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dropgate-owners")
-        self._shards = pool.submit(self._read, store, bucket)
+        self._shards: Future[dict[int, Stored]] | None = pool.submit(self._read, store, bucket)
         pool.shutdown(wait=False)  # the thread ends with its reads; nothing waits for it but take()
 
     def _read(self, store: OwnershipStore, bucket: str | None) -> dict[int, Stored]:
@@ -121,9 +121,15 @@ class EarlyRead:
         return shards
 
     def take(self) -> dict[int, Stored]:
-        """The shards read (waiting for the reads); none if they failed: the check reads them itself."""
+        """The shards read (waiting for the reads); none if they failed: the check reads them itself.
+
+        Handed over, not kept: this object lives as long as the file's invocation, and the shards
+        (up to a million entries) are needed only until the check has decided."""
+        shards, self._shards = self._shards, None
+        if shards is None:
+            return {}
         try:
-            return self._shards.result()
+            return shards.result()
         except Exception as error:  # S3 unreachable, throttled: the check's own read says so, or works
             _log.warning("reading the key ownership map early failed (%s); reading it after the parse", error)
             return {}
@@ -198,8 +204,8 @@ def _touched_shards(
     missing = [i for i in touched if i not in have]
     read = zip(missing, store.read(bucket, [LAYOUT[i] for i in missing]), strict=True)
     checked.reads += len(missing)
-    for i in touched:
-        yield (i, have[i]) if i in have else next(read)
+    for i in touched:  # popped: a shard the check does not keep is let go as soon as it is decided
+        yield (i, have.pop(i)) if i in have else next(read)
 
 
 def _claim(

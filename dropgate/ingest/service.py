@@ -150,8 +150,8 @@ class Ingestor:
         if duplicate is not None:
             return duplicate
         run = self.runs.start(ref, partner=route.partner.id if route.partner else None, parser=_label(route))
-        early = ownership.read_early(self.ownership, route, meta, ref.bucket)  # while the file is parsed
         try:
+            early = ownership.read_early(self.ownership, route, meta, ref.bucket)  # while the file is parsed
             prepared = self.prepare(ref, meta=meta, read_from=copy_ref, deadline=deadline, route=route)
         except Exception as error:
             run.failed(error)

@@ -7,8 +7,12 @@ two partners claiming one key at once leave exactly one owner.
 
 from __future__ import annotations
 
+import gc
 import logging
+import weakref
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import pytest
 
@@ -243,6 +247,52 @@ def test_an_early_read_that_fails_is_done_again_after_the_parse(
         assert send(service, "acme/mon.xml", {"P1": 1, "P2": 2}).status == "published"  # type: ignore[attr-defined]
     assert (owner(service, b"P1"), owner(service, b"P2")) == ("acme", "acme")
     assert "reading the key ownership map early failed (SlowDown: reduce your request rate)" in caplog.text
+
+
+@pytest.mark.usefixtures("large")
+def test_the_shards_read_early_are_let_go_once_the_check_has_decided(service: Service) -> None:
+    """Up to a million entries of the map are read early; by the publish, nothing holds them."""
+    assert send(service, "acme/mon.xml", {f"A{i}": 1 for i in range(300)}).status == "published"  # type: ignore[attr-defined]
+    store, publisher = service.ownership, service.sink
+    reads, publish = store.read, publisher.publish
+    read: list[weakref.ref[Owners]] = []
+    alive_at_publish: list[int] = []
+
+    def recording(bucket: str | None, shards: Sequence[Shard]) -> Iterator[Stored]:
+        for stored in reads(bucket, shards):
+            read.append(weakref.ref(stored.owners))
+            yield stored
+
+    def publishing(*args: Any, **options: Any) -> Any:
+        gc.collect()
+        alive_at_publish.append(sum(shard() is not None for shard in read))
+        return publish(*args, **options)
+
+    store.read = recording  # type: ignore[method-assign]
+    publisher.publish = publishing  # type: ignore[method-assign]
+    assert send(service, "acme/tue.xml", {f"A{i}": 2 for i in range(10)}, day=17).status == "published"  # type: ignore[attr-defined]
+    assert len(read) == len(LAYOUT)  # every shard read early (and none again)
+    assert alive_at_publish == [0]
+
+
+@pytest.mark.usefixtures("large")
+def test_an_early_read_that_cannot_start_releases_the_file_for_its_retry(
+    service: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The invocation fails and the ledger records it, which releases the file: the retry works
+    instead of being answered 'in progress' until the claim expires."""
+    ref = service.drop("acme/mon.xml", inventory({"P1": 1}))
+
+    def no_thread(*args: Any, **options: Any) -> Any:
+        raise RuntimeError("can't start new thread")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(ThreadPoolExecutor, "submit", no_thread)
+        with pytest.raises(RuntimeError, match="can't start new thread"):
+            service.ingest(ref)
+    retry = service.ingest(ref)
+    assert retry.status == "published"  # type: ignore[attr-defined]
+    assert service.sink.keys == [b"P1"]
 
 
 def test_a_small_file_reads_only_the_shards_it_touches(service: Service) -> None:
