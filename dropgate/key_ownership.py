@@ -38,6 +38,7 @@ import struct
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from itertools import islice
 from typing import TYPE_CHECKING, Any, Protocol
 
 from dropgate.index_shards import CELLS, Shard
@@ -241,14 +242,14 @@ def claim_all(
     it about a second); a shard whose write lost a race is then claimed again on its own, as
     :func:`claim` would. Yields (claim, the hashes another partner owns, the shard as last seen),
     in the order of ``claims``, each as soon as its write is done: the next claims are decided
-    while earlier writes are in flight, and ``claims`` is drawn only as fast as writes finish."""
+    while earlier writes are in flight, and ``claims`` is drawn :data:`READ_AHEAD` at a time, only
+    as fast as writes finish."""
     import numpy as np
 
     decided: deque[tuple[Claim, np.ndarray, Owners, bool]] = deque()
 
     def writes() -> Iterator[tuple[Shard, Owners, str | None]]:
-        for each in claims:
-            stored = each.read if each.read is not None else next(store.read(bucket, [each.shard]))
+        for each, stored in _with_reads(store, bucket, claims):
             foreign, new = _split(stored.owners, np.unique(each.hashes), partner)
             decided.append((each, foreign, stored.owners, bool(len(new))))
             if len(new):
@@ -266,6 +267,21 @@ def claim_all(
             break
     for each, foreign, owners, _wrote in decided:  # after the last write: none of these wrote
         yield each, foreign, owners
+
+
+#: Claims whose shards are read together when the caller did not keep them (S3 reads them at once).
+READ_AHEAD = 8
+
+
+def _with_reads(store: OwnershipStore, bucket: str | None, claims: Iterable[Claim]) -> Iterator[tuple[Claim, Stored]]:
+    """Each claim with its shard: as the caller read it, else read here, :data:`READ_AHEAD` claims'
+    shards in one call (a large file over a big map reads most of its shards here: one at a time,
+    sixty reads cost it seconds)."""
+    pending = iter(claims)
+    while batch := list(islice(pending, READ_AHEAD)):
+        read = store.read(bucket, [each.shard for each in batch if each.read is None])
+        for each in batch:
+            yield each, each.read if each.read is not None else next(read)
 
 
 def _split(owners: Owners, hashes: np.ndarray, partner: str) -> tuple[np.ndarray, np.ndarray]:

@@ -295,6 +295,33 @@ def test_an_early_read_that_cannot_start_releases_the_file_for_its_retry(
     assert service.sink.keys == [b"P1"]
 
 
+@pytest.mark.usefixtures("large")
+def test_shards_not_kept_from_the_check_are_read_for_the_claims_several_at_once(
+    service: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Over the budget of entries kept from the check, the claims read their shards again: eight
+    in one call (which S3 serves at once), not one after another."""
+    assert send(service, "acme/mon.xml", {f"A{i}": 1 for i in range(3000)}).status == "published"  # type: ignore[attr-defined]
+    monkeypatch.setattr(ownership, "_KEEP_ENTRIES", 0)  # every shard holds some of acme's keys: none kept
+    products: dict[str, int | str | None] = {f"B{i}": 1 for i in range(300)}
+    touched = {shard_of(key.encode()).name for key in products}
+    store = service.ownership
+    reads = store.read
+    calls: list[list[str]] = []
+
+    def recording(bucket: str | None, shards: Sequence[Shard]) -> Iterator[Stored]:
+        calls.append([shard.name for shard in shards])
+        return reads(bucket, shards)
+
+    store.read = recording  # type: ignore[method-assign]
+    assert send(service, "beta/tue.xml", products, day=17).status == "published"  # type: ignore[attr-defined]
+    early, at_check, *for_claims = calls
+    assert len(early) == len(at_check) == len(LAYOUT)  # the early read kept none: all read at the check
+    assert [len(names) for names in for_claims] == [min(8, len(touched) - n) for n in range(0, len(touched), 8)]
+    assert sorted(name for names in for_claims for name in names) == sorted(touched)
+    assert {owner(service, key.encode()) for key in products} == {"beta"}
+
+
 def test_a_small_file_reads_only_the_shards_it_touches(service: Service) -> None:
     assert ownership.EARLY_READ_BYTES > 1000
     assert send(service, "acme/mon.xml", {"P1": 1}).status == "published"  # type: ignore[attr-defined]
