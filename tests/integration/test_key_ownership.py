@@ -22,6 +22,7 @@ from dropgate.app import build_ingestor
 from dropgate.cli import app
 from dropgate.config import Settings
 from dropgate.ingest import ownership
+from dropgate.key_ownership import LAYOUT
 from dropgate.storage import ObjectRef
 from tests.conftest import REPO, TopicProbe
 from tests.integration.test_duplicate_keys import sidecar
@@ -89,10 +90,13 @@ def test_a_strict_partner_sending_anothers_key_is_quarantined_and_the_topic_keep
 
 
 def test_a_large_file_has_the_map_read_while_it_is_parsed_and_is_checked_the_same(
-    aws: dict[str, Any], settings: Settings, topic_probe: TopicProbe
+    aws: dict[str, Any], settings: Settings, topic_probe: TopicProbe, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A file of a megabyte has the 64 shards read on a thread while its workers parse it: another
     partner's key at its end is still found, on its line."""
+    started: list[ownership.EarlyRead | None] = []
+    read_early = ownership.read_early
+    monkeypatch.setattr(ownership, "read_early", lambda *args: started.append(read_early(*args)) or started[-1])
     ingestor = build_ingestor(settings)
     ingestor.ingest(put(aws, "acme/mon.xml", inventory(16, {"P1": 1, "P2": 2})), trigger="s3")
     products: dict[str, int | None] = {f"B{i:06d}": 1 for i in range(15_000)}
@@ -104,6 +108,8 @@ def test_a_large_file_has_the_map_read_while_it_is_parsed_and_is_checked_the_sam
     assert [(p["kind"], p["line"], p["record"], p["productId"]) for p in sidecar(aws, "beta/big.xml")["problems"]] == [
         ("authorization", 15_002, 15_001, "P2")
     ]
+    early = started[-1]
+    assert early is not None and early.reads == len(LAYOUT)  # the big file's map was read early, whole
     assert state(topic_probe) == {b"P1": ("acme", 1), b"P2": ("acme", 2)}
 
 

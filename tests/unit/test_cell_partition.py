@@ -4,10 +4,13 @@ within a cell, however the rows were chunked and however many cells a block hold
 
 from __future__ import annotations
 
+from unittest import mock
+
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from dropgate import cell_partition
 from dropgate.cell_partition import BLOCK_ROWS, CellPartition, block_width
 from dropgate.index_shards import CELL_BITS, CELLS, cells_of
 
@@ -41,12 +44,15 @@ def partition_of(rows: np.ndarray, chunk: int) -> CellPartition:
     cells=st.lists(st.integers(0, CELLS - 1) | st.sampled_from([0, 1, 127, 128, CELLS - 1]), max_size=300),
     chunk=st.integers(1, 64),
     ranges=st.lists(st.tuples(st.integers(0, CELLS), st.integers(0, CELLS)), min_size=1, max_size=8),
+    block_rows=st.sampled_from([1, 2, 3, 16, BLOCK_ROWS]),
 )
 def test_any_cell_range_reads_back_as_sorting_everything_would(
-    cells: list[int], chunk: int, ranges: list[tuple[int, int]]
+    cells: list[int], chunk: int, ranges: list[tuple[int, int]], block_rows: int
 ) -> None:
+    """Small blocks too (a few rows each), so that a few hundred rows span many blocks."""
     rows = rows_in(cells)
-    part = partition_of(rows, chunk)
+    with mock.patch.object(cell_partition, "BLOCK_ROWS", block_rows):
+        part = partition_of(rows, chunk)
     try:
         for lo, hi in ranges:
             got = part.between(lo, hi)
