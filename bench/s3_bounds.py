@@ -147,9 +147,9 @@ def measure(rounds: int, products: int, out_dir: Path, *, stages: bool = False) 
     return runs
 
 
-def report(runs: dict[str, list[dict[str, Any]]]) -> None:
+def report(runs: dict[str, list[dict[str, Any]]], load_before: float) -> None:
     local = [run["wall_s"] for run in runs["local"]]
-    print(f"\nmedians of {len(local)} rounds, {os.cpu_count()} CPUs, load average before: {os.getloadavg()[0]:.2f}")
+    print(f"\nmedians of {len(local)} rounds, {os.cpu_count()} CPUs, load average before: {load_before:.2f}")
     for name, rows in runs.items():
         walls = [run["wall_s"] for run in rows]
         pairs = ", ".join(f"{lo / wall:.2f}" for lo, wall in zip(local, walls, strict=True))
@@ -188,8 +188,9 @@ def main() -> None:
         rest = args.rest[1:] if args.rest[:1] == ["--"] else args.rest
         child([part for part in args.child.split(",") if part], rest, stages=args.stages)
         return
+    load_before = os.getloadavg()[0]  # the machine's state before this run's own load
     runs = measure(args.rounds, args.products, OUT, stages=args.stages)
-    report(runs)
+    report(runs, load_before)
     if args.stages:
         report_stages(runs)
 
