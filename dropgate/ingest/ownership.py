@@ -105,6 +105,7 @@ class EarlyRead:
 
     def __init__(self, store: OwnershipStore, bucket: str | None) -> None:
         self.reads = 0
+        self._stopped = False
         pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dropgate-owners")
         self._shards: Future[dict[int, Stored]] | None = pool.submit(self._read, store, bucket)
         pool.shutdown(wait=False)  # the thread ends with its reads; nothing waits for it but take()
@@ -114,6 +115,8 @@ class EarlyRead:
         room = _KEEP_ENTRIES
         for i, stored in enumerate(store.read(bucket, LAYOUT)):
             self.reads += 1
+            if self._stopped:
+                break  # the file will not be checked; the reads in flight (up to 8 in S3) end on their own
             if len(stored.owners) > room:
                 break  # the rest is read at the check, a shard at a time
             shards[i] = stored
@@ -133,6 +136,13 @@ class EarlyRead:
         except Exception as error:  # S3 unreachable, throttled: the check's own read says so, or works
             _log.warning("reading the key ownership map early failed (%s); reading it after the parse", error)
             return {}
+
+    def stop(self) -> None:
+        """No further reads: the file failed, or the check did not need them (nothing to publish).
+        Otherwise the thread would read the rest of the map after the invocation has returned, and,
+        on Lambda, go on with it in the next one."""
+        self._stopped = True
+        self._shards = None
 
 
 def read_early(store: OwnershipStore, route: Route, meta: ObjectMeta, bucket: str | None) -> EarlyRead | None:

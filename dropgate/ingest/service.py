@@ -150,24 +150,34 @@ class Ingestor:
         if duplicate is not None:
             return duplicate
         run = self.runs.start(ref, partner=route.partner.id if route.partner else None, parser=_label(route))
+        early: ownership.EarlyRead | None = None
         try:
             early = ownership.read_early(self.ownership, route, meta, ref.bucket)  # while the file is parsed
             prepared = self.prepare(ref, meta=meta, read_from=copy_ref, deadline=deadline, route=route)
         except Exception as error:
+            if early is not None:
+                early.stop()
             run.failed(error)
-            # Record the failure, which releases the claim, so the retry can do the work.
-            partner = route.partner.id if route.partner else None
-            attempt = Attempt(
-                trigger=trigger,
-                parser=_label(route),
-                outcome="failed",
-                error=f"{type(error).__name__}: {error}",
-                seconds=time.monotonic() - started,
-            )
-            self.ledger.record(ref, bare_entry(ref, "received", partner=partner), attempt)
+            self._failed(ref, route, trigger, started, error)
             raise
         with prepared.spool, run:  # the run ends with the outcome, or fails with what the rest raises
-            return run.concluded(self._authorised(prepared, trigger, deadline, started, changed_only, early))
+            try:
+                return run.concluded(self._authorised(prepared, trigger, deadline, started, changed_only, early))
+            finally:
+                if early is not None:
+                    early.stop()  # taken by the check by now, unless the file was not checked
+
+    def _failed(self, ref: ObjectRef, route: Route, trigger: str, started: float, error: Exception) -> None:
+        """Record the failure, which releases the claim, so the retry can do the work."""
+        attempt = Attempt(
+            trigger=trigger,
+            parser=_label(route),
+            outcome="failed",
+            error=f"{type(error).__name__}: {error}",
+            seconds=time.monotonic() - started,
+        )
+        partner = route.partner.id if route.partner else None
+        self.ledger.record(ref, bare_entry(ref, "received", partner=partner), attempt)
 
     def _authorised(
         self,

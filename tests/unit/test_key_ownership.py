@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import threading
 import weakref
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -273,6 +274,44 @@ def test_the_shards_read_early_are_let_go_once_the_check_has_decided(service: Se
     assert send(service, "acme/tue.xml", {f"A{i}": 2 for i in range(10)}, day=17).status == "published"  # type: ignore[attr-defined]
     assert len(read) == len(LAYOUT)  # every shard read early (and none again)
     assert alive_at_publish == [0]
+
+
+@pytest.mark.parametrize("outcome", ["unreadable", "failed"])
+@pytest.mark.usefixtures("large")
+def test_an_early_read_stops_when_the_file_will_not_be_checked(
+    service: Service, monkeypatch: pytest.MonkeyPatch, outcome: str
+) -> None:
+    """A file that cannot be read, or whose invocation fails, is never checked: its early read stops
+    at the next shard instead of reading the whole map after the invocation has returned."""
+    store = service.ownership
+    reads = store.read
+    gate = threading.Event()  # the reads wait until the invocation has returned
+
+    def gated(bucket: str | None, shards: Sequence[Shard]) -> Iterator[Stored]:
+        for stored in reads(bucket, shards):
+            gate.wait()
+            yield stored
+
+    store.read = gated  # type: ignore[method-assign]
+    if outcome == "failed":
+        ref = service.drop("acme/mon.xml", inventory({"P1": 1}))
+        monkeypatch.setattr(service.ingestor, "prepare", _raises(ConnectionError("S3 went away")))
+        with pytest.raises(ConnectionError):
+            service.ingest(ref)
+    else:
+        assert service.ingest(service.drop("acme/mon.xml", b"<inventory><product>")).status == "quarantined"  # type: ignore[attr-defined]
+    gate.set()
+    for thread in threading.enumerate():
+        if thread.name.startswith("dropgate-owners"):
+            thread.join()
+    assert len(store.reads) == 1  # the one in flight, of the 64
+
+
+def _raises(error: Exception) -> Any:
+    def raising(*args: Any, **options: Any) -> Any:
+        raise error
+
+    return raising
 
 
 @pytest.mark.usefixtures("large")
