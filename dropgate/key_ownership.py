@@ -147,32 +147,12 @@ class Owners:
         ordered = combined[np.argsort(combined["key"], kind="stable")]
         last = np.ones(len(ordered), dtype=bool)
         last[:-1] = ordered["key"][1:] != ordered["key"][:-1]  # the later (new) entry of a key wins
-        return _compacted(ordered[last], names)
-
-    def without(self, hashes: np.ndarray, partner: str) -> Owners | None:
-        """A new shard where ``partner`` no longer owns those of ``hashes`` it owns (nobody does);
-        ``None`` if it owns none of them."""
-        import numpy as np
-
-        mine = self.position(partner)
-        if mine < 0:
-            return None
-        drop = (self.entries["owner"] == mine) & np.isin(self.entries["key"], hashes)
-        if not drop.any():
-            return None
-        return _compacted(self.entries[~drop], list(self.names))
-
-
-def _compacted(entries: np.ndarray, names: list[str]) -> Owners:
-    """A shard of these sorted entries (a new array, renumbered in place), naming only the owners
-    that still own a key in it."""
-    import numpy as np
-
-    used = sorted(set(np.unique(entries["owner"]).tolist()))
-    remap = np.zeros(len(names), dtype=np.uint16)
-    remap[used] = np.arange(len(used), dtype=np.uint16)
-    entries["owner"] = remap[entries["owner"]]
-    return Owners(entries, [names[i] for i in used])
+        kept = ordered[last]
+        used = sorted(set(np.unique(kept["owner"]).tolist()))  # drop names that own nothing any more
+        remap = np.zeros(len(names), dtype=np.uint16)
+        remap[used] = np.arange(len(used), dtype=np.uint16)
+        kept["owner"] = remap[kept["owner"]]
+        return Owners(kept, [names[i] for i in used])
 
 
 @dataclass(frozen=True, slots=True)
@@ -287,40 +267,6 @@ def claim_all(
             break
     for each, foreign, owners, _wrote in decided:  # after the last write: none of these wrote
         yield each, foreign, owners
-
-
-def release_all(
-    store: OwnershipStore, bucket: str | None, releases: Sequence[tuple[Shard, np.ndarray]], partner: str
-) -> int:
-    """Give back keys ``partner`` claimed for a file that then published nothing (it lost a race
-    for another key and is quarantined): each shard's ``hashes`` that it still owns are nobody's
-    again. The shards are read and written several at once, as the claims were; a write that loses
-    a race is read and decided again. Returns the shards written."""
-    pending, written = list(releases), 0
-    for _attempt in range(MAX_ATTEMPTS):
-        done, pending = _release_once(store, bucket, pending, partner)
-        written += done
-        if not pending:
-            return written
-    raise OwnershipBusy(f"key ownership shard {pending[0][0].name} kept changing while claims were given back")
-
-
-def _release_once(
-    store: OwnershipStore, bucket: str | None, releases: list[tuple[Shard, np.ndarray]], partner: str
-) -> tuple[int, list[tuple[Shard, np.ndarray]]]:
-    """One pass of :func:`release_all`: (shards written, the releases whose write lost a race)."""
-    tried: list[tuple[Shard, np.ndarray]] = []
-
-    def writes() -> Iterator[tuple[Shard, Owners, str | None]]:  # drawn as writes finish: memory stays flat
-        read = store.read(bucket, [shard for shard, _hashes in releases])
-        for (shard, hashes), stored in zip(releases, read, strict=True):
-            left = stored.owners.without(hashes, partner)
-            if left is not None:
-                tried.append((shard, hashes))
-                yield shard, left, stored.version
-
-    outcomes = list(store.write_many(bucket, writes()))
-    return sum(outcomes), [each for each, won in zip(tried, outcomes, strict=True) if not won]
 
 
 #: Claims whose shards are read together when the caller did not keep them (S3 reads them at once).

@@ -9,10 +9,8 @@ eight shards' in flight; a key another partner claimed in the meantime becomes a
 
 Partners whose key template carries their own id (``{partnerId}``) are not checked at all: no
 read, no write. A file claims before it publishes, so a retry after a failed publish finds the
-keys its own. A ``strict`` file that loses a race for one key (another partner claimed it between
-the check and the claim) publishes nothing, so it gives back the keys it claimed
-(:func:`~dropgate.key_ownership.release_all`); if S3 fails then, the claims stay and the log says
-so (``dropgate keys transfer`` hands such a key over).
+keys its own. (A ``strict`` file that loses a race for one key keeps the claims it already wrote
+in other shards: rare, and ``dropgate keys transfer`` hands them over.)
 
 A large file (:data:`EARLY_READ_BYTES` and more) touches every shard, so its shards are read on a
 thread while the file is parsed (:class:`EarlyRead`), and the check after the parse only decides.
@@ -45,7 +43,6 @@ from dropgate.key_ownership import (
     Stored,
     carries_partner,
     claim_all,
-    release_all,
     shard_index,
 )
 from dropgate.spool import INDEX_ROW, EventSpool
@@ -201,11 +198,9 @@ def _check(
                 room -= len(stored.owners)
     _report(prepared, found, keys, cap)
     if claim_keys and prepared.publishable:
-        lost, claimed = _claim(store, bucket, partner, keys, to_claim, kept, found.records, checked)
+        lost = _claim(store, bucket, partner, keys, to_claim, kept, found.records, checked)
         _report(prepared, lost, keys, cap)
         found.count += lost.count
-        if not prepared.publishable:  # strict, and a key was claimed by another partner meanwhile
-            _give_back(store, bucket, partner, claimed, checked)
     checked.foreign = found.count
 
 
@@ -232,13 +227,11 @@ def _claim(
     kept: dict[int, Stored],
     refused: np.ndarray,
     checked: Checked,
-) -> tuple[_Offenders, list[tuple[Shard, np.ndarray]]]:
+) -> _Offenders:
     """Claim the keys nobody owned, but the refused records'; returns the rows whose key another
-    partner claimed between the check and the claim, and the keys claimed (by shard). A shard's rows
-    are read when its claim is drawn, and dropped when its write is done: what is held is the writes
-    in flight."""
+    partner claimed between the check and the claim. A shard's rows are read when its claim is
+    drawn, and dropped when its write is done: what is held is the writes in flight."""
     lost = _Offenders()
-    claimed: list[tuple[Shard, np.ndarray]] = []
     rows_of: dict[Shard, np.ndarray] = {}
 
     def claims() -> Iterator[Claim]:
@@ -250,34 +243,10 @@ def _claim(
     for each, taken, seen in claim_all(store, bucket, claims(), partner):
         rows = rows_of.pop(each.shard)
         checked.writes += 1
-        hashes = _unique(rows["key"])
-        checked.claimed += len(hashes) - len(taken)
-        new = hashes[seen.owners_of(hashes) < 0]  # nobody's when this file's write went in
-        if len(new):
-            claimed.append((each.shard, new))
+        checked.claimed += len(_unique(rows["key"])) - len(taken)
         if len(taken):  # another partner claimed these between our read and our write
             lost.add(rows, _isin(rows["key"], taken), seen, seen.owners_of(rows["key"]))
-    return lost, claimed
-
-
-def _give_back(
-    store: OwnershipStore, bucket: str | None, partner: str, claimed: list[tuple[Shard, np.ndarray]], checked: Checked
-) -> None:
-    """The file publishes nothing after all: the keys it claimed are nobody's again, so that
-    another partner's file of them is not refused for a claim this partner never used."""
-    try:
-        checked.writes += release_all(store, bucket, claimed, partner)
-    except Exception as error:  # the file is quarantined either way; this leaves the claims, as before
-        keys = sum(len(hashes) for _shard, hashes in claimed)
-        _log.warning(
-            "could not give back the %d key(s) partner '%s' claimed for a file it did not publish (%s); "
-            "`dropgate keys transfer` hands such a key to the partner that sends it",
-            keys,
-            shown(partner),
-            error,
-        )
-    else:
-        checked.claimed = 0
+    return lost
 
 
 class _FileKeys:

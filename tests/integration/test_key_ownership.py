@@ -127,35 +127,6 @@ def test_skip_invalid_publishes_the_rest_and_leaves_the_owners_keys_alone(
     assert state(topic_probe) == {b"P1": ("acme", 1), b"P2": ("acme", 2), b"L1": ("lenient", 3)}
 
 
-def test_a_strict_file_that_loses_a_race_gives_back_the_keys_it_claimed(
-    aws: dict[str, Any], settings: Settings, topic_probe: TopicProbe, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Acme publishes P1 between beta's check and beta's claims (conditional writes in S3): beta's
-    strict file is quarantined, and the keys it had claimed are nobody's again."""
-    beta, acme = build_ingestor(settings), build_ingestor(settings)
-    write_many = beta.ownership.write_many
-    rival: list[Any] = []
-
-    def racing(bucket: str | None, writes: Any) -> Any:
-        if not rival:
-            rival.append(acme.ingest(put(aws, "acme/mon.xml", inventory(16, {"P1": 1})), trigger="s3"))
-        return write_many(bucket, writes)
-
-    monkeypatch.setattr(beta.ownership, "write_many", racing)
-    products: dict[str, int | None] = {"P1": 2, **{f"B{i}": 1 for i in range(200)}}
-    outcome = beta.ingest(put(aws, "beta/tue.xml", inventory(17, products)), trigger="s3")
-    assert (rival[0].status, outcome.status, outcome.events) == ("published", "quarantined", 0)
-    assert [(p["kind"], p["line"], p["productId"]) for p in sidecar(aws, "beta/tue.xml")["problems"]] == [
-        ("authorization", 2, "P1")
-    ]
-    for key in ("B0", "B77", "B199"):
-        nobody = runner.invoke(app, ["keys", "owner", key, "--json"])
-        assert nobody.exit_code == 3 and json.loads(nobody.stdout)["owner"] is None
-    later = beta.ingest(put(aws, "lenient/wed.xml", inventory(18, {"B7": 3})), trigger="s3")
-    assert (later.status, later.events) == ("published", 1)
-    assert state(topic_probe) == {b"P1": ("acme", 1), b"B7": ("lenient", 3)}
-
-
 def test_a_key_another_partners_template_reserves_cannot_be_made_by_a_product_id(
     aws: dict[str, Any], settings: Settings, topic_probe: TopicProbe
 ) -> None:
