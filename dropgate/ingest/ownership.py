@@ -10,7 +10,9 @@ eight shards' in flight; a key another partner claimed in the meantime becomes a
 Partners whose key template carries their own id (``{partnerId}``) are not checked at all: no
 read, no write. A file claims before it publishes, so a retry after a failed publish finds the
 keys its own. (A ``strict`` file that loses a race for one key keeps the claims it already wrote
-in other shards: rare, and ``dropgate keys transfer`` hands them over.)
+in other shards: rare, and ``dropgate keys transfer`` hands them over. They are not given back:
+the check runs outside the partner lock, so another file of the same partner may already have
+found such a key its own and published it.)
 
 A large file (:data:`EARLY_READ_BYTES` and more) touches every shard, so its shards are read on a
 thread while the file is parsed (:class:`EarlyRead`), and the check after the parse only decides.

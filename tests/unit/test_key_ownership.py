@@ -187,6 +187,34 @@ def test_a_new_partners_large_file_reads_and_writes_each_shard_once(service: Ser
     assert {owner(service, key.encode()) for key in products} == {"acme"}
 
 
+def test_a_key_claimed_by_a_file_that_lost_a_race_stays_the_partners_for_its_other_files(service: Service) -> None:
+    """Why a strict file that loses a race keeps the claims it wrote: the check runs outside the
+    partner lock, so another file of the same partner may find such a key its own and publish it.
+    Giving the claims back would leave that key nobody's with the partner's state on the topic,
+    for any partner's next file to overwrite (a give-back was tried, and reverted, for this)."""
+    store = service.ownership
+    lost_at = LAYOUT.index(shard_of(b"P1"))
+    key = next(f"K{i}" for i in range(1000) if LAYOUT.index(shard_of(f"K{i}".encode())) < lost_at)
+    write = store.write
+    raced: list[object] = []
+    armed = [True]
+
+    def racing(bucket: str | None, shard: Shard, owners: Owners, expected: str | None) -> bool:
+        if armed[0] and shard == shard_of(b"P1"):  # the first file's claims reach P1's shard
+            armed[0] = False
+            raced.append(send(service, "acme/mon.xml", {"P1": 1}))
+            raced.append(send(service, "beta/other.xml", {key: 5}))  # finds the key beta's: publishes it
+        return write(bucket, shard, owners, expected)
+
+    store.write = racing  # type: ignore[method-assign]
+    assert send(service, "beta/first.xml", {key: 1, "P1": 2}).status == "quarantined"  # type: ignore[attr-defined]
+    assert [outcome.status for outcome in raced] == ["published", "published"]  # type: ignore[attr-defined]
+    published = list(service.sink.messages)
+    assert send(service, "lenient/later.xml", {key: 9}, day=18).status == "quarantined"  # type: ignore[attr-defined]
+    assert service.sink.messages == published  # beta's state of the key stands
+    assert owner(service, key.encode()) == "beta"
+
+
 @pytest.mark.parametrize("early", [False, True], ids=["read-at-the-check", "read-while-parsed"])
 def test_a_race_lost_in_one_shard_of_a_large_claim_leaves_the_other_shards_claimed(
     service: Service, early: bool, monkeypatch: pytest.MonkeyPatch
